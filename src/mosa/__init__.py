@@ -1,0 +1,1 @@
+"""mosa: safety toolkit for diffusion language models."""

@@ -1,0 +1,7 @@
+"""`python -m mosa` is the same as the `mosa` command."""
+
+import sys
+
+from mosa.cli import main
+
+sys.exit(main())

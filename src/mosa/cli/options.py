@@ -1,0 +1,77 @@
+"""Options shared by subcommands: model loading and sampler settings, from YAML and flags.
+
+Precedence: dataclass defaults < the YAML file given with --config < flags on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from mosa.errors import MosaError
+from mosa.sampling import SamplerConfig
+
+# Sampler settings that a user sets; special ids come from the model.
+SAMPLER_FLAGS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "seed")
+SAMPLER_SWITCHES = ("logits_eos_inf", "confidence_eos_eot_inf")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="checkpoint directory or hub id (LLaDA, MMaDA, Dream, or a Llama used bidirectionally)")
+    group.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own model code to run (LLaDA, MMaDA, Dream need it)")
+    group.add_argument("--family", help="override the family detected from config.json (llada, mmada, dream, bidirectional)")
+    group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampler (defaults: docs/sampler.md; YAML via --config, flags override it)")
+    group.add_argument("--config", type=Path, help="YAML file with sampler settings (keys of SamplerConfig)")
+    fields = {f.name: f for f in dataclasses.fields(SamplerConfig)}
+    for name in SAMPLER_FLAGS:
+        kind = type(fields[name].default)
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"default {fields[name].default}")
+    for name in SAMPLER_SWITCHES:
+        group.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)
+
+
+def sampler_settings(args: argparse.Namespace) -> dict:
+    """Sampler settings from --config, then overridden by the flags the user actually gave."""
+    settings = {}
+    if args.config is not None:
+        settings.update(read_yaml_settings(args.config, allowed=SAMPLER_FLAGS + SAMPLER_SWITCHES))
+    for name in SAMPLER_FLAGS + SAMPLER_SWITCHES:
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def read_yaml_settings(path: Path, allowed: tuple[str, ...]) -> dict:
+    if not path.is_file():
+        raise MosaError(f"--config {path}: no such file")
+    try:
+        settings = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise MosaError(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(settings, dict):
+        raise MosaError(f"--config {path} must hold a mapping of settings, not {type(settings).__name__}")
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise MosaError(f"--config {path}: unknown settings {unknown}; known: {sorted(allowed)}")
+    return settings
+
+
+def parse_prefill(specs: list[str] | None) -> dict[int, str]:
+    """['40:The next step is', ...] -> {40: 'The next step is'}."""
+    prefill = {}
+    for spec in specs or []:
+        position, sep, text = spec.partition(":")
+        if not sep or not position.strip().isdigit() or not text:
+            raise MosaError(f"--prefill {spec!r} must look like POSITION:TEXT, e.g. 40:The next step is")
+        prefill[int(position)] = text
+    return prefill

@@ -1,0 +1,65 @@
+"""Shared small models. Everything here is built locally in seconds; nothing is downloaded."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from mosa.models.build import build_bidirectional_llama, build_word_tokenizer
+
+WORDS = (
+    "the a cat dog sat on mat ran fast slow red blue green one two three four five "
+    "hello world how are you what is why who sure here step next then after that we cannot answer this question"
+).split()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_word_tokenizer(WORDS)
+
+
+def tiny_llama(tokenizer, seed=0, hidden_size=32, num_layers=2, attn_implementation="sdpa"):
+    """A random bidirectional Llama with spread-out logits (large init), so argmax ties do not occur."""
+    lm = build_bidirectional_llama(
+        tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=4, seed=seed,
+        attn_implementation=attn_implementation,
+    )
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(seed)
+        for parameter in lm.module.parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return lm
+
+
+class PlainMaskPredictor(nn.Module):
+    """A user's own module: forward(input_ids, attention_mask) -> .logits and nothing else (no
+    config, no logits_to_keep), so the sampler must take its generic path."""
+
+    def __init__(self, vocab_size, seed=0, width=32):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(vocab_size, width)
+        self.position = nn.Embedding(256, width)
+        self.layer = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(width, vocab_size)
+        self.eval()
+
+    def forward(self, input_ids, attention_mask=None):
+        positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+        hidden = self.embed(input_ids) + self.position(positions)
+        padding = None if attention_mask is None else attention_mask == 0
+        hidden = self.layer(hidden, src_key_padding_mask=padding)
+        return SimpleNamespace(logits=self.head(hidden) * 3.0)
+
+
+def left_pad(rows, pad_id):
+    """List of id lists -> (input_ids, attention_mask), left padded."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids, mask
