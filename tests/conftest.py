@@ -1,5 +1,6 @@
 """Shared small models. Everything here is built locally in seconds; nothing is downloaded."""
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -7,6 +8,8 @@ import torch
 from torch import nn
 
 from mosa.models.build import build_bidirectional_llama, build_word_tokenizer
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a model hub, on any machine
 
 WORDS = (
     "the a cat dog sat on mat ran fast slow red blue green one two three four five "

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> None:
     lm, train, held_out = demo_model()
     print(f"      ready in {time.perf_counter() - start:.1f}s")
 
-    print("[2/2] sampling held-out prompts: temperature 0, low-confidence remasking, gen_length 16, "
+    print("[2/2] sampling every prompt: temperature 0, low-confidence remasking, gen_length 16, "
           "16 steps, blocks of 8")
     config = lm.sampler_config(gen_length=16, steps=16, block_length=8)
 
@@ -33,12 +33,13 @@ def run(args: argparse.Namespace) -> None:
         responses = [lm.decode_response(row) for row in output.response]
         return responses, output.commit_step, sum(r == expected for r, (_, expected) in zip(responses, pairs))
 
-    responses, commit_steps, correct = sample(held_out)
-    for (prompt, expected), response in list(zip(held_out, responses))[: args.examples]:
-        print(f"  {'ok ' if response == expected else 'err'} {prompt:<22} -> {response}")
+    seen_responses, commit_steps, seen_correct = sample(train)
+    responses, _, correct = sample(held_out)
+    for label, pairs, answers in (("seen", train, seen_responses), ("held-out", held_out, responses)):
+        for (prompt, expected), response in list(zip(pairs, answers))[: args.examples // 2]:
+            print(f"  {label:<8} {'ok ' if response == expected else 'err'} {prompt:<22} -> {response}")
     order = torch.argsort(commit_steps[0]).tolist()
     print(f"  decoding order of the first response (response position committed at step 0, 1, ...): {order}")
-    _, _, seen_correct = sample(train)
     print("exact match (a small-model demo, not a result about LLaDA):")
     print(f"  facts seen in training: {seen_correct}/{len(train)} ({100 * seen_correct / len(train):.0f}%)")
     print(f"  held-out facts:         {correct}/{len(held_out)} ({100 * correct / len(held_out):.0f}%)")
