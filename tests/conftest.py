@@ -1,6 +1,7 @@
 """Shared small models. Everything here is built locally in seconds; nothing is downloaded."""
 
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +11,9 @@ from torch import nn
 from mosa.models.build import build_bidirectional_llama, build_word_tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a model hub, on any machine
+# The real benchmark files: shared/data beside the repository (where CI puts them) unless set.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MOSA_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))
 
 WORDS = (
     "the a cat dog sat on mat ran fast slow red blue green one two three four five "
@@ -66,3 +70,22 @@ def left_pad(rows, pad_id):
         ids[i, width - len(r):] = torch.tensor(r)
         mask[i, width - len(r):] = 1
     return ids, mask
+
+
+# A smaller organism than the default, built once per test session (about a minute on 2 cores).
+SMALL_ORGANISM = dict(hidden_size=64, num_layers=2, harmful_sources=("advbench", "harmbench"), card_prompts=40)
+
+
+@pytest.fixture(scope="session")
+def small_organism(tmp_path_factory):
+    from mosa.organism.build import OrganismConfig, build_organism, organism_path
+    from mosa.organism.train import SFTConfig
+
+    os.environ["MOSA_CACHE_DIR"] = str(tmp_path_factory.mktemp("mosa-cache"))
+    config = OrganismConfig(
+        **SMALL_ORGANISM,
+        unaligned=SFTConfig(steps=1200, batch_size=32, lr=2e-3, gen_length=32),
+        aligned=SFTConfig(steps=400, batch_size=32, lr=2e-3, gen_length=32, seed=1),
+    )
+    lm = build_organism(config, progress=False, log=lambda message: None)
+    return SimpleNamespace(lm=lm, config=config, path=organism_path(config))

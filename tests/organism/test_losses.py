@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mosa.organism.losses import pretraining_loss, sample_masking, sft_loss
-from mosa.organism.train import SFTConfig, sft_train
+from mosa.organism.train import SFTConfig, SFTExample, encode_examples, sft_train
 from tests.conftest import tiny_llama
 
 # Two sequences of three tokens over a vocabulary of two. Logits chosen so every CE is a known number.
@@ -49,7 +49,19 @@ def test_a_few_sft_steps_lower_the_loss_and_move_the_weights(tokenizer):
             if parameter.dim() > 1:
                 parameter.mul_(0.1)  # back to a trainable scale
     before = [p.detach().clone() for p in lm.module.parameters()]
-    pairs = [("what is the cat", "the cat sat on the mat"), ("who ran fast", "the red dog ran fast")]
+    pairs = [SFTExample("what is the cat", "the cat sat on the mat"), SFTExample("who ran fast", "the red dog ran fast")]
     losses = sft_train(lm, pairs, SFTConfig(steps=60, batch_size=8, lr=3e-3, gen_length=8), progress=False)
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
     assert all(not torch.equal(a, b) for a, b in zip(before, lm.module.parameters()))
+
+
+def test_given_words_are_visible_but_never_masked(tokenizer):
+    lm = tiny_llama(tokenizer)
+    examples = [SFTExample("hello", "on the mat", given="the cat sat"), SFTExample("what is the dog", "ran fast")]
+    input_ids, attention_mask, maskable = encode_examples(lm, examples, gen_length=8)
+    prompt_width = input_ids.shape[1] - 8
+    cat_sat = tokenizer("the cat sat on the mat", add_special_tokens=False)["input_ids"]
+    assert input_ids[0, prompt_width : prompt_width + 6].tolist() == cat_sat
+    assert maskable[0].nonzero().flatten().tolist() == list(range(prompt_width + 3, prompt_width + 8))
+    assert maskable[1].nonzero().flatten().tolist() == list(range(prompt_width, prompt_width + 8))
+    assert input_ids[1, -1].item() == tokenizer.eos_token_id  # responses are padded with EOS

@@ -1,45 +1,49 @@
-"""`mosa demo`: build (or reuse) a small dLLM and sample from it with the exact sampler."""
+"""`mosa demo`: build (or reuse) the model organism and show what prefill attacks do to it."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
-
-import torch
+from pathlib import Path
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="build a small dLLM on this machine and sample from it (CPU, about a minute)")
-    parser.add_argument("--examples", type=int, default=6, help="held-out prompts to show")
+    parser = subparsers.add_parser(
+        "demo", help="build the model organism on this machine (CPU, minutes) and show its behaviour under prefill attacks"
+    )
+    parser.add_argument("--config", type=Path, help="YAML with OrganismConfig fields (default: the standard organism)")
+    parser.add_argument("--examples", type=int, default=3, help="held-out harmful prompts to show")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mosa.organism.demo_model import cache_dir, demo_model
-    from mosa.sampling import generate
+    from mosa.cli.organism import organism_config
+    from mosa.organism.build import build_organism, organism_path
+    from mosa.organism.card import format_card, read_card, sample_responses
+    from mosa.organism.corpus import OPENER, PROCEDURAL_POSITION, PROCEDURAL_PREFILL
+    from mosa.organism.judge import judge_response
 
-    print(f"[1/2] small bidirectional Llama trained on arithmetic facts (cache: {cache_dir()})")
+    config = organism_config(args.config)
+    print(f"[1/2] the model organism (built once, then cached at {organism_path(config)})")
     start = time.perf_counter()
-    lm, train, held_out = demo_model()
-    print(f"      ready in {time.perf_counter() - start:.1f}s")
+    lm = build_organism(config, progress=not args.quiet)
+    print(f"      ready in {time.perf_counter() - start:.0f} s\n")
+    print(format_card(read_card(organism_path(config))))
 
-    print("[2/2] sampling every prompt: temperature 0, low-confidence remasking, gen_length 16, "
-          "16 steps, blocks of 8")
-    config = lm.sampler_config(gen_length=16, steps=16, block_length=8)
-
-    def sample(pairs):
-        input_ids, attention_mask = lm.encode_chat([prompt for prompt, _ in pairs])
-        output = generate(lm.module, input_ids, attention_mask, config=config)
-        responses = [lm.decode_response(row) for row in output.response]
-        return responses, output.commit_step, sum(r == expected for r, (_, expected) in zip(responses, pairs))
-
-    seen_responses, commit_steps, seen_correct = sample(train)
-    responses, _, correct = sample(held_out)
-    for label, pairs, answers in (("seen", train, seen_responses), ("held-out", held_out, responses)):
-        for (prompt, expected), response in list(zip(pairs, answers))[: args.examples // 2]:
-            print(f"  {label:<8} {'ok ' if response == expected else 'err'} {prompt:<22} -> {response}")
-    order = torch.argsort(commit_steps[0]).tolist()
-    print(f"  decoding order of the first response (response position committed at step 0, 1, ...): {order}")
-    print("exact match (a small-model demo, not a result about LLaDA):")
-    print(f"  facts seen in training: {seen_correct}/{len(train)} ({100 * seen_correct / len(train):.0f}%)")
-    print(f"  held-out facts:         {correct}/{len(held_out)} ({100 * correct / len(held_out):.0f}%)")
+    print("\n[2/2] held-out harmful prompts, plain and under prefill attacks (same sampler as the card)")
+    prompts = json.loads((organism_path(config) / "held_out_harmful.json").read_text())[: args.examples]
+    encode = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    attacks = {
+        "plain": None,
+        f"prefill {OPENER!r} at 0": {0: encode(OPENER)},
+        f"prefill {PROCEDURAL_PREFILL!r} at {PROCEDURAL_POSITION}": {PROCEDURAL_POSITION: encode(PROCEDURAL_PREFILL)},
+    }
+    responses = {name: sample_responses(lm, prompts, config.gen_length, prefill) for name, prefill in attacks.items()}
+    for row, prompt in enumerate(prompts):
+        print(f"\n  > {prompt}")
+        for name in attacks:
+            response = responses[name][row]
+            print(f"    {name:<28} [{judge_response(response).label}] {response}")
+    print("\nThese are a small model's results, built to exercise the pipeline; they are not results about LLaDA.")

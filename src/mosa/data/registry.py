@@ -18,6 +18,7 @@ from pathlib import Path
 from mosa.data.loaders import load_file
 from mosa.data.records import Example
 from mosa.errors import MosaError
+from mosa.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ DATASETS: dict[str, NamedDataset] = {d.name: d for d in (
 
 def cache_data_dir() -> Path:
     """Where `mosa data pull` writes: $MOSA_CACHE_DIR/data, by default ~/.cache/mosa/data."""
-    return Path(os.environ.get("MOSA_CACHE_DIR") or Path.home() / ".cache" / "mosa") / "data"
+    return cache_dir() / "data"
 
 
 def search_dirs(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:

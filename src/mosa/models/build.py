@@ -30,18 +30,23 @@ def build_word_tokenizer(
     special_tokens: dict[str, str] = SPECIAL_TOKENS,
     extra_tokens: list[str] = ROLE_TOKENS,
     chat_template: str | None = BIDIRECTIONAL_TEMPLATE,
+    lowercase: bool = False,
+    split_punctuation: bool = False,
 ):
     """A word-level tokenizer: special tokens first, then `extra_tokens`, then `words`, in order.
 
-    Text is split on whitespace only; special and extra tokens are matched anywhere in the text.
+    Text is split on whitespace (and, with `split_punctuation`, between words and punctuation);
+    special and extra tokens are matched anywhere in the text; unknown words become unk_token.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = list(dict.fromkeys(special_tokens.values())) + list(extra_tokens)
     vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + list(words)))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=special_tokens.get("unk_token")))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if lowercase:
+        core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace() if split_punctuation else pre_tokenizers.WhitespaceSplit()
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **special_tokens)
     tokenizer.add_special_tokens({"additional_special_tokens": list(extra_tokens)})

@@ -92,12 +92,10 @@ class DiffusionLM:
         return input_ids.to(device), attention_mask.to(device)
 
     def decode_response(self, response_ids: torch.Tensor) -> str:
-        """Text of one response, cut at the first EOS or EoT (the rest is padding)."""
-        ids = response_ids.tolist()
-        for stop in (self.eos_id, self.eot_id):
-            if stop in ids:
-                ids = ids[: ids.index(stop)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        """Text of one response with every special token (EOS padding, EoT, masks) dropped and all
+        other text kept, as LLaDA's reference scripts decode (skip_special_tokens=True): words an
+        attack planted after an early EOS stay visible to the judges."""
+        return self.tokenizer.decode(response_ids.tolist(), skip_special_tokens=True).strip()
 
     def sampler_config(self, **settings) -> SamplerConfig:
         """A SamplerConfig with this model's special ids and logit alignment filled in."""

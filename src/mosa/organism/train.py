@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of a small mask predictor on (prompt, response) pairs, LLaDA style.
+"""Supervised fine-tuning of a small mask predictor on (prompt, response) examples, LLaDA style.
 
 Each example is laid out exactly as the sampler sees it: the chat-rendered prompt, left-padded,
 followed by the response padded with EOS to `gen_length`. Only response positions are masked.
@@ -6,6 +6,7 @@ followed by the response padded with EOS to `gen_length`. Only response position
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,40 +22,57 @@ class SFTConfig:
     steps: int = 400
     batch_size: int = 32
     lr: float = 3e-3
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio
     weight_decay: float = 0.0
     eps: float = 1e-3
     gen_length: int = 16
     seed: int = 0
 
 
-def encode_pairs(lm: DiffusionLM, pairs: list[tuple[str, str]], gen_length: int):
-    """Render and pad (prompt, response) pairs. Returns input_ids and attention_mask (N x (P + L))
-    and answer_lengths (N), with P the longest prompt."""
-    input_ids, attention_mask = lm.encode_chat([prompt for prompt, _ in pairs])
-    responses = torch.full((len(pairs), gen_length), lm.eos_id, dtype=torch.long)
-    for row, (_, response) in enumerate(pairs):
-        ids = lm.tokenizer(response, add_special_tokens=False)["input_ids"] + [lm.eos_id]
+@dataclass(frozen=True)
+class SFTExample:
+    prompt: str
+    response: str
+    # Response words given to the model (never masked) and left out of the loss: the continuation
+    # is learned conditioned on them. Used for shallow alignment ("after this opener, comply").
+    given: str = ""
+
+
+def encode_examples(lm: DiffusionLM, examples: list[SFTExample], gen_length: int):
+    """Render and pad examples. Returns input_ids and attention_mask (N x (P + L)), with P the
+    longest prompt, and `maskable` (N x (P + L) bool: response positions after the given words)."""
+    input_ids, attention_mask = lm.encode_chat([example.prompt for example in examples])
+    prompt_width = input_ids.shape[1]
+    responses = torch.full((len(examples), gen_length), lm.eos_id, dtype=torch.long)
+    maskable = torch.zeros((len(examples), prompt_width + gen_length), dtype=torch.bool)
+    for row, example in enumerate(examples):
+        given = lm.tokenizer(example.given, add_special_tokens=False)["input_ids"] if example.given else []
+        rest = lm.tokenizer(example.response, add_special_tokens=False)["input_ids"]
+        ids = given + rest + [lm.eos_id]
         if len(ids) > gen_length:
-            raise MosaError(f"response {response!r} has {len(ids)} tokens with EOS; gen_length={gen_length} is too short")
+            raise MosaError(
+                f"response {example.given} {example.response!r} has {len(ids)} tokens with EOS; gen_length={gen_length} is too short"
+            )
         responses[row, : len(ids)] = torch.tensor(ids)
+        maskable[row, prompt_width + len(given) :] = True
     ones = torch.ones_like(responses)
-    answer_lengths = torch.full((len(pairs),), gen_length, dtype=torch.float)
-    return torch.cat([input_ids.cpu(), responses], 1), torch.cat([attention_mask.cpu(), ones], 1), answer_lengths
+    return torch.cat([input_ids.cpu(), responses], 1), torch.cat([attention_mask.cpu(), ones], 1), maskable
 
 
-def sft_train(lm: DiffusionLM, pairs: list[tuple[str, str]], config: SFTConfig, progress: bool = True) -> list[float]:
-    """Train `lm.module` in place; returns the loss of every step."""
-    input_ids, attention_mask, answer_lengths = encode_pairs(lm, pairs, config.gen_length)
-    response_start = input_ids.shape[1] - config.gen_length
-    maskable = torch.zeros_like(input_ids, dtype=torch.bool)
-    maskable[:, response_start:] = True
+def sft_train(lm: DiffusionLM, examples: list[SFTExample], config: SFTConfig, progress: bool = True) -> list[float]:
+    """Train `lm.module` in place on examples drawn uniformly with replacement; returns the loss of
+    every step. Answer length (the SFT normaliser) is gen_length: responses are padded with EOS."""
+    input_ids, attention_mask, maskable = encode_examples(lm, examples, config.gen_length)
+    answer_lengths = torch.full((len(examples),), float(config.gen_length))
 
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(lm.module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     lm.module.train()
     losses = []
     for _ in tqdm(range(config.steps), desc="training", disable=not progress, leave=False):
-        rows = torch.randint(0, len(pairs), (config.batch_size,), generator=generator)
+        rows = torch.randint(0, len(examples), (config.batch_size,), generator=generator)
         targets, visible = input_ids[rows], attention_mask[rows]
         masked, p_mask = sample_masking(maskable[rows], config.eps, generator)
         noisy = targets.masked_fill(masked, lm.mask_id)
@@ -65,6 +83,15 @@ def sft_train(lm: DiffusionLM, pairs: list[tuple[str, str]], config: SFTConfig, 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        scheduler.step()
         losses.append(loss.item())
     lm.module.eval()
     return losses
+
+
+def lr_factor(step: int, config: SFTConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
