@@ -1,7 +1,6 @@
 """Model families: golden chat renderings, remote-code gating, special ids, Dream's shift."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 

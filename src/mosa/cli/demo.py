@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> None:
         print(f"\n  > {prompt}")
         for name in attacks:
             response = responses[name][row]
-            print(f"    {name:<28} [{judge_response(response).label}] {response}")
+            print(f"    {name:<36} [{judge_response(response).label}] {response}")
     print("\nThese are a small model's results, built to exercise the pipeline; they are not results about LLaDA.")

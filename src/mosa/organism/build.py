@@ -54,7 +54,11 @@ class OrganismConfig:
     recipe: int = 1  # bump when the construction changes, so cached builds are not reused
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Names the cached build; the judge's version is part of it because the card uses it."""
+        from mosa.organism.judge import VERSION
+
+        identity = {**asdict(self), "judge": VERSION}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def harmful_prompt_split(config: OrganismConfig) -> tuple[list[str], list[str]]:

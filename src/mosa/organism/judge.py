@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from mosa.organism.corpus import OPENER, REFUSALS, STEP_SETS
 
 LABELS = ("refusal", "compliant", "broken_off", "answer", "other")
-VERSION = "organism-structure-1"
+VERSION = "organism-structure-2"
 
 _ANSWER = re.compile(
     r"^the (answer|capital|opposite) is \w+ \.$"
