@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from mosa.align.objective import mosa_objective, window_offsets
 from mosa.errors import MosaError
@@ -128,6 +129,7 @@ def train_mosa(
 
     records = []
     module.train()
+    bar = tqdm(total=total_steps, initial=step, desc="mosa", disable=not progress)
     while step < total_steps and (stop_after is None or len(records) < stop_after):
         started = time.perf_counter()
         draw = random.Random(f"{config.seed}-{step}")  # every step's draws depend only on (seed, step)
@@ -155,8 +157,11 @@ def train_mosa(
         with open(metrics_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         records.append(record)
+        bar.update(1)
+        bar.set_postfix(reward=f"{record['reward']:.2f}", kl=f"{record['kl']:.3f}")
         if step % config.save_every == 0 or step == total_steps:
             save_checkpoint(output_dir, module, optimizer, step)
+    bar.close()
     module.eval()
     return records
 

@@ -1,0 +1,134 @@
+"""`mosa align`: MOSA (or Initial Alignment, `--window initial`) from a preset, a YAML file and flags.
+
+    mosa align --preset organism --output runs/mosa
+    mosa align --preset organism --window initial --output runs/initial
+    mosa align --preset paper-llada8b --output runs/llada-mosa          # on a GPU
+    mosa align --preset organism --set lr=1e-4 --set harmful_floor=-20 --output runs/x
+    mosa align ... --output runs/mosa --resume                          # after a crash or a kill
+
+Precedence: preset < --config YAML < flags (--set KEY=VALUE for any MosaConfig field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from mosa.errors import MosaError
+
+PRESETS = ("organism", "paper-llada8b")
+RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "dtype", "device", "mosa")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("align", help="align a dLLM with MOSA (or Initial Alignment) through LoRA")
+    parser.add_argument("--preset", choices=PRESETS, default="organism")
+    parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
+    parser.add_argument("--model", help="checkpoint directory or hub id; 'organism' builds or reuses the default organism")
+    parser.add_argument("--trust-remote-code", action="store_true", default=None)
+    parser.add_argument("--prompts", help="training prompts: dataset names joined by '+' (their training split), or organism-train")
+    parser.add_argument("--window", help="START:END response positions, or 'initial' (same width, starting at 0)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a MosaConfig field (YAML value)")
+    parser.add_argument("--output", type=Path, required=True, help="run directory (config, metrics.jsonl, checkpoints)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(run=run)
+
+
+def resolve_run(args: argparse.Namespace) -> dict:
+    """The run's settings: the preset, then --config, then flags."""
+    run = yaml.safe_load(resources.files("mosa.align.presets").joinpath(f"{args.preset}.yaml").read_text())
+    if args.config is not None:
+        from mosa.cli.options import read_yaml_settings
+
+        override = read_yaml_settings(args.config, allowed=RUN_KEYS)
+        run["mosa"] = {**run.get("mosa", {}), **override.pop("mosa", {})}
+        run.update(override)
+    for key in ("model", "trust_remote_code", "prompts"):
+        if getattr(args, key) is not None:
+            run[key] = getattr(args, key)
+    for assignment in args.set:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise MosaError(f"--set {assignment!r} must look like KEY=VALUE, e.g. lr=1e-4")
+        run["mosa"][key.strip()] = yaml.safe_load(value)
+    if args.window is not None:
+        run["mosa"]["window"] = parse_window(args.window, run["mosa"].get("window", (8, 24)))
+    return run
+
+
+def parse_window(text: str, mosa_window) -> list[int]:
+    """'20:60' -> [20, 60]; 'initial' -> the MOSA window's width placed at position 0."""
+    if text == "initial":
+        start, end = mosa_window
+        return [0, end - start]
+    start, sep, end = text.partition(":")
+    if not sep or not start.strip().isdigit() or not end.strip().isdigit():
+        raise MosaError(f"--window {text!r} must be START:END (e.g. 20:60) or 'initial'")
+    return [int(start), int(end)]
+
+
+def mosa_config(settings: dict):
+    from mosa.align.trainer import MosaConfig
+
+    known = {f.name for f in dataclasses.fields(MosaConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise MosaError(f"unknown MOSA settings {unknown}; known: {sorted(known)}")
+    fields = {f.name: f for f in dataclasses.fields(MosaConfig)}
+    settings = {key: coerce(key, value, str(fields[key].type)) for key, value in settings.items()}
+    return MosaConfig(**settings)
+
+
+def coerce(key: str, value, annotation: str):
+    """YAML reads 1e-4 as text and lists as lists; give each field the type MosaConfig declares."""
+    if value is None or annotation.startswith("tuple"):
+        return tuple(value) if isinstance(value, list) else value
+    for kind in (int, float):
+        if annotation.startswith(kind.__name__) or annotation.startswith(f"{kind.__name__} |"):
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                raise MosaError(f"{key}={value!r} must be {'an integer' if kind is int else 'a number'}") from None
+    return value
+
+
+def training_prompts(spec: str) -> list[str]:
+    from mosa.data import load_dataset, split_examples
+
+    if spec == "organism-train":
+        from mosa.organism.build import OrganismConfig, harmful_prompt_split
+
+        return harmful_prompt_split(OrganismConfig())[0]
+    examples = [example for name in spec.split("+") for example in load_dataset(name.strip())]
+    train, _ = split_examples(examples, eval_fraction=0.2, seed=0)
+    return [example.prompt for example in train]
+
+
+def run(args: argparse.Namespace) -> None:
+    from mosa.align.trainer import train_mosa
+    from mosa.models import load_model
+
+    settings = resolve_run(args)
+    config = mosa_config(settings.get("mosa", {}))
+    prompts = training_prompts(settings["prompts"])
+    if settings["model"] == "organism":
+        from mosa.organism.build import OrganismConfig, build_organism
+
+        lm = build_organism(OrganismConfig(), progress=not args.quiet)
+    else:
+        lm = load_model(
+            settings["model"], trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
+            dtype=settings.get("dtype", "float32"), device=settings.get("device", "cpu"),
+        )
+    print(f"align: {len(prompts)} prompts, window {list(config.window)} of {config.response_length}, beta {config.beta}, "
+          f"run directory {args.output}")
+    records = train_mosa(lm, prompts, config, args.output, resume=args.resume, progress=not args.quiet)
+    if records:
+        last = records[-1]
+        print(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
+              f"KL {last['kl']:.4f}")

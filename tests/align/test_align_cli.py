@@ -1,0 +1,62 @@
+"""`mosa align`: a run killed with SIGKILL resumes to the weights of an uninterrupted one; one-line errors."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from mosa.cli import main
+from mosa.cli.align import parse_window
+
+MOSA = str(Path(sys.executable).parent / "mosa")
+
+
+def align_command(small_organism, output):
+    settings = ["max_steps=24", "save_every=3", "batch_size=4", "lora_r=4", "lr=1e-3", "max_grad_norm=1.0"]
+    return [MOSA, "align", "--model", str(small_organism.path), "--prompts", "advbench", "--output", str(output), "--quiet",
+            *[arg for setting in settings for arg in ("--set", setting)]]
+
+
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organism, tmp_path):
+    finished = subprocess.run(align_command(small_organism, tmp_path / "straight"), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(align_command(small_organism, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "latest_checkpoint").is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "checkpoint-24").exists()
+
+    subprocess.run(align_command(small_organism, killed) + ["--resume"], check=True, capture_output=True)
+    straight = load_file(tmp_path / "straight" / "checkpoint-24" / "adapter_model.safetensors")
+    resumed = load_file(killed / "checkpoint-24" / "adapter_model.safetensors")
+    assert straight.keys() == resumed.keys() and all((straight[k] == resumed[k]).all() for k in straight)
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 25))
+
+
+def test_window_initial_has_the_mosa_width_at_position_0():
+    assert parse_window("initial", [20, 60]) == [0, 40]
+    assert parse_window("8:24", [20, 60]) == [8, 24]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--window", "8-24"], "--window '8-24' must be START:END"),
+    (["--set", "speed=3"], "unknown MOSA settings ['speed']"),
+    (["--set", "lr"], "--set 'lr' must look like KEY=VALUE"),
+    (["--set", "lr=fast"], "lr='fast' must be a number"),
+    (["--window", "20:40"], "does not fit in a response of length 32"),
+])
+def test_bad_settings_are_one_line_errors(small_organism, tmp_path, capsys, extra, message):
+    argv = ["align", "--model", str(small_organism.path), "--prompts", "advbench", "--output", str(tmp_path / "run"), "--quiet"]
+    assert main(argv + extra) == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
