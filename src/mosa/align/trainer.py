@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -63,7 +63,6 @@ class MosaConfig:
     harmful_sentences: tuple[str, ...] = DEFAULT_HARMFUL
     save_every: int = 50
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # free-form notes recorded with the run
 
 
 def attach_lora(lm: DiffusionLM, config: MosaConfig) -> None:
