@@ -40,6 +40,7 @@ def test_a_few_steps_raise_the_reward_and_move_only_the_adapter(small_organism, 
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in lm.module.named_parameters() if "lora_B" in n)
     assert moved and (tmp_path / "run" / "checkpoint-6" / "adapter_model.safetensors").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
+    assert (tmp_path / "run" / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(small_organism, prompts, tmp_path):

@@ -7,7 +7,7 @@ same model with its adapter switched off (no second copy of the weights).
 Each step: a batch of chat-rendered prompts followed by `response_length` masks goes through the
 policy once (and through the reference, without gradients); one safe and one harmful sentence
 are drawn; the objective's batch mean is maximised. The run directory holds metrics.jsonl (one
-record per optimiser step) and checkpoints written atomically; `resume=True` continues from the
+record per optimiser step), reward_curve.png and checkpoints written atomically; `resume=True` continues from the
 last checkpoint and ends with the same weights as an uninterrupted run.
 """
 
@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mosa.align.objective import mosa_objective, window_offsets
+from mosa.align.plots import plot_metrics
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 
@@ -162,6 +163,8 @@ def train_mosa(
             save_checkpoint(output_dir, module, optimizer, step)
     bar.close()
     module.eval()
+    plot_metrics(metrics_path, output_dir / "reward_curve.png",
+                 title=f"MOSA, window {list(config.window)} of {config.response_length}, beta {config.beta}")
     return records
 
 
