@@ -17,7 +17,8 @@ MOSA = str(Path(sys.executable).parent / "mosa")
 
 
 def align_command(small_organism, output):
-    settings = ["max_steps=24", "save_every=3", "batch_size=4", "lora_r=4", "lr=1e-3", "max_grad_norm=1.0"]
+    # Large steps on purpose (the run degenerates; min_coherent=0 keeps that from failing it): this test is about resume.
+    settings = ["max_steps=24", "save_every=3", "batch_size=4", "lora_r=4", "lr=1e-3", "max_grad_norm=1.0", "min_coherent=0"]
     return [MOSA, "align", "--model", str(small_organism.path), "--prompts", "advbench", "--output", str(output), "--quiet",
             *[arg for setting in settings for arg in ("--set", setting)]]
 
@@ -42,6 +43,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organ
     assert straight.keys() == resumed.keys() and all((straight[k] == resumed[k]).all() for k in straight)
     steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 25))
+    monitor = json.loads((killed / "monitor.json").read_text())
+    assert monitor["before"] is not None and monitor["after"] is not None  # the first measurement survived the kill
 
 
 def test_window_initial_has_the_mosa_width_at_position_0():

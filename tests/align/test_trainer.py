@@ -83,3 +83,19 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(small_organism, 
     with pytest.raises(MosaError, match="the loss became nan at step 2"):
         train_mosa(lm, prompts, config(max_steps=6, save_every=1), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "latest_checkpoint").read_text() == "checkpoint-2"
+
+
+def test_the_monitor_records_behaviour_and_a_degenerate_run_is_declared_failed(small_organism, prompts, tmp_path):
+    from mosa.organism.card import behaviour_monitor
+
+    monitor = behaviour_monitor(prompts, small_organism.config, prompts=8)
+    lm = load_model(small_organism.path)
+    train_mosa(lm, prompts, config(max_steps=2, min_coherent=0.0), tmp_path / "ok", progress=False, monitor=monitor)
+    report = json.loads((tmp_path / "ok" / "monitor.json").read_text())
+    assert set(report) == {"before", "after", "degenerate"} and report["degenerate"] is False
+    assert 0.0 <= report["after"]["coherent"] <= 1.0 and "refusal_plain" in report["before"]
+
+    lm = load_model(small_organism.path)
+    with pytest.raises(MosaError, match="the run degenerated"):  # no share can reach 101%
+        train_mosa(lm, prompts, config(max_steps=2, min_coherent=1.01), tmp_path / "bad", progress=False, monitor=monitor)
+    assert json.loads((tmp_path / "bad" / "monitor.json").read_text())["degenerate"] is True

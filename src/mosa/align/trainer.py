@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,6 +64,9 @@ class MosaConfig:
     safe_sentences: tuple[str, ...] = DEFAULT_SAFE
     harmful_sentences: tuple[str, ...] = DEFAULT_HARMFUL
     save_every: int = 50
+    # A run must not win by degenerating: when a monitor reports a "coherent" share below this at
+    # the end, the run is declared failed (its outputs are kept for inspection).
+    min_coherent: float = 0.9
     seed: int = 0
 
 
@@ -98,10 +102,13 @@ def train_mosa(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    monitor: Callable[[DiffusionLM], dict] | None = None,
 ) -> list[dict]:
     """Train lm (LoRA attached here) on the MOSA objective; returns the metrics of every step run.
 
     `stop_after` ends the run after that many optimiser steps (as if it were killed there).
+    `monitor`, a plain callable lm -> {name: figure}, measures behaviour before training and at
+    the end (e.g. refusal, benign utility, coherent share); both go to monitor.json.
     """
     output_dir = Path(output_dir)
     if not prompts:
@@ -127,6 +134,8 @@ def train_mosa(
     metrics_path = output_dir / "metrics.jsonl"
     keep_metrics_up_to(metrics_path, step)
 
+    if monitor is not None and not resume:  # measured once, before the first update, kept on disk
+        write_atomically(output_dir / "monitor.json", json.dumps({"before": run_monitor(monitor, lm)}, indent=2))
     records = []
     module.train()
     bar = tqdm(total=total_steps, initial=step, desc="mosa", disable=not progress)
@@ -165,7 +174,33 @@ def train_mosa(
     module.eval()
     plot_metrics(metrics_path, output_dir / "reward_curve.png",
                  title=f"MOSA, window {list(config.window)} of {config.response_length}, beta {config.beta}")
+    if monitor is not None and step == total_steps:
+        check_monitor(output_dir, run_monitor(monitor, lm), config)
     return records
+
+
+def run_monitor(monitor, lm: DiffusionLM) -> dict:
+    was_training = lm.module.training
+    lm.module.eval()
+    with torch.no_grad():
+        figures = monitor(lm)
+    lm.module.train(was_training)
+    return figures
+
+
+def check_monitor(output_dir: Path, after: dict, config: MosaConfig) -> None:
+    """Record the monitor's figures after training; a run whose outputs degenerated is a failure
+    and says so."""
+    path = output_dir / "monitor.json"
+    before = json.loads(path.read_text()).get("before") if path.is_file() else None
+    coherent = after.get("coherent")
+    failed = coherent is not None and coherent < config.min_coherent
+    write_atomically(path, json.dumps({"before": before, "after": after, "degenerate": failed}, indent=2))
+    if failed:
+        raise MosaError(
+            f"the run degenerated: {coherent:.1%} of responses are coherent after training (min_coherent "
+            f"{config.min_coherent:.0%}); its reward is not evidence of alignment. See {path}"
+        )
 
 
 def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int) -> list[str]:

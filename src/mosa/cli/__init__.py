@@ -10,6 +10,7 @@ import sys
 
 from mosa.errors import MosaError
 
+
 def build_parser() -> argparse.ArgumentParser:
     from mosa.cli import align, data, demo, generate, organism
 

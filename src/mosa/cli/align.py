@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -117,18 +118,36 @@ def run(args: argparse.Namespace) -> None:
     config = mosa_config(settings.get("mosa", {}))
     prompts = training_prompts(settings["prompts"])
     if settings["model"] == "organism":
-        from mosa.organism.build import OrganismConfig, build_organism
+        from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
         lm = build_organism(OrganismConfig(), progress=not args.quiet)
+        model_path = organism_path(OrganismConfig())
     else:
         lm = load_model(
             settings["model"], trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
             dtype=settings.get("dtype", "float32"), device=settings.get("device", "cpu"),
         )
+        model_path = Path(settings["model"])
+    monitor = organism_monitor(model_path)
+    if monitor is None:
+        print("align: no behaviour monitor for this model yet (the organism has one); degeneration is not checked")
     print(f"align: {len(prompts)} prompts, window {list(config.window)} of {config.response_length}, beta {config.beta}, "
           f"run directory {args.output}")
-    records = train_mosa(lm, prompts, config, args.output, resume=args.resume, progress=not args.quiet)
+    records = train_mosa(lm, prompts, config, args.output, resume=args.resume, progress=not args.quiet, monitor=monitor)
     if records:
         last = records[-1]
         print(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
               f"KL {last['kl']:.4f}")
+
+
+def organism_monitor(model_path: Path):
+    """The organism's behaviour monitor when the model is an organism build (it has a card)."""
+    from mosa.organism.build import OrganismConfig
+    from mosa.organism.card import behaviour_monitor, read_card
+
+    held_out = model_path / "held_out_harmful.json"
+    if not (held_out.is_file() and (model_path / "behaviour_card.json").is_file()):
+        return None
+    built_with = read_card(model_path)["build"]["config"]
+    config = OrganismConfig(gen_length=built_with["gen_length"], seed=built_with["seed"])
+    return behaviour_monitor(json.loads(held_out.read_text()), config)

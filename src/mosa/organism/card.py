@@ -91,6 +91,12 @@ def measure_card(lm: DiffusionLM, held_out_harmful: list[str], config) -> dict:
     }
 
 
+def behaviour_monitor(held_out_harmful: list[str], config, prompts: int = 40):
+    """A monitor for `mosa.align.train_mosa`: the card's figures on a fixed held-out subset."""
+    subset = held_out_harmful[:prompts]
+    return lambda lm: measure_card(lm, subset, config)["figures"]
+
+
 def format_card(card: dict) -> str:
     f, s = card["figures"], card["sampler"]
     check = lambda key: "ok" if f[key] >= card["floors"][key] else "BELOW FLOOR"  # noqa: E731
