@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -30,6 +29,7 @@ from mosa.align.objective import mosa_objective, window_offsets
 from mosa.align.plots import plot_metrics
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.paths import write_atomically
 
 # Defaults when no sentence file is given. Safe sentences end with EOS (appended by the trainer).
 DEFAULT_SAFE = (
@@ -274,9 +274,3 @@ def keep_metrics_up_to(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
     write_atomically(path, "".join(line + "\n" for line in kept))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)

