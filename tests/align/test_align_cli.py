@@ -63,3 +63,14 @@ def test_bad_settings_are_one_line_errors(small_organism, tmp_path, capsys, extr
     argv = ["align", "--model", str(small_organism.path), "--prompts", "advbench", "--output", str(tmp_path / "run"), "--quiet"]
     assert main(argv + extra) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_organism_train_prompts_come_from_the_build_being_aligned(small_organism):
+    from mosa.cli.align import training_prompts
+    from mosa.organism.build import built_config
+
+    organism = built_config(small_organism.path)
+    assert organism == small_organism.config
+    prompts = training_prompts("organism-train", organism)
+    held_out = json.loads((small_organism.path / "held_out_harmful.json").read_text())
+    assert prompts and not set(prompts) & set(held_out)

@@ -76,11 +76,10 @@ def parse_window(text: str, mosa_window) -> list[int]:
 def mosa_config(settings: dict):
     from mosa.align.trainer import MosaConfig
 
-    known = {f.name for f in dataclasses.fields(MosaConfig)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise MosaError(f"unknown MOSA settings {unknown}; known: {sorted(known)}")
     fields = {f.name: f for f in dataclasses.fields(MosaConfig)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise MosaError(f"unknown MOSA settings {unknown}; known: {sorted(fields)}")
     settings = {key: coerce(key, value, str(fields[key].type)) for key, value in settings.items()}
     return MosaConfig(**settings)
 
@@ -98,13 +97,17 @@ def coerce(key: str, value, annotation: str):
     return value
 
 
-def training_prompts(spec: str) -> list[str]:
+def training_prompts(spec: str, organism) -> list[str]:
+    """`organism-train`: the training split of the organism being aligned (`organism`, its config),
+    so that its held-out prompts stay unseen; else dataset names joined by '+', training split."""
     from mosa.data import load_dataset, split_examples
 
     if spec == "organism-train":
-        from mosa.organism.build import OrganismConfig, harmful_prompt_split
+        if organism is None:
+            raise MosaError("prompts 'organism-train' needs an organism model; name datasets instead (e.g. advbench+harmbench)")
+        from mosa.organism.build import harmful_prompt_split
 
-        return harmful_prompt_split(OrganismConfig())[0]
+        return harmful_prompt_split(organism)[0]
     examples = [example for name in spec.split("+") for example in load_dataset(name.strip())]
     train, _ = split_examples(examples, eval_fraction=0.2, seed=0)
     return [example.prompt for example in train]
@@ -116,19 +119,23 @@ def run(args: argparse.Namespace) -> None:
 
     settings = resolve_run(args)
     config = mosa_config(settings.get("mosa", {}))
-    prompts = training_prompts(settings["prompts"])
     if settings["model"] == "organism":
         from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
-        lm = build_organism(OrganismConfig(), progress=not args.quiet)
-        model_path = organism_path(OrganismConfig())
+        organism = OrganismConfig()
+        lm = build_organism(organism, progress=not args.quiet)
+        model_path = organism_path(organism)
     else:
+        from mosa.organism.build import built_config
+
+        model_path = Path(settings["model"])
+        organism = built_config(model_path) if model_path.is_dir() else None
         lm = load_model(
             settings["model"], trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
             dtype=settings.get("dtype", "float32"), device=settings.get("device", "cpu"),
         )
-        model_path = Path(settings["model"])
-    monitor = organism_monitor(model_path)
+    prompts = training_prompts(settings["prompts"], organism)
+    monitor = organism_monitor(organism, model_path)
     if monitor is None:
         print("align: no behaviour monitor for this model yet (the organism has one); degeneration is not checked")
     print(f"align: {len(prompts)} prompts, window {list(config.window)} of {config.response_length}, beta {config.beta}, "
@@ -140,14 +147,11 @@ def run(args: argparse.Namespace) -> None:
               f"KL {last['kl']:.4f}")
 
 
-def organism_monitor(model_path: Path):
-    """The organism's behaviour monitor when the model is an organism build (it has a card)."""
-    from mosa.organism.build import OrganismConfig
-    from mosa.organism.card import behaviour_monitor, read_card
-
-    held_out = model_path / "held_out_harmful.json"
-    if not (held_out.is_file() and (model_path / "behaviour_card.json").is_file()):
+def organism_monitor(organism, model_path: Path):
+    """The organism's behaviour monitor, on the held-out prompts of the build being aligned."""
+    if organism is None:
         return None
-    built_with = read_card(model_path)["build"]["config"]
-    config = OrganismConfig(gen_length=built_with["gen_length"], seed=built_with["seed"])
-    return behaviour_monitor(json.loads(held_out.read_text()), config)
+    from mosa.organism.card import behaviour_monitor
+
+    held_out = json.loads((model_path / "held_out_harmful.json").read_text())
+    return behaviour_monitor(held_out, organism)

@@ -24,22 +24,11 @@ def register(subparsers) -> None:
 
 def organism_config(path: Path | None):
     from mosa.organism.build import OrganismConfig
-    from mosa.organism.train import SFTConfig
 
     if path is None:
         return OrganismConfig()
-    fields = {f.name for f in dataclasses.fields(OrganismConfig)}
-    settings = read_yaml_settings(path, allowed=tuple(fields))
-    for stage in ("unaligned", "aligned"):
-        if stage in settings:
-            stage_fields = tuple(f.name for f in dataclasses.fields(SFTConfig))
-            unknown = sorted(set(settings[stage]) - set(stage_fields))
-            if unknown:
-                raise MosaError(f"--config {path}: unknown {stage} settings {unknown}; known: {sorted(stage_fields)}")
-            settings[stage] = SFTConfig(**settings[stage])
-    if "harmful_sources" in settings:
-        settings["harmful_sources"] = tuple(settings["harmful_sources"])
-    return OrganismConfig(**settings)
+    settings = read_yaml_settings(path, allowed=tuple(f.name for f in dataclasses.fields(OrganismConfig)))
+    return OrganismConfig.from_dict(settings, where=f"--config {path}")
 
 
 def run_build(args: argparse.Namespace) -> None:

@@ -23,7 +23,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from mosa.errors import MosaError
@@ -52,6 +52,25 @@ class OrganismConfig:
     card_prompts: int = 200  # held-out harmful prompts measured per card condition
     seed: int = 0
     recipe: int = 1  # bump when the construction changes, so cached builds are not reused
+
+    @classmethod
+    def from_dict(cls, settings: dict, where: str = "organism config") -> OrganismConfig:
+        """From YAML or a card's stored config: stage settings nested as mappings, lists as lists."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise MosaError(f"{where}: unknown settings {unknown}; known: {sorted(known)}")
+        settings = dict(settings)
+        stage_fields = {f.name for f in fields(SFTConfig)}
+        for stage in ("unaligned", "aligned"):
+            if isinstance(settings.get(stage), dict):
+                unknown = sorted(set(settings[stage]) - stage_fields)
+                if unknown:
+                    raise MosaError(f"{where}: unknown {stage} settings {unknown}; known: {sorted(stage_fields)}")
+                settings[stage] = SFTConfig(**settings[stage])
+        if "harmful_sources" in settings:
+            settings["harmful_sources"] = tuple(settings["harmful_sources"])
+        return cls(**settings)
 
     def key(self) -> str:
         """Names the cached build; the judge's version is part of it because the card uses it."""
@@ -104,6 +123,14 @@ def stage_examples(harmful: list[str], config: OrganismConfig, aligned: bool) ->
 
 def organism_path(config: OrganismConfig) -> Path:
     return cache_dir() / f"organism-{config.key()}"
+
+
+def built_config(path: str | Path) -> OrganismConfig | None:
+    """The config an organism build was made with (from its card), or None for any other model."""
+    card = Path(path) / CARD_FILE
+    if not card.is_file():
+        return None
+    return OrganismConfig.from_dict(json.loads(card.read_text())["build"]["config"], where=str(card))
 
 
 def build_organism(config: OrganismConfig, progress: bool = True, log=print) -> DiffusionLM:
