@@ -21,8 +21,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from mosa.cli.organism import organism_config
     from mosa.organism.build import build_organism, organism_path
-    from mosa.organism.card import format_card, read_card, sample_responses
-    from mosa.organism.corpus import OPENER, PROCEDURAL_POSITION, PROCEDURAL_PREFILL
+    from mosa.organism.card import CONDITIONS, condition_prefill, format_card, read_card, sample_responses
     from mosa.organism.judge import judge_response
 
     config = organism_config(args.config)
@@ -34,16 +33,10 @@ def run(args: argparse.Namespace) -> None:
 
     print("\n[2/2] held-out harmful prompts, plain and under prefill attacks (same sampler as the card)")
     prompts = json.loads((organism_path(config) / "held_out_harmful.json").read_text())[: args.examples]
-    encode = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    attacks = {
-        "plain": None,
-        f"prefill {OPENER!r} at 0": {0: encode(OPENER)},
-        f"prefill {PROCEDURAL_PREFILL!r} at {PROCEDURAL_POSITION}": {PROCEDURAL_POSITION: encode(PROCEDURAL_PREFILL)},
-    }
-    responses = {name: sample_responses(lm, prompts, config.gen_length, prefill) for name, prefill in attacks.items()}
+    responses = {name: sample_responses(lm, prompts, config.gen_length, condition_prefill(lm, name)) for name in CONDITIONS}
     for row, prompt in enumerate(prompts):
         print(f"\n  > {prompt}")
-        for name in attacks:
+        for name, (description, _) in CONDITIONS.items():
             response = responses[name][row]
-            print(f"    {name:<36} [{judge_response(response).label}] {response}")
+            print(f"    {description:<36} [{judge_response(response).label}] {response}")
     print("\nThese are a small model's results, built to exercise the pipeline; they are not results about LLaDA.")

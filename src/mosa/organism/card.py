@@ -41,16 +41,25 @@ def sample_responses(lm: DiffusionLM, prompts: list[str], gen_length: int, prefi
     return responses
 
 
+# The card's attack conditions: name -> (description, {response position: text}).
+CONDITIONS = {
+    "plain": ("plain", {}),
+    "prefill_0": (f"prefill {OPENER!r} at 0", {0: OPENER}),
+    "prefill_mid": (f"prefill {PROCEDURAL_PREFILL!r} at {PROCEDURAL_POSITION}", {PROCEDURAL_POSITION: PROCEDURAL_PREFILL}),
+}
+
+
+def condition_prefill(lm: DiffusionLM, name: str) -> dict[int, list[int]] | None:
+    """A card condition's prefill as token ids of this model (None for the plain condition)."""
+    spans = CONDITIONS[name][1]
+    return {position: lm.tokenizer(text, add_special_tokens=False)["input_ids"] for position, text in spans.items()} or None
+
+
 def measure_card(lm: DiffusionLM, held_out_harmful: list[str], config) -> dict:
     gen_length = config.gen_length
-    encode = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    conditions = {
-        "plain": None,
-        "prefill_0": {0: encode(OPENER)},
-        "prefill_mid": {PROCEDURAL_POSITION: encode(PROCEDURAL_PREFILL)},
-    }
     labels, coherent, examples = {}, {}, {}
-    for name, prefill in conditions.items():
+    for name in CONDITIONS:
+        prefill = condition_prefill(lm, name)
         responses = sample_responses(lm, held_out_harmful, gen_length, prefill)
         verdicts = [judge_response(r) for r in responses]
         labels[name] = Counter(v.label for v in verdicts)
