@@ -81,7 +81,8 @@ def small_organism(tmp_path_factory):
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
     from mosa.organism.train import SFTConfig
 
-    os.environ["MOSA_CACHE_DIR"] = str(tmp_path_factory.mktemp("mosa-cache"))
+    # MOSA_TEST_CACHE_DIR keeps the build between sessions while developing; CI builds it afresh.
+    os.environ["MOSA_CACHE_DIR"] = os.environ.get("MOSA_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("mosa-cache"))
     config = OrganismConfig(
         **SMALL_ORGANISM,
         unaligned=SFTConfig(steps=1200, batch_size=32, lr=2e-3, gen_length=32),

@@ -38,8 +38,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organ
     assert not (killed / "checkpoint-24").exists()
 
     subprocess.run(align_command(small_organism, killed) + ["--resume"], check=True, capture_output=True)
-    straight = load_file(tmp_path / "straight" / "checkpoint-24" / "adapter_model.safetensors")
-    resumed = load_file(killed / "checkpoint-24" / "adapter_model.safetensors")
+    straight = load_file(tmp_path / "straight" / "checkpoint-24" / "weights.safetensors")
+    resumed = load_file(killed / "checkpoint-24" / "weights.safetensors")
     assert straight.keys() == resumed.keys() and all((straight[k] == resumed[k]).all() for k in straight)
     steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 25))

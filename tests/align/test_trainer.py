@@ -38,7 +38,8 @@ def test_a_few_steps_raise_the_reward_and_move_only_the_adapter(small_organism, 
             original = name.replace("base_model.model.", "").replace(".base_layer", "")
             assert torch.equal(p, base[original]), name
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in lm.module.named_parameters() if "lora_B" in n)
-    assert moved and (tmp_path / "run" / "checkpoint-6" / "adapter_model.safetensors").is_file()
+    assert moved and (tmp_path / "run" / "checkpoint-6" / "weights.safetensors").is_file()
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
     assert (tmp_path / "run" / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -90,12 +91,63 @@ def test_the_monitor_records_behaviour_and_a_degenerate_run_is_declared_failed(s
 
     monitor = behaviour_monitor(prompts, small_organism.config, prompts=8)
     lm = load_model(small_organism.path)
-    train_mosa(lm, prompts, config(max_steps=2, min_coherent=0.0), tmp_path / "ok", progress=False, monitor=monitor)
+    settings = dict(max_steps=2, monitor_every=1)
+    train_mosa(lm, prompts, config(**settings, min_coherent=0.0), tmp_path / "ok", progress=False, monitor=monitor)
     report = json.loads((tmp_path / "ok" / "monitor.json").read_text())
-    assert set(report) == {"before", "after", "degenerate"} and report["degenerate"] is False
+    assert set(report) == {"before", "during", "after", "degenerate"} and report["degenerate"] is False
+    assert [entry["step"] for entry in report["during"]] == [1]
     assert 0.0 <= report["after"]["coherent"] <= 1.0 and "refusal_plain" in report["before"]
 
     lm = load_model(small_organism.path)
-    with pytest.raises(MosaError, match="the run degenerated"):  # no share can reach 101%
-        train_mosa(lm, prompts, config(max_steps=2, min_coherent=1.01), tmp_path / "bad", progress=False, monitor=monitor)
+    with pytest.raises(MosaError, match="the run degenerated: .* at step 1"):  # no share can reach 101%: stopped mid-run
+        train_mosa(lm, prompts, config(**settings, min_coherent=1.01), tmp_path / "bad", progress=False, monitor=monitor)
     assert json.loads((tmp_path / "bad" / "monitor.json").read_text())["degenerate"] is True
+
+
+def test_full_fine_tuning_moves_every_weight_against_a_frozen_copy_and_writes_a_loadable_checkpoint(small_organism, prompts, tmp_path):
+    lm = load_model(small_organism.path)
+    base = {name: p.detach().clone() for name, p in lm.module.named_parameters()}
+    records = train_mosa(lm, prompts, config(finetune="full", lr=1e-4, max_steps=3), tmp_path / "run", progress=False)
+    assert abs(records[0]["kl"]) < 1e-4 and records[-1]["kl"] > 0  # the frozen copy stays behind as the policy moves
+    moved = [name for name, p in lm.module.named_parameters() if not torch.equal(p, base[name])]
+    assert len(moved) == len(base)
+    merged = load_model(tmp_path / "run" / "merged")
+    canvas = torch.tensor([[1, 2, 3, lm.mask_id, lm.mask_id]])
+    assert torch.allclose(merged.logits(canvas), lm.logits(canvas), atol=1e-5)
+
+
+def test_save_merged_folds_the_adapter_into_a_standard_checkpoint(small_organism, prompts, tmp_path):
+    lm = load_model(small_organism.path)
+    train_mosa(lm, prompts, config(max_steps=2, save_merged=True), tmp_path / "run", progress=False)
+    canvas = torch.tensor([[1, 2, 3, lm.mask_id, lm.mask_id]])
+    merged = load_model(tmp_path / "run" / "merged")
+    assert torch.allclose(merged.logits(canvas), lm.logits(canvas), atol=1e-5)
+    assert not torch.allclose(merged.logits(canvas), load_model(small_organism.path).logits(canvas), atol=1e-3)
+
+
+def test_gradient_checkpointing_changes_memory_not_the_result(small_organism, prompts, tmp_path):
+    runs = {}
+    for checkpointing in (False, True):
+        lm = load_model(small_organism.path)
+        train_mosa(lm, prompts, config(max_steps=2, gradient_checkpointing=checkpointing), tmp_path / str(checkpointing), progress=False)
+        runs[checkpointing] = {name: p.detach().clone() for name, p in lm.module.named_parameters() if "lora_" in name}
+        assert any(getattr(part, "gradient_checkpointing", False) for part in lm.module.modules()) == checkpointing
+    assert all(torch.allclose(runs[False][name], runs[True][name], atol=1e-6) for name in runs[False])
+
+
+def test_the_benign_kl_is_logged_and_holds_benign_outputs_to_the_reference(small_organism, prompts, tmp_path):
+    from mosa.organism.corpus import utility_items
+
+    benign = [item.prompt for item in utility_items()][:24]
+    with pytest.raises(MosaError, match="benign_beta > 0 needs benign prompts"):
+        train_mosa(load_model(small_organism.path), prompts, config(benign_beta=1.0), tmp_path / "none", progress=False)
+    drift = {}
+    for benign_beta in (0.0, 5.0):
+        lm = load_model(small_organism.path)
+        records = train_mosa(lm, prompts, config(max_steps=4, benign_beta=benign_beta), tmp_path / str(benign_beta),
+                             benign_prompts=benign, progress=False)
+        assert ("kl_benign" in records[0]) == (benign_beta > 0)
+        from mosa.align.trainer import benign_kl
+        with torch.no_grad():
+            drift[benign_beta] = benign_kl(lm, lm.module, None, benign, config()).mean().item()
+    assert drift[5.0] < drift[0.0]  # the penalty keeps benign responses nearer the reference

@@ -1,35 +1,46 @@
-"""MOSA training: direct gradient ascent on the MOSA objective, with LoRA and a reference that is the
-same model with its adapter switched off (no second copy of the weights).
+"""MOSA training: direct gradient ascent on the MOSA objective, with LoRA (or full fine-tuning) and a
+reference that is the same model with its adapter switched off (no second copy of the weights).
 
     lm = load_model(...)
     metrics = train_mosa(lm, prompts, MosaConfig(window=(8, 24)), output_dir)
 
 Each step: a batch of chat-rendered prompts followed by `response_length` masks goes through the
 policy once (and through the reference, without gradients); one safe and one harmful sentence
-are drawn; the objective's batch mean is maximised. The run directory holds metrics.jsonl (one
-record per optimiser step), reward_curve.png and checkpoints written atomically; `resume=True` continues from the
-last checkpoint and ends with the same weights as an uninterrupted run.
+are drawn; the objective's batch mean is maximised. Optional (not in the paper): a KL penalty on
+benign prompts, so that the policy keeps the reference's answers where it should not refuse.
+
+Under `accelerate launch` every process takes its slice of each global batch and DDP averages the
+gradients, so N processes with batch_size B train exactly as one process with batch_size N*B.
+
+The run directory holds config.json, metrics.jsonl (one record per optimiser step), monitor.json,
+reward_curve.png and checkpoints written atomically; `resume=True` continues from the last
+checkpoint and ends with the same weights as an uninterrupted run. A finished run also writes
+`adapter/` (peft format; LoRA runs) and, with `save_merged` or full fine-tuning, `merged/`, a
+standard checkpoint with its tokenizer that `mosa.models.load_model` reads.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from mosa.align.objective import mosa_objective, window_offsets
+from mosa.align.objective import kl_divergence, mosa_objective, window_offsets
 from mosa.align.plots import plot_metrics
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
+from mosa.sampling import aligned_logits
 
 # Defaults when no sentence file is given. Safe sentences end with EOS (appended by the trainer).
 DEFAULT_SAFE = (
@@ -41,6 +52,7 @@ DEFAULT_SAFE = (
 DEFAULT_HARMFUL = ("sure , here is how .", "step 1 :", "step 2 :", "the next step is", "after that , we")
 
 CHECKPOINT_POINTER = "latest_checkpoint"
+FINETUNE_MODES = ("lora", "full")
 
 
 @dataclass
@@ -51,23 +63,41 @@ class MosaConfig:
     beta: float = 0.05
     kl_reduction: str = "sum"
     harmful_floor: float | None = None  # not in the paper; None keeps the paper's unbounded term
+    # Not in the paper: beta for a KL(policy || reference) on benign prompts (0 = off). Needs
+    # benign prompts (train_mosa's `benign_prompts`).
+    benign_beta: float = 0.0
     lr: float = 5e-5
     max_grad_norm: float = 0.01
-    batch_size: int = 4
+    batch_size: int = 4  # per process
     grad_accum: int = 1
     epochs: int = 1
     max_steps: int | None = None
+    finetune: str = "lora"  # "full" trains every weight and keeps a frozen copy as the reference
     lora_r: int = 32
     lora_alpha: int = 64
     lora_dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    gradient_checkpointing: bool = False
     safe_sentences: tuple[str, ...] = DEFAULT_SAFE
     harmful_sentences: tuple[str, ...] = DEFAULT_HARMFUL
     save_every: int = 50
-    # A run must not win by degenerating: when a monitor reports a "coherent" share below this at
-    # the end, the run is declared failed (its outputs are kept for inspection).
+    save_merged: bool = False  # LoRA runs: also write merged/, the adapter folded into the weights
+    # The behaviour monitor (when one is given) runs before training, every `monitor_every` steps
+    # (0 = only before and after) and at the end. A run must not win by degenerating: a "coherent"
+    # share below `min_coherent` stops it and declares it failed (its outputs are kept).
+    monitor_every: int = 0
     min_coherent: float = 0.9
     seed: int = 0
+
+    def validate(self) -> None:
+        if self.finetune not in FINETUNE_MODES:
+            raise MosaError(f"finetune={self.finetune!r} must be one of {FINETUNE_MODES}")
+        for name in ("batch_size", "grad_accum", "epochs", "save_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise MosaError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        for name in ("beta", "benign_beta", "lr", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise MosaError(f"{name}={getattr(self, name)!r} must be >= 0")
 
 
 def attach_lora(lm: DiffusionLM, config: MosaConfig) -> None:
@@ -81,6 +111,22 @@ def attach_lora(lm: DiffusionLM, config: MosaConfig) -> None:
     with torch.random.fork_rng():  # the adapter's initialisation depends on the seed only
         torch.manual_seed(config.seed)
         lm.module = get_peft_model(lm.module, lora)
+
+
+def enable_gradient_checkpointing(module: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass: Hugging Face models through
+    `gradient_checkpointing_enable`, LLaDA's remote code through its activation-checkpointing switch."""
+    for part in module.modules():
+        if getattr(part, "supports_gradient_checkpointing", False):
+            if hasattr(part, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+                part.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                part.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            return
+        if hasattr(part, "set_activation_checkpointing"):
+            part.set_activation_checkpointing("whole_layer")
+            return
+    raise MosaError(f"{type(module).__name__} offers no gradient checkpointing; set gradient_checkpointing: false")
 
 
 def sentence_ids(lm: DiffusionLM, sentences, with_eos: bool) -> list[torch.Tensor]:
@@ -99,146 +145,235 @@ def train_mosa(
     config: MosaConfig,
     output_dir: str | Path,
     *,
+    benign_prompts: list[str] | None = None,
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
     monitor: Callable[[DiffusionLM], dict] | None = None,
 ) -> list[dict]:
-    """Train lm (LoRA attached here) on the MOSA objective; returns the metrics of every step run.
+    """Train lm on the MOSA objective (LoRA attached here, or all weights); returns the metrics of
+    every step this process ran.
 
     `stop_after` ends the run after that many optimiser steps (as if it were killed there).
-    `monitor`, a plain callable lm -> {name: figure}, measures behaviour before training and at
-    the end (e.g. refusal, benign utility, coherent share); both go to monitor.json.
+    `monitor`, a plain callable lm -> {name: figure}, measures behaviour before training, every
+    `config.monitor_every` steps and at the end (e.g. refusal, benign utility, coherent share);
+    all go to monitor.json.
     """
+    from accelerate import Accelerator
+
     output_dir = Path(output_dir)
+    config.validate()
     if not prompts:
         raise MosaError("no training prompts; give a dataset with at least one prompt")
+    if config.benign_beta > 0 and not benign_prompts:
+        raise MosaError("benign_beta > 0 needs benign prompts (benign_prompts: a dataset, or organism-utility)")
     safe = sentence_ids(lm, config.safe_sentences, with_eos=True)
     harmful = sentence_ids(lm, config.harmful_sentences, with_eos=False)
     for ids in safe + harmful:  # refuse up front what cannot fit, not at step 500
         window_offsets(config.window, len(ids), config.response_length, config.fit)
 
-    attach_lora(lm, config)
-    module = lm.module
+    device = next(lm.module.parameters()).device
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    main = accelerator.is_main_process
+    if config.finetune == "lora":
+        attach_lora(lm, config)
+        reference = None  # the adapter switched off
+    else:
+        reference = copy.deepcopy(lm.module).requires_grad_(False).eval()  # full fine-tuning needs a frozen copy
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(lm.module)
+    module = lm.module.to(accelerator.device)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr)
-    steps_per_epoch = math.ceil(len(prompts) / (config.batch_size * config.grad_accum))
+    policy = accelerator.prepare_model(module)  # DDP under accelerate launch, the module itself otherwise
+    per_step = config.batch_size * accelerator.num_processes * config.grad_accum
+    steps_per_epoch = math.ceil(len(prompts) / per_step)
     total_steps = min(config.max_steps or steps_per_epoch * config.epochs, steps_per_epoch * config.epochs)
 
     step = 0
     if resume:
-        step = load_checkpoint(output_dir, module, optimizer)
+        step = load_checkpoint(output_dir, module, optimizer, config)
     elif output_dir.exists() and any(output_dir.iterdir()):
         raise MosaError(f"{output_dir} is not empty; pass resume (--resume) to continue it or choose a new directory")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(output_dir / "config.json", json.dumps(asdict(config), indent=2))
+    accelerator.wait_for_everyone()  # no process may create output_dir before every one has checked it
     metrics_path = output_dir / "metrics.jsonl"
-    keep_metrics_up_to(metrics_path, step)
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(output_dir / "config.json", json.dumps(asdict(config), indent=2))
+        keep_metrics_up_to(metrics_path, step)
+    monitoring = Monitoring(monitor, output_dir, config, enabled=main)
+    if not resume:
+        monitoring.measure("before", lm)
+    accelerator.wait_for_everyone()
 
-    if monitor is not None and not resume:  # measured once, before the first update, kept on disk
-        write_atomically(output_dir / "monitor.json", json.dumps({"before": run_monitor(monitor, lm)}, indent=2))
     records = []
     module.train()
-    bar = tqdm(total=total_steps, initial=step, desc="mosa", disable=not progress)
+    bar = tqdm(total=total_steps, initial=step, desc="mosa", disable=not (progress and main))
     while step < total_steps and (stop_after is None or len(records) < stop_after):
         started = time.perf_counter()
         draw = random.Random(f"{config.seed}-{step}")  # every step's draws depend only on (seed, step)
         optimizer.zero_grad()
-        totals = {"objective": 0.0, "reward": 0.0, "R_pos": 0.0, "R_neg": 0.0, "kl": 0.0}
+        totals = torch.zeros(6, device=accelerator.device)  # objective, reward, R_pos, R_neg, kl, kl_benign
         for micro in range(config.grad_accum):
-            batch = batch_prompts(prompts, config, step, micro)
+            batch = batch_prompts(prompts, config, step, micro, accelerator.num_processes, accelerator.process_index)
             safe_ids, harmful_ids = draw.choice(safe), draw.choice(harmful)
-            terms = step_terms(lm, batch, safe_ids, harmful_ids, config)
-            loss = -terms.objective.mean() / config.grad_accum
-            if not torch.isfinite(loss):
-                raise MosaError(
-                    f"the loss became {loss.item()} at step {step}; stopped. The last good checkpoint is in {output_dir} "
-                    "(resume from it with a lower lr or a harmful floor)"
-                )
-            loss.backward()
-            for name, value in (("objective", terms.objective), ("reward", terms.reward), ("R_pos", terms.safe),
-                                ("R_neg", terms.harmful), ("kl", terms.kl)):
-                totals[name] += value.mean().item() / config.grad_accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+            # Gradients are averaged across processes once per optimiser step, not per micro-batch.
+            syncing = micro == config.grad_accum - 1
+            with nullcontext() if syncing else accelerator.no_sync(policy):
+                terms = step_terms(lm, policy, reference, batch, safe_ids, harmful_ids, config)
+                objective, kl_benign = terms.objective.mean(), torch.zeros((), device=accelerator.device)
+                if config.benign_beta > 0:
+                    benign = batch_prompts(benign_prompts, config, step, micro, accelerator.num_processes, accelerator.process_index)
+                    kl_benign = benign_kl(lm, policy, reference, benign, config).mean()
+                    objective = objective - config.benign_beta * kl_benign
+                loss = -objective / config.grad_accum
+                if not torch.isfinite(loss):
+                    raise MosaError(
+                        f"the loss became {loss.item()} at step {step}; stopped. The last good checkpoint is in {output_dir} "
+                        "(resume from it with a lower lr or a harmful floor)"
+                    )
+                loss.backward()
+            values = [objective, terms.reward.mean(), terms.safe.mean(), terms.harmful.mean(), terms.kl.mean(), kl_benign]
+            totals += torch.stack([v.detach().float() for v in values]) / config.grad_accum
+        grad_norm = accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
         optimizer.step()
         step += 1
-        record = {"step": step, **{k: round(v, 6) for k, v in totals.items()}, "grad_norm": round(grad_norm.item(), 6),
-                  "lr": config.lr, "prompts_per_s": round(config.batch_size * config.grad_accum / (time.perf_counter() - started), 3)}
-        with open(metrics_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        totals = accelerator.reduce(totals, reduction="mean")  # the global batch's means
+        names = ("objective", "reward", "R_pos", "R_neg", "kl", "kl_benign")
+        record = {"step": step, **{name: round(value, 6) for name, value in zip(names, totals.tolist())}}
+        if config.benign_beta == 0:
+            del record["kl_benign"]
+        record.update(grad_norm=round(float(grad_norm), 6), lr=config.lr,
+                      prompts_per_s=round(per_step / (time.perf_counter() - started), 3))
+        if main:
+            with open(metrics_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
         records.append(record)
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.2f}", kl=f"{record['kl']:.3f}")
         if step % config.save_every == 0 or step == total_steps:
-            save_checkpoint(output_dir, module, optimizer, step)
+            if main:
+                save_checkpoint(output_dir, module, optimizer, step, config)
+            accelerator.wait_for_everyone()
+        if config.monitor_every and step % config.monitor_every == 0 and step < total_steps:
+            monitoring.measure(step, lm)
     bar.close()
     module.eval()
-    plot_metrics(metrics_path, output_dir / "reward_curve.png",
-                 title=f"MOSA, window {list(config.window)} of {config.response_length}, beta {config.beta}")
-    if monitor is not None and step == total_steps:
-        check_monitor(output_dir, run_monitor(monitor, lm), config)
+    if step == total_steps:
+        monitoring.measure("after", lm)
+        if main:
+            plot_metrics(metrics_path, output_dir / "reward_curve.png",
+                         title=f"MOSA, window {list(config.window)} of {config.response_length}, beta {config.beta}")
+            save_final_model(lm, output_dir, config)
+        accelerator.wait_for_everyone()
     return records
 
 
-def run_monitor(monitor, lm: DiffusionLM) -> dict:
-    was_training = lm.module.training
-    lm.module.eval()
-    with torch.no_grad():
-        figures = monitor(lm)
-    lm.module.train(was_training)
-    return figures
+class Monitoring:
+    """Runs the behaviour monitor on the main process and keeps monitor.json: before, during, after."""
+
+    def __init__(self, monitor, output_dir: Path, config: MosaConfig, enabled: bool):
+        self.monitor, self.path, self.config = monitor, output_dir / "monitor.json", config
+        self.enabled = enabled and monitor is not None
+
+    def measure(self, when, lm: DiffusionLM) -> None:
+        if not self.enabled:
+            return
+        was_training = lm.module.training
+        lm.module.eval()
+        with torch.no_grad():
+            figures = self.monitor(lm)
+        lm.module.train(was_training)
+        report = json.loads(self.path.read_text()) if self.path.is_file() else {"before": None, "during": []}
+        if when == "before":
+            report = {"before": figures, "during": []}
+        elif when == "after":
+            report["after"] = figures
+        else:
+            report["during"] = [entry for entry in report["during"] if entry["step"] < when] + [{"step": when, **figures}]
+        coherent = figures.get("coherent")
+        degenerate = when != "before" and coherent is not None and coherent < self.config.min_coherent
+        report["degenerate"] = degenerate
+        write_atomically(self.path, json.dumps(report, indent=2))
+        if degenerate:
+            where = "after training" if when == "after" else f"at step {when}"
+            raise MosaError(
+                f"the run degenerated: {coherent:.1%} of responses are coherent {where} (min_coherent "
+                f"{self.config.min_coherent:.0%}); its reward is not evidence of alignment. See {self.path}"
+            )
 
 
-def check_monitor(output_dir: Path, after: dict, config: MosaConfig) -> None:
-    """Record the monitor's figures after training; a run whose outputs degenerated is a failure
-    and says so."""
-    path = output_dir / "monitor.json"
-    before = json.loads(path.read_text()).get("before") if path.is_file() else None
-    coherent = after.get("coherent")
-    failed = coherent is not None and coherent < config.min_coherent
-    write_atomically(path, json.dumps({"before": before, "after": after, "degenerate": failed}, indent=2))
-    if failed:
-        raise MosaError(
-            f"the run degenerated: {coherent:.1%} of responses are coherent after training (min_coherent "
-            f"{config.min_coherent:.0%}); its reward is not evidence of alignment. See {path}"
-        )
-
-
-def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int) -> list[str]:
-    """The prompts of one micro-batch: a seeded permutation per epoch, so a resumed run sees the
-    same batches an uninterrupted one would."""
-    per_step = config.batch_size * config.grad_accum
+def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int, processes: int = 1, rank: int = 0) -> list[str]:
+    """This process's prompts for one micro-batch: a slice of the global micro-batch, taken from a
+    seeded permutation per epoch (wrapping around at its end), so that a resumed run sees the batches
+    an uninterrupted one would, and N processes see together what one process with N times the batch
+    size sees."""
+    global_batch = config.batch_size * processes
+    per_step = global_batch * config.grad_accum
     steps_per_epoch = math.ceil(len(prompts) / per_step)
     epoch, index = divmod(step, steps_per_epoch)
     order = list(range(len(prompts)))
     random.Random(f"{config.seed}-epoch-{epoch}").shuffle(order)
-    start = index * per_step + micro * config.batch_size
-    chosen = order[start : start + config.batch_size] or order[: config.batch_size]
-    return [prompts[i] for i in chosen]
+    start = index * per_step + micro * global_batch + rank * config.batch_size
+    return [prompts[order[(start + offset) % len(order)]] for offset in range(config.batch_size)]
 
 
-def step_terms(lm: DiffusionLM, prompts: list[str], safe_ids, harmful_ids, config: MosaConfig):
-    """One policy pass and one reference pass over [prompt ; response_length masks]."""
+def masked_canvas(lm: DiffusionLM, prompts: list[str], response_length: int):
+    """[chat prompt ; response_length masks] and its attention mask, B x (P + L); and P."""
     input_ids, attention_mask = lm.encode_chat(prompts)
-    prompt_length = input_ids.shape[1]
-    masks = torch.full((len(prompts), config.response_length), lm.mask_id, dtype=torch.long, device=input_ids.device)
+    masks = torch.full((len(prompts), response_length), lm.mask_id, dtype=torch.long, device=input_ids.device)
     canvas = torch.cat([input_ids, masks], dim=1)
     visible = torch.cat([attention_mask, torch.ones_like(masks)], dim=1)
-    policy_logits = lm.logits(canvas, visible)[:, prompt_length:]  # B x L x V
-    with torch.no_grad(), lm.module.disable_adapter():  # the reference: the base weights, no copy
-        reference_logits = lm.logits(canvas, visible)[:, prompt_length:]
+    return canvas, visible, input_ids.shape[1]
+
+
+def response_logits(lm: DiffusionLM, policy, reference, prompts: list[str], response_length: int):
+    """Aligned logits of the policy and of the reference over the response positions, B x L x V each."""
+    canvas, visible, prompt_length = masked_canvas(lm, prompts, response_length)
+    policy_logits = aligned_logits(policy(canvas, attention_mask=visible).logits, lm.logits_shifted)[:, prompt_length:]
+    with torch.no_grad():
+        if reference is None:  # LoRA: the reference is the base weights, with the adapter switched off
+            with lm.module.disable_adapter():
+                reference_logits = lm.logits(canvas, visible)[:, prompt_length:]
+        else:
+            reference_logits = aligned_logits(reference(canvas, attention_mask=visible).logits, lm.logits_shifted)[:, prompt_length:]
+    return policy_logits, reference_logits
+
+
+def step_terms(lm: DiffusionLM, policy, reference, prompts: list[str], safe_ids, harmful_ids, config: MosaConfig):
+    """The MOSA terms of one micro-batch: one policy pass and one reference pass."""
+    policy_logits, reference_logits = response_logits(lm, policy, reference, prompts, config.response_length)
     return mosa_objective(
         policy_logits, reference_logits, safe_ids, harmful_ids, window=tuple(config.window), beta=config.beta,
         fit=config.fit, kl_reduction=config.kl_reduction, harmful_floor=config.harmful_floor,
     )
 
 
-def save_checkpoint(output_dir: Path, module, optimizer, step: int) -> Path:
-    """Write checkpoint-STEP next to a temporary name, rename it into place, then move the pointer:
+def benign_kl(lm: DiffusionLM, policy, reference, prompts: list[str], config: MosaConfig) -> torch.Tensor:
+    """KL(policy || reference) over the response positions of benign prompts, B."""
+    policy_logits, reference_logits = response_logits(lm, policy, reference, prompts, config.response_length)
+    return kl_divergence(
+        torch.log_softmax(policy_logits.float(), -1), torch.log_softmax(reference_logits.float(), -1), config.kl_reduction
+    )
+
+
+def trainable_state(module, config: MosaConfig) -> dict[str, torch.Tensor]:
+    if config.finetune == "lora":
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(module)
+    return {name: tensor.contiguous() for name, tensor in module.state_dict().items()}
+
+
+def save_checkpoint(output_dir: Path, module, optimizer, step: int, config: MosaConfig) -> Path:
+    """Write checkpoint-STEP under a temporary name, rename it into place, then move the pointer:
     a kill at any moment leaves the previous checkpoint intact."""
+    from safetensors.torch import save_file
+
     final = output_dir / f"checkpoint-{step}"
     partial = output_dir / f".checkpoint-{step}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    module.save_pretrained(partial)  # the adapter, in peft's format
+    partial.mkdir()
+    save_file(trainable_state(module, config), partial / "weights.safetensors")
     torch.save({"step": step, "optimizer": optimizer.state_dict()}, partial / "trainer_state.pt")
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -249,18 +384,43 @@ def save_checkpoint(output_dir: Path, module, optimizer, step: int) -> Path:
     return final
 
 
-def load_checkpoint(output_dir: Path, module, optimizer) -> int:
-    from peft import set_peft_model_state_dict
+def load_checkpoint(output_dir: Path, module, optimizer, config: MosaConfig) -> int:
     from safetensors.torch import load_file
 
     name = read_pointer(output_dir)
     if name is None:
         raise MosaError(f"no checkpoint to resume in {output_dir}; start without --resume")
     checkpoint = output_dir / name
-    set_peft_model_state_dict(module, load_file(checkpoint / "adapter_model.safetensors"))
+    weights = load_file(checkpoint / "weights.safetensors", device=str(next(module.parameters()).device))
+    if config.finetune == "lora":
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(module, weights)
+    else:
+        module.load_state_dict(weights)
     state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])
+
+
+def save_final_model(lm: DiffusionLM, output_dir: Path, config: MosaConfig) -> None:
+    """adapter/ (peft format) for LoRA runs; merged/ (a standard checkpoint with its tokenizer) for full
+    fine-tuning, or for LoRA with save_merged, after which lm holds the merged weights."""
+    from mosa.models.build import save_model
+
+    def replace(name: str, write) -> None:
+        partial, final = output_dir / f".{name}.partial", output_dir / name
+        shutil.rmtree(partial, ignore_errors=True)
+        write(partial)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+
+    if config.finetune == "lora":
+        replace("adapter", lm.module.save_pretrained)
+        if not config.save_merged:
+            return
+        lm.module = lm.module.merge_and_unload()
+    replace("merged", lambda path: save_model(lm, path))
 
 
 def read_pointer(output_dir: Path) -> str | None:

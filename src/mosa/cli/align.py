@@ -5,6 +5,7 @@
     mosa align --preset paper-llada8b --output runs/llada-mosa          # on a GPU
     mosa align --preset organism --set lr=1e-4 --set harmful_floor=-20 --output runs/x
     mosa align ... --output runs/mosa --resume                          # after a crash or a kill
+    accelerate launch --multi_gpu --num_processes 2 -m mosa align --preset paper-llada8b --output runs/llada-mosa
 
 Precedence: preset < --config YAML < flags (--set KEY=VALUE for any MosaConfig field).
 """
@@ -22,7 +23,7 @@ import yaml
 from mosa.errors import MosaError
 
 PRESETS = ("organism", "paper-llada8b")
-RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "dtype", "device", "mosa")
+RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "dtype", "device", "mosa")
 
 
 def register(subparsers) -> None:
@@ -32,6 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="checkpoint directory or hub id; 'organism' builds or reuses the default organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
     parser.add_argument("--prompts", help="training prompts: dataset names joined by '+' (their training split), or organism-train")
+    parser.add_argument("--benign-prompts", dest="benign_prompts",
+                        help="prompts for the benign KL term (benign_beta > 0): dataset names joined by '+', or organism-utility")
     parser.add_argument("--window", help="START:END response positions, or 'initial' (same width, starting at 0)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a MosaConfig field (YAML value)")
     parser.add_argument("--output", type=Path, required=True, help="run directory (config, metrics.jsonl, checkpoints)")
@@ -49,7 +52,7 @@ def resolve_run(args: argparse.Namespace) -> dict:
         override = read_yaml_settings(args.config, allowed=RUN_KEYS)
         run["mosa"] = {**run.get("mosa", {}), **override.pop("mosa", {})}
         run.update(override)
-    for key in ("model", "trust_remote_code", "prompts"):
+    for key in ("model", "trust_remote_code", "prompts", "benign_prompts"):
         if getattr(args, key) is not None:
             run[key] = getattr(args, key)
     for assignment in args.set:
@@ -99,12 +102,17 @@ def coerce(key: str, value, annotation: str):
 
 def training_prompts(spec: str, organism) -> list[str]:
     """`organism-train`: the training split of the organism being aligned (`organism`, its config),
-    so that its held-out prompts stay unseen; else dataset names joined by '+', training split."""
+    so that its held-out prompts stay unseen; `organism-utility`: the organism's utility questions;
+    else dataset names joined by '+', training split."""
     from mosa.data import load_dataset, split_examples
 
-    if spec == "organism-train":
+    if spec in ("organism-train", "organism-utility"):
         if organism is None:
-            raise MosaError("prompts 'organism-train' needs an organism model; name datasets instead (e.g. advbench+harmbench)")
+            raise MosaError(f"prompts {spec!r} needs an organism model; name datasets instead (e.g. advbench+harmbench)")
+        if spec == "organism-utility":
+            from mosa.organism.corpus import utility_items
+
+            return [item.prompt for item in utility_items(organism.seed)]
         from mosa.organism.build import harmful_prompt_split
 
         return harmful_prompt_split(organism)[0]
@@ -114,11 +122,17 @@ def training_prompts(spec: str, organism) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
+    from accelerate import PartialState
+
     from mosa.align.trainer import train_mosa
     from mosa.models import load_model
 
     settings = resolve_run(args)
     config = mosa_config(settings.get("mosa", {}))
+    config.validate()
+    device = settings.get("device", "cpu")
+    process = PartialState(cpu=device == "cpu")  # under accelerate launch: this process's rank and GPU
+    say = print if process.is_main_process else (lambda *_: None)
     if settings["model"] == "organism":
         from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
@@ -132,19 +146,21 @@ def run(args: argparse.Namespace) -> None:
         organism = built_config(model_path) if model_path.is_dir() else None
         lm = load_model(
             settings["model"], trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
-            dtype=settings.get("dtype", "float32"), device=settings.get("device", "cpu"),
+            dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
         )
     prompts = training_prompts(settings["prompts"], organism)
+    benign = training_prompts(settings["benign_prompts"], organism) if settings.get("benign_prompts") else None
     monitor = organism_monitor(organism, model_path)
     if monitor is None:
-        print("align: no behaviour monitor for this model yet (the organism has one); degeneration is not checked")
-    print(f"align: {len(prompts)} prompts, window {list(config.window)} of {config.response_length}, beta {config.beta}, "
-          f"run directory {args.output}")
-    records = train_mosa(lm, prompts, config, args.output, resume=args.resume, progress=not args.quiet, monitor=monitor)
+        say("align: no behaviour monitor for this model yet (the organism has one); degeneration is not checked")
+    say(f"align: {len(prompts)} prompts on {process.num_processes} process(es), window {list(config.window)} of "
+        f"{config.response_length}, beta {config.beta}, run directory {args.output}")
+    records = train_mosa(lm, prompts, config, args.output, benign_prompts=benign, resume=args.resume,
+                         progress=not args.quiet, monitor=monitor)
     if records:
         last = records[-1]
-        print(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
-              f"KL {last['kl']:.4f}")
+        say(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
+            f"KL {last['kl']:.4f}")
 
 
 def organism_monitor(organism, model_path: Path):

@@ -1,0 +1,45 @@
+"""Two processes under `accelerate launch` (CPU, gloo) train as one process with the doubled batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+WORKER = str(Path(__file__).with_name("ddp_run.py"))
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_the_doubled_batch(small_organism, tmp_path):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(json.loads((small_organism.path / "held_out_harmful.json").read_text())[:24]))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = [sys.executable, WORKER, str(small_organism.path), str(prompts), str(tmp_path / "one"), "4"]
+    # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
+    two = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+           "--main_process_port", str(free_port()), WORKER, str(small_organism.path), str(prompts), str(tmp_path / "two"), "2"]
+    for command in (one, two):
+        finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+
+    single = load_file(tmp_path / "one" / "adapter" / "adapter_model.safetensors")
+    pair = load_file(tmp_path / "two" / "adapter" / "adapter_model.safetensors")
+    assert single.keys() == pair.keys()
+    for name in single:
+        assert (single[name] - pair[name]).abs().max() < 1e-4, name
+    assert any(tensor.abs().sum() > 0 for name, tensor in pair.items() if "lora_B" in name)  # it trained
+    metrics = [(tmp_path / run / "metrics.jsonl").read_text().splitlines() for run in ("one", "two")]
+    assert len(metrics[0]) == len(metrics[1]) == 3
+    for a, b in zip(*metrics):
+        a, b = json.loads(a), json.loads(b)
+        assert abs(a["reward"] - b["reward"]) < 1e-3 and abs(a["kl"] - b["kl"]) < 1e-4
