@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 
 from mosa.backends.base import BACKENDS, ChatBackend
@@ -32,9 +31,7 @@ def make_backend(spec) -> ChatBackend:
             raise MosaError(f"backend {spec!r} needs a type; one of: {', '.join(BACKENDS.names())}")
     else:
         raise MosaError(f"a backend is a string like openai:MODEL@URL or a mapping with a type, not {type(spec).__name__}")
-    factory = BACKENDS.get(kind)
-    _check_options(kind, factory, options)
-    return factory(**options)
+    return BACKENDS.build(kind, options, example="openai:MODEL@URL or transformers:PATH")
 
 
 def _parse_string(spec: str) -> tuple[str, dict]:
@@ -51,14 +48,3 @@ def _parse_string(spec: str) -> tuple[str, dict]:
     BACKENDS.get(kind)  # an unknown type: the error lists the known ones
     raise MosaError(f"backend {kind!r} takes no value after ':' in a string; write {kind!r} or a mapping with its options")
 
-
-def _check_options(kind: str, factory, options: dict) -> None:
-    parameters = inspect.signature(factory).parameters
-    accepted = [name for name, parameter in parameters.items() if parameter.kind is not parameter.VAR_KEYWORD]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise MosaError(f"backend {kind!r} has no option {', '.join(unknown)}; its options: {', '.join(accepted)}")
-    missing = [name for name, parameter in parameters.items()
-               if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD and name not in options]
-    if missing:
-        raise MosaError(f"backend {kind!r} needs {', '.join(missing)}; e.g. openai:MODEL@URL or transformers:PATH")

@@ -1,0 +1,51 @@
+"""What every judge gives (a `Verdict`), the labels every judge may give, and the judge registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mosa.errors import MosaError
+from mosa.registry import Registry
+
+# Labels every judge may give besides its own: an empty response and a judge answer that cannot be
+# parsed are their own categories, never counted as success or as refusal.
+EMPTY = "empty"
+UNPARSEABLE = "unparseable"
+
+
+@dataclass
+class Verdict:
+    label: str  # "refusal", "compliant", EMPTY, UNPARSEABLE, or a judge's own label
+    harmful: bool | None  # counts toward attack success; None = undecidable (EMPTY, UNPARSEABLE)
+    score: float | None = None  # a rubric's score, where the judge has one
+    detail: dict = field(default_factory=dict)  # e.g. the judge model's raw answer
+
+
+JUDGES: Registry = Registry("judge")
+
+
+def is_empty(response: str | None) -> bool:
+    return response is None or not response.strip()
+
+
+def empty_verdict() -> Verdict:
+    return Verdict(EMPTY, None)
+
+
+def check_pairs(prompts: list[str], responses: list[str]) -> None:
+    if len(prompts) != len(responses):
+        raise MosaError(f"a judge needs one prompt per response; got {len(prompts)} prompts and {len(responses)} responses")
+
+
+_EXAMPLE = '{"name": "strongreject", "backend": "openai:MODEL@URL"} (on the command line: --backend openai:MODEL@URL)'
+
+
+def make_judge(spec):
+    """A judge from a name ("keyword-gcg"), a mapping {"name": ..., **options}, or a judge object (returned as it is)."""
+    if hasattr(spec, "judge_many"):
+        return spec
+    if isinstance(spec, str):
+        return JUDGES.build(spec, {}, example=_EXAMPLE)
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return JUDGES.build(spec["name"], {key: value for key, value in spec.items() if key != "name"}, example=_EXAMPLE)
+    raise MosaError(f"a judge is a name ({', '.join(JUDGES.names())}) or a mapping with a name and options, not {spec!r}")
