@@ -8,4 +8,7 @@ from mosa.registry import Registry
 
 ATTACKS: Registry = Registry("attack")
 
+# Importing an attack's module registers it (after ATTACKS exists, which the modules import).
+from mosa.attacks import tap  # noqa: E402, F401
+
 __all__ = ["ATTACKS", "Target", "TargetResponse", "TestCase", "user_turn"]
