@@ -28,8 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from mosa.attacks import ATTACKS
-from mosa.attacks.base import Target, TestCase, user_turn
+from mosa.attacks.base import ATTACKS, Target, TestCase, user_turn
 from mosa.backends import Messages, make_backend
 from mosa.data import Example
 from mosa.errors import MosaError
