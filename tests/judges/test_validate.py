@@ -1,6 +1,7 @@
 """Validating refusal judges against human labels: exact on a hand-made file, plausible on the real one."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "does not exist; give --labels PATH" in capsys.readouterr().err
     assert main(["judge", "list"]) == 0
     assert "keyword-gcg" in capsys.readouterr().out.split()
+
+
+def test_docs_show_the_current_lists_and_their_measured_figures():
+    from mosa.judges import make_judge
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "judges.md").read_text()
+    for name in ("keyword-gcg", "keyword-long"):
+        assert make_judge(name).version in docs  # a changed list must be measured and documented again
+        result = validate_refusal_judge(name)
+        row = (f"| `{name}` | {result.rows} | {100 * result.accuracy:.1f}% | {100 * result.precision:.1f}% | "
+               f"{100 * result.recall:.1f}% | {result.true_refusal} / {result.missed_refusal} | "
+               f"{result.false_refusal} / {result.true_compliant} |")
+        assert row in docs
