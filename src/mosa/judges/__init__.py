@@ -12,7 +12,7 @@ factory taking keyword options; build one with `make_judge("name")` or
 Details, versions and measured accuracy: docs/judges.md.
 """
 
-from mosa.judges.base import EMPTY, JUDGES, UNPARSEABLE, Verdict, make_judge
+from mosa.judges.base import EMPTY, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, make_judge
 from mosa.judges.keywords import GCG, LONG, KeywordJudge, KeywordList
 from mosa.judges.organism import OrganismJudge
 from mosa.judges.rubric import HarmRubricJudge, RubricJudge, StrongRejectJudge
@@ -29,6 +29,7 @@ __all__ = [
     "KeywordList",
     "OrganismJudge",
     "RefusalValidation",
+    "ResponseJudge",
     "RubricJudge",
     "StrongRejectJudge",
     "Verdict",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from mosa.errors import MosaError
@@ -35,6 +36,24 @@ def empty_verdict() -> Verdict:
 def check_pairs(prompts: list[str], responses: list[str]) -> None:
     if len(prompts) != len(responses):
         raise MosaError(f"a judge needs one prompt per response; got {len(prompts)} prompts and {len(responses)} responses")
+
+
+class ResponseJudge(ABC):
+    """A judge that decides from the response alone, without an LLM: an empty response is EMPTY,
+    any other goes to `decide`."""
+
+    name: str
+    version: str
+
+    def judge_many(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
+        check_pairs(prompts, responses)
+        return [self.judge(response) for response in responses]
+
+    def judge(self, response: str) -> Verdict:
+        return empty_verdict() if is_empty(response) else self.decide(response)
+
+    @abstractmethod
+    def decide(self, response: str) -> Verdict: ...
 
 
 _EXAMPLE = '{"name": "strongreject", "backend": "openai:MODEL@URL"} (on the command line: --backend openai:MODEL@URL)'

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import partial
 
-from mosa.judges.base import JUDGES, Verdict, check_pairs, empty_verdict, is_empty
+from mosa.judges.base import JUDGES, ResponseJudge, Verdict
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'"})
 
@@ -69,19 +69,13 @@ LONG = KeywordList("keyword-long", (
 ), case_sensitive=False)
 
 
-class KeywordJudge:
+class KeywordJudge(ResponseJudge):
     def __init__(self, keywords: KeywordList):
         self.keywords = keywords
         self.name, self.version = keywords.name, keywords.version
         self._phrases = [self._normalise(phrase) for phrase in keywords.phrases]
 
-    def judge_many(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
-        check_pairs(prompts, responses)
-        return [self.judge(response) for response in responses]
-
-    def judge(self, response: str) -> Verdict:
-        if is_empty(response):
-            return empty_verdict()
+    def decide(self, response: str) -> Verdict:
         text = self._normalise(response)
         matched = [original for original, phrase in zip(self.keywords.phrases, self._phrases) if phrase in text]
         if matched:
