@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -40,3 +41,17 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+    def build(self, name: str, options: dict, *, example: str = ""):
+        """The entry `name` called with `options`, after checking them against its signature, so a
+        misspelt or missing option is a one-line MosaError listing the options it takes."""
+        factory = self.get(name)
+        parameters = {key: p for key, p in inspect.signature(factory).parameters.items()
+                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        unknown = sorted(set(options) - set(parameters))
+        if unknown:
+            raise MosaError(f"{self.kind} {name!r} has no option {', '.join(unknown)}; its options: {', '.join(parameters)}")
+        missing = [key for key, p in parameters.items() if p.default is p.empty and key not in options]
+        if missing:
+            raise MosaError(f"{self.kind} {name!r} needs {', '.join(missing)}" + (f"; e.g. {example}" if example else ""))
+        return factory(**options)

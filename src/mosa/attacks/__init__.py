@@ -3,9 +3,7 @@ options (from YAML) and whose `cases(behaviours, target) -> list[TestCase]` buil
 `behaviours` are `mosa.data.Example`s; `target` is the `Target` under attack (ignored by attacks that
 need no queries)."""
 
-from mosa.attacks.base import Target, TargetResponse, TestCase, user_turn
-from mosa.registry import Registry
-
-ATTACKS: Registry = Registry("attack")
+from mosa.attacks import tap  # noqa: F401  (importing an attack's module registers it)
+from mosa.attacks.base import ATTACKS, Target, TargetResponse, TestCase, user_turn
 
 __all__ = ["ATTACKS", "Target", "TargetResponse", "TestCase", "user_turn"]

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mosa.models import DiffusionLM
+from mosa.registry import Registry
 from mosa.sampling import SamplerConfig, generate
+
+ATTACKS: Registry = Registry("attack")
 
 
 @dataclass

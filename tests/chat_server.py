@@ -1,0 +1,85 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1 (an ephemeral port), for tests.
+
+    with ChatServer(lambda request: "an answer") as server:
+        backend = OpenAIChat("judge", server.url, cache=False)
+
+`reply(request)` gets the request's JSON body (with its headers under "headers") and returns the
+answer's text, or a `Reply` for a status, headers or a delay. The server records every request and
+the largest number it was answering at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    content: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering
+
+
+class ChatServer:
+    def __init__(self, reply: Callable[[dict], str | Reply]):
+        self.reply = reply
+        self.requests: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body["headers"] = dict(self.headers)
+                body["path"] = self.path
+                with server._lock:
+                    server.requests.append(body)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    answer = server.reply(body)
+                    answer = answer if isinstance(answer, Reply) else Reply(answer)
+                    time.sleep(answer.delay)
+                    payload = json.dumps({
+                        "id": "test", "object": "chat.completion", "model": body.get("model"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.content}, "finish_reason": "stop"}],
+                    } if answer.status == 200 else {"error": {"message": answer.content}}).encode()
+                    self.send_response(answer.status)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeout tests)
+                    pass
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def __enter__(self) -> ChatServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+    def prompts(self) -> list[str]:
+        """The last message of each request received, in order of arrival."""
+        return [request["messages"][-1]["content"] for request in self.requests]
