@@ -3,11 +3,11 @@
     python benchmarks/bench_align.py [--steps 40] [--model PATH]
 
 Runs the organism preset's settings for a fixed number of steps on one organism (the default
-one, built or reused from the cache, unless --model is given) and prints prompts/s, the peak
-resident memory of the process, and the parameter memory split into the base weights and the
-LoRA adapter. The reference forward pass uses the base weights with the adapter switched off, so
-the parameter memory is base + adapter, never two copies of the base: the script checks it by
-counting distinct parameter storages.
+one, built or reused from the cache, unless --model is given), with LoRA and with full
+fine-tuning side by side, and prints prompts/s and the parameter memory each holds. LoRA's
+reference forward pass uses the base weights with the adapter switched off, so its parameter
+memory is base + adapter, never two copies of the base (the script checks it by counting distinct
+parameter storages); full fine-tuning needs a frozen copy of the weights as its reference.
 """
 
 from __future__ import annotations
@@ -27,42 +27,74 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PAPER_PROMPTS, PAPER_MINUTES, PAPER_GPUS = 3000, 12, "2 x A100-40GB"
 
 
-def main() -> None:
-    from mosa.align.trainer import train_mosa
-    from mosa.cli.align import mosa_config, training_prompts
+def parameter_bytes(modules) -> tuple[int, int]:
+    """(bytes of distinct parameter storages, bytes of trainable parameters) across modules."""
+    seen, total, trainable = set(), 0, 0
+    for module in modules:
+        for parameter in module.parameters():
+            size = parameter.numel() * parameter.element_size()
+            trainable += size if parameter.requires_grad else 0
+            if parameter.untyped_storage().data_ptr() not in seen:
+                seen.add(parameter.untyped_storage().data_ptr())
+                total += size
+    return total, trainable
+
+
+def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> dict:
+    from mosa.align import trainer
+    from mosa.cli.align import mosa_config
     from mosa.models import load_model
-    from mosa.organism.build import OrganismConfig, build_organism
+
+    config = mosa_config({**preset, "finetune": mode, "max_steps": steps, "save_every": steps, "monitor_every": 0})
+    lm = load_model(path)
+    base_bytes, _ = parameter_bytes([lm.module])
+    references = []  # whatever the trainer builds as its reference, so that its memory is counted too
+    make_reference = trainer.make_reference
+    trainer.make_reference = lambda *a: references.append(make_reference(*a)) or references[-1]
+    try:
+        with tempfile.TemporaryDirectory() as run_dir:
+            start = time.perf_counter()
+            records = trainer.train_mosa(lm, prompts, config, run_dir, progress=False)
+            seconds = time.perf_counter() - start
+    finally:
+        trainer.make_reference = make_reference
+    total, trainable = parameter_bytes([lm.module, *(r for r in references if r is not None)])
+    return {"prompts_per_s": config.batch_size * len(records) / seconds, "base": base_bytes, "total": total,
+            "trainable": trainable, "steps": len(records), "batch": config.batch_size}
+
+
+def main() -> None:
+    from mosa.cli.align import training_prompts
+    from mosa.organism.build import OrganismConfig, build_organism, built_config, organism_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--model", help="an organism checkpoint directory (default: build or reuse the default organism)")
+    parser.add_argument("--model", type=Path, help="an organism checkpoint directory (default: build or reuse the default organism)")
     args = parser.parse_args()
 
-    preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())
-    config = mosa_config({**preset["mosa"], "max_steps": args.steps, "save_every": args.steps})
-    lm = load_model(args.model) if args.model else build_organism(OrganismConfig())
-    base_bytes = sum(p.numel() * p.element_size() for p in lm.module.parameters())
-    prompts = training_prompts("organism-train")
-
-    with tempfile.TemporaryDirectory() as run_dir:
-        start = time.perf_counter()
-        records = train_mosa(lm, prompts, config, run_dir, progress=False)
-        seconds = time.perf_counter() - start
-    parameters = list(lm.module.parameters())
-    adapter_bytes = sum(p.numel() * p.element_size() for p in parameters if p.requires_grad)
-    total_bytes = sum(p.numel() * p.element_size() for p in parameters)
-    storages = len({p.untyped_storage().data_ptr() for p in parameters})
+    if args.model:
+        path, organism = args.model, built_config(args.model)
+    else:
+        organism = OrganismConfig()
+        build_organism(organism)
+        path = organism_path(organism)
+    preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
+    prompts = training_prompts("organism-train", organism)
+    results = {mode: run(mode, path, prompts, preset, args.steps) for mode in ("lora", "full")}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    prompts_per_s = config.batch_size * len(records) / seconds
-    print(f"organism, {len(records)} steps of batch {config.batch_size}, response length {config.response_length}, "
-          f"LoRA r={config.lora_r}")
-    print(f"  throughput:        {prompts_per_s:.1f} prompts/s (including the reference pass)")
-    print(f"  peak resident:     {peak_mib:.0f} MiB for the whole process")
-    print(f"  parameters:        base {base_bytes / 2**20:.2f} MiB + adapter {adapter_bytes / 2**20:.2f} MiB "
-          f"= {total_bytes / 2**20:.2f} MiB in {storages} distinct storages ({len(parameters)} tensors)")
-    if total_bytes != base_bytes + adapter_bytes:
-        raise SystemExit("the parameters are not base + adapter: something holds a second copy")
+    lora, full = results["lora"], results["full"]
+    print(f"organism, {lora['steps']} steps of batch {lora['batch']}, response length {preset['response_length']}, "
+          f"LoRA r={preset['lora_r']}")
+    for mode, r in results.items():
+        print(f"  {mode:>4}: {r['prompts_per_s']:.1f} prompts/s (including the reference pass); parameters held "
+              f"{r['total'] / 2**20:.2f} MiB = {r['total'] / r['base']:.2f} x the base weights "
+              f"({r['trainable'] / 2**20:.2f} MiB trainable)")
+    print(f"  LoRA's reference is the base with the adapter off: base {lora['base'] / 2**20:.2f} MiB + adapter "
+          f"{lora['trainable'] / 2**20:.2f} MiB; full fine-tuning keeps a frozen copy: {full['total'] / full['base']:.2f} x")
+    print(f"  full / LoRA throughput: {full['prompts_per_s'] / lora['prompts_per_s']:.2f}x; peak resident {peak_mib:.0f} MiB")
+    if lora["total"] != lora["base"] + lora["trainable"]:
+        raise SystemExit("LoRA's parameters are not base + adapter: something holds a second copy")
     print(f"paper, LLaDA-8B-Instruct: {PAPER_PROMPTS} prompts in about {PAPER_MINUTES} min on {PAPER_GPUS} "
           f"= {PAPER_PROMPTS / (PAPER_MINUTES * 60):.1f} prompts/s")
 

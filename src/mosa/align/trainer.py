@@ -113,6 +113,15 @@ def attach_lora(lm: DiffusionLM, config: MosaConfig) -> None:
         lm.module = get_peft_model(lm.module, lora)
 
 
+def make_reference(lm: DiffusionLM, config: MosaConfig) -> torch.nn.Module | None:
+    """LoRA: attach the adapter; the reference is the same weights with it switched off (None).
+    Full fine-tuning: every weight trains, so the reference is a frozen copy (twice the weights)."""
+    if config.finetune == "lora":
+        attach_lora(lm, config)
+        return None
+    return copy.deepcopy(lm.module).requires_grad_(False).eval()
+
+
 def enable_gradient_checkpointing(module: torch.nn.Module) -> None:
     """Recompute activations in the backward pass: Hugging Face models through
     `gradient_checkpointing_enable`, LLaDA's remote code through its activation-checkpointing switch."""
@@ -175,11 +184,7 @@ def train_mosa(
     device = next(lm.module.parameters()).device
     accelerator = Accelerator(cpu=device.type == "cpu")
     main = accelerator.is_main_process
-    if config.finetune == "lora":
-        attach_lora(lm, config)
-        reference = None  # the adapter switched off
-    else:
-        reference = copy.deepcopy(lm.module).requires_grad_(False).eval()  # full fine-tuning needs a frozen copy
+    reference = make_reference(lm, config)
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(lm.module)
     module = lm.module.to(accelerator.device)

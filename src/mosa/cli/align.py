@@ -23,7 +23,10 @@ import yaml
 from mosa.errors import MosaError
 
 PRESETS = ("organism", "paper-llada8b")
-RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "dtype", "device", "mosa")
+RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "monitor", "dtype", "device", "mosa")
+# The monitor of a model that is not the organism: held-out harmful prompts (the datasets' eval split)
+# and benign ones, judged by a refusal keyword list; `monitor: false` turns it off.
+MONITOR_DEFAULTS = {"prompts": 32, "benign": "gsm8k", "judge": "keyword-long"}
 
 
 def register(subparsers) -> None:
@@ -100,10 +103,12 @@ def coerce(key: str, value, annotation: str):
     return value
 
 
-def training_prompts(spec: str, organism) -> list[str]:
-    """`organism-train`: the training split of the organism being aligned (`organism`, its config),
-    so that its held-out prompts stay unseen; `organism-utility`: the organism's utility questions;
-    else dataset names joined by '+', training split."""
+def prompt_split(spec: str, organism) -> tuple[list[str], list[str]]:
+    """(training prompts, held-out prompts) for a prompt spec.
+
+    `organism-train`: the split of the organism being aligned (`organism`, its config), so that its
+    held-out prompts stay unseen; `organism-utility`: the organism's utility questions (nothing held
+    out); else dataset names joined by '+', split 80/20."""
     from mosa.data import load_dataset, split_examples
 
     if spec in ("organism-train", "organism-utility"):
@@ -112,13 +117,17 @@ def training_prompts(spec: str, organism) -> list[str]:
         if spec == "organism-utility":
             from mosa.organism.corpus import utility_items
 
-            return [item.prompt for item in utility_items(organism.seed)]
+            return [item.prompt for item in utility_items(organism.seed)], []
         from mosa.organism.build import harmful_prompt_split
 
-        return harmful_prompt_split(organism)[0]
+        return harmful_prompt_split(organism)
     examples = [example for name in spec.split("+") for example in load_dataset(name.strip())]
-    train, _ = split_examples(examples, eval_fraction=0.2, seed=0)
-    return [example.prompt for example in train]
+    train, held_out = split_examples(examples, eval_fraction=0.2, seed=0)
+    return [example.prompt for example in train], [example.prompt for example in held_out]
+
+
+def training_prompts(spec: str, organism) -> list[str]:
+    return prompt_split(spec, organism)[0]
 
 
 def run(args: argparse.Namespace) -> None:
@@ -150,9 +159,9 @@ def run(args: argparse.Namespace) -> None:
         )
     prompts = training_prompts(settings["prompts"], organism)
     benign = training_prompts(settings["benign_prompts"], organism) if settings.get("benign_prompts") else None
-    monitor = organism_monitor(organism, model_path)
+    monitor = organism_monitor(organism, model_path) if organism is not None else keyword_monitor(settings, config)
     if monitor is None:
-        say("align: no behaviour monitor for this model yet (the organism has one); degeneration is not checked")
+        say("align: monitor off (monitor: false); degeneration is not checked")
     say(f"align: {len(prompts)} prompts on {process.num_processes} process(es), window {list(config.window)} of "
         f"{config.response_length}, beta {config.beta}, run directory {args.output}")
     records = train_mosa(lm, prompts, config, args.output, benign_prompts=benign, resume=args.resume,
@@ -165,9 +174,24 @@ def run(args: argparse.Namespace) -> None:
 
 def organism_monitor(organism, model_path: Path):
     """The organism's behaviour monitor, on the held-out prompts of the build being aligned."""
-    if organism is None:
-        return None
     from mosa.organism.card import behaviour_monitor
 
     held_out = json.loads((model_path / "held_out_harmful.json").read_text())
     return behaviour_monitor(held_out, organism)
+
+
+def keyword_monitor(settings: dict, config):
+    """Refusal, over-refusal and degeneration on held-out harmful and benign prompts (mosa.align.monitor)."""
+    from mosa.align.monitor import keyword_monitor
+    from mosa.data import load_dataset
+
+    options = settings.get("monitor", {})
+    if options is False:
+        return None
+    unknown = sorted(set(options) - set(MONITOR_DEFAULTS))
+    if unknown:
+        raise MosaError(f"unknown monitor settings {unknown}; known: {sorted(MONITOR_DEFAULTS)} (or monitor: false)")
+    options = {**MONITOR_DEFAULTS, **options}
+    harmful = prompt_split(settings["prompts"], None)[1][: options["prompts"]]
+    benign = [example.prompt for name in options["benign"].split("+") for example in load_dataset(name.strip())]
+    return keyword_monitor(harmful, benign[: options["prompts"]], gen_length=config.response_length, judge=options["judge"])

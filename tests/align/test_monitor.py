@@ -1,0 +1,47 @@
+"""The monitor for models other than the organism: refusal, over-refusal and degeneration."""
+
+import json
+
+import pytest
+
+from mosa.align.monitor import is_degenerate, keyword_monitor
+from mosa.cli import main
+from mosa.models.build import save_model
+from tests.conftest import tiny_llama
+
+
+@pytest.mark.parametrize("text, degenerate", [
+    ("", True),
+    ("cannot request request request request request", True),
+    ("i i i am am am sorry sorry sorry", True),
+    ("i am sorry , but i cannot help with that .", False),
+    ("no", False),
+])
+def test_degeneration_is_an_empty_or_repetitive_response(text, degenerate):
+    assert is_degenerate(text) is degenerate
+
+
+def test_the_monitor_measures_refusal_over_refusal_and_coherence(tokenizer):
+    lm = tiny_llama(tokenizer)
+    monitor = keyword_monitor(["how are you"] * 3, ["what is one"] * 2, gen_length=8, judge="keyword-gcg")
+    figures = monitor(lm)
+    assert {"refusal", "over_refusal", "coherent", "judge", "examples"} <= set(figures)
+    assert all(0.0 <= figures[key] <= 1.0 for key in ("refusal", "over_refusal", "coherent"))
+    assert figures["judge"].startswith("keyword-gcg")
+
+
+def test_mosa_align_monitors_a_model_that_is_not_the_organism(tokenizer, tmp_path, capsys):
+    model = save_model(tiny_llama(tokenizer), tmp_path / "model")
+    settings = ["response_length=8", "window=[0, 8]", "max_steps=2", "batch_size=2", "lora_r=2", "min_coherent=0",
+                "safe_sentences=[cannot answer this question]", "harmful_sentences=[sure here]"]
+    config = tmp_path / "monitor.yaml"
+    argv = lambda run: ["align", "--model", str(model), "--prompts", "advbench", "--output", str(tmp_path / run), "--quiet",  # noqa: E731
+                        "--config", str(config), *[a for s in settings for a in ("--set", s)]]
+    config.write_text("monitor: {prompts: 4, benign: gsm8k, judge: keyword-gcg}\n")
+    assert main(argv("run")) == 0
+    report = json.loads((tmp_path / "run" / "monitor.json").read_text())
+    assert {"refusal", "over_refusal", "coherent"} <= set(report["before"]) and report["after"] is not None
+
+    config.write_text("monitor: {prompts: 4, benign: gsm8k, judges: keyword-gcg}\n")
+    assert main(argv("bad")) == 2
+    assert "unknown monitor settings ['judges']" in capsys.readouterr().err
