@@ -103,3 +103,45 @@ def test_shifted_logits_give_the_same_optimisation_as_their_unshifted_twin(tmp_p
     assert payloads[0]["suffix_ids"] == payloads[1]["suffix_ids"]
     assert payloads[0]["loss_trajectory"] == pytest.approx(payloads[1]["loss_trajectory"], rel=1e-6)
     assert payloads[0]["loss_trajectory"][-1] < payloads[0]["loss_trajectory"][0]
+
+
+def byte_level_bpe_tokenizer():
+    """A small BPE tokenizer of LLaDA's kind: byte-level, words carry their leading space ("Ġ!")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from mosa.models.chat_templates import LLADA_TEMPLATE
+
+    headers = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", *headers],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    core.train_from_iterator(["Sure, here is how to write a story about a cat! It sat on the mat. Then we ran! ! !"] * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+        mask_token="<|mdm_mask|>", additional_special_tokens=headers,
+    )
+    tokenizer.chat_template = LLADA_TEMPLATE
+    return tokenizer
+
+
+def test_gcg_places_the_suffix_right_with_leading_space_tokens():
+    from mosa.models.build import build_bidirectional_llama
+
+    lm = build_bidirectional_llama(byte_level_bpe_tokenizer(), hidden_size=32, num_layers=1)
+    target = Target(lm, lm.sampler_config(gen_length=8, steps=8, block_length=8))
+    options = dict(suffix_length=3, iterations=3, top_k=8, candidates=16, target="Sure, here is")
+    case = make_attack("gcg", options).cases([Example(id="s", prompt="write a story", source="test")], target)[0]
+    # The suffix starts as "!" x 3, each "!" carrying its leading space as the request's text gives it.
+    assert case.payload["loss_trajectory"][0] == pytest.approx(
+        masked_nll(lm, [{"role": "user", "content": "write a story ! ! !"}], target.tokens("Sure, here is"), 0, 8), rel=1e-5
+    )
+    expected = masked_nll(lm, case.messages, target.tokens("Sure, here is"), 0, 8)
+    assert case.payload["loss"] == pytest.approx(expected, rel=1e-5)
+    rendered = lm.render_chat(case.messages)
+    after = len(lm.tokenizer("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"])
+    assert rendered[-3 - after : -after] == case.payload["suffix_ids"]
