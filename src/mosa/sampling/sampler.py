@@ -102,8 +102,8 @@ class SamplerConfig:
 @dataclass
 class GenerationOutput:
     sequences: torch.Tensor  # B x (P + gen_length): prompt and response
-    # B x gen_length: the global step that committed each position; -1 = prefilled; an intervention
-    # at step t records t
+    # B x gen_length: the global step that committed each position; -1 = not decoded (prefilled);
+    # a position an intervention wrote at step t records t
     commit_step: torch.Tensor
     prompt_length: int
 
@@ -313,7 +313,7 @@ def _checked_spans(spans, what: str, kind: str, row: int, cfg) -> list[tuple[int
     `what` names the mapping in messages ("prefill", "intervention at step 3"), `kind` its sort."""
     checked: list[tuple[int, torch.Tensor]] = []
     covered = torch.zeros(cfg.gen_length, dtype=torch.bool)
-    for position, tokens in spans.items():
+    for position in spans:
         if not isinstance(position, int) or isinstance(position, bool):
             raise MosaError(f"{what}: response position {position!r} must be an integer")
     for position, tokens in sorted(spans.items()):
