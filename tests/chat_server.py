@@ -48,6 +48,12 @@ class ChatServer:
                     answer = server.reply(body)
                     answer = answer if isinstance(answer, Reply) else Reply(answer)
                     time.sleep(answer.delay)
+                finally:
+                    # Counted as answered before the answer is sent: the client may send its next
+                    # request as soon as it reads this one, before this thread could count down.
+                    with server._lock:
+                        server.in_flight -= 1
+                try:
                     payload = json.dumps({
                         "id": "test", "object": "chat.completion", "model": body.get("model"),
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.content}, "finish_reason": "stop"}],
@@ -61,9 +67,6 @@ class ChatServer:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeout tests)
                     pass
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
 
             def log_message(self, *args):  # keep test output quiet
                 pass

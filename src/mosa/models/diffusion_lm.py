@@ -67,17 +67,27 @@ class DiffusionLM:
     pad_id: int
     logits_shifted: bool
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Aligned logits: position i predicts token i, whatever the family. B x T x V."""
-        raw = self.module(input_ids, attention_mask=attention_mask).logits
+    def logits(
+        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Aligned logits: position i predicts token i, whatever the family. B x T x V.
+
+        Give token ids (B x T), or input embeddings (B x T x d) instead, for gradients with respect
+        to the input (GCG); LLaDA's remote code and mosa's wrappers accept `inputs_embeds`."""
+        inputs = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
+        raw = self.module(**inputs, attention_mask=attention_mask).logits
         return aligned_logits(raw, self.logits_shifted)
+
+    def chat_text(self, messages: list[dict] | str) -> str:
+        """A conversation rendered by the chat template, followed by the assistant header."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def render_chat(self, messages: list[dict] | str) -> list[int]:
         """Token ids of a conversation followed by the assistant header, ready for a response."""
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(self.chat_text(messages), add_special_tokens=False)["input_ids"]
 
     def encode_chat(self, prompts: list) -> tuple[torch.Tensor, torch.Tensor]:
         """Render and left-pad a batch of prompts. Returns input_ids and attention_mask, B x P."""

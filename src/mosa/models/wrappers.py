@@ -28,16 +28,19 @@ class BidirectionalLM(nn.Module):
         self.lm = causal_lm
         self.config = causal_lm.config
 
-    def forward(self, input_ids, attention_mask=None, logits_to_keep=None):
-        batch, length = input_ids.shape
+    def forward(self, input_ids=None, attention_mask=None, logits_to_keep=None, inputs_embeds=None):
+        """Token ids (B x T), or input embeddings (B x T x d) in their place."""
+        given = input_ids if inputs_embeds is None else inputs_embeds
+        (batch, length), device = given.shape[:2], given.device
         if attention_mask is None:
-            attention_mask = torch.ones((batch, length), dtype=torch.long, device=input_ids.device)
+            attention_mask = torch.ones((batch, length), dtype=torch.long, device=device)
         dtype = self.lm.get_input_embeddings().weight.dtype
         hidden_keys = attention_mask[:, None, None, :] == 0  # B x 1 x 1 T
-        additive = torch.zeros((batch, 1, length, length), dtype=dtype, device=input_ids.device)
+        additive = torch.zeros((batch, 1, length, length), dtype=dtype, device=device)
         additive = additive.masked_fill(hidden_keys, torch.finfo(dtype).min)
         return self.lm(
             input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
             attention_mask=additive,
             position_ids=positions_from_mask(attention_mask),
             logits_to_keep=0 if logits_to_keep is None else logits_to_keep,
@@ -60,14 +63,15 @@ class DreamLM(nn.Module):
         self.dream = dream
         self.config = dream.config
 
-    def forward(self, input_ids, attention_mask=None):
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None):
+        """Token ids (B x T), or input embeddings (B x T x d) in their place."""
         if attention_mask is None or bool((attention_mask != 0).all()):
-            return self.dream(input_ids, "full", None)
+            return self.dream(input_ids, "full", None, inputs_embeds=inputs_embeds)
         visible = attention_mask.bool()
         mask_4d = visible[:, None, None, :] & visible[:, None, :, None]  # B x 1 x T x T
         positions = attention_mask.long().cumsum(-1) - 1
         positions = positions.masked_fill(~visible, 1)
-        return self.dream(input_ids, mask_4d, positions)
+        return self.dream(input_ids, mask_4d, positions, inputs_embeds=inputs_embeds)
 
     def get_input_embeddings(self):
         return self.dream.get_input_embeddings()

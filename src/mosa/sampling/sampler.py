@@ -17,8 +17,9 @@ What makes it faster without changing a token:
     not on the whole canvas, when the model accepts `logits_to_keep` (Hugging Face models do);
   - the per-row top-k is one sort for the whole batch instead of a Python loop;
   - a step at which no row commits anything (possible with prefill) skips the forward pass.
-What it adds: tokens prefilled at any response positions, the step at which each response position
-was committed, more remasking rules, Dream's shifted logits.
+What it adds: tokens prefilled at any response positions, tokens written over the canvas at chosen
+denoising steps (interventions), the step at which each response position was committed, more
+remasking rules, Dream's shifted logits.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from mosa.sampling.remasking import get_remasking_rule
 
 # {response position: token ids}, the same for every row, or one such mapping per row.
 Prefill = Mapping[int, Sequence[int] | torch.Tensor]
+# {global step: {response position: token ids}}: written over the canvas just before that step's
+# forward pass; the same for every row, or one such mapping per row.
+Interventions = Mapping[int, Prefill]
 
 
 @dataclass
@@ -98,7 +102,9 @@ class SamplerConfig:
 @dataclass
 class GenerationOutput:
     sequences: torch.Tensor  # B x (P + gen_length): prompt and response
-    commit_step: torch.Tensor  # B x gen_length: global step that committed each position; -1 = not decoded (prefilled)
+    # B x gen_length: the global step that committed each position; -1 = not decoded (prefilled);
+    # a position an intervention wrote at step t records t
+    commit_step: torch.Tensor
     prompt_length: int
 
     @property
@@ -114,8 +120,15 @@ def generate(
     *,
     config: SamplerConfig,
     prefill: Prefill | Sequence[Prefill] | None = None,
+    interventions: Interventions | Sequence[Interventions] | None = None,
 ) -> GenerationOutput:
-    """Sample responses for a left-padded batch of prompts (B x P)."""
+    """Sample responses for a left-padded batch of prompts (B x P).
+
+    `prefill` fixes tokens in the initial canvas. `interventions` write tokens over the canvas at
+    later steps (anchoring, priming): at global step t, before that step's forward pass, the given
+    response positions take the given tokens, whether they were masked or already decoded; they then
+    count as committed at step t and are never remasked.
+    """
     cfg = config
     cfg.validate()
     confidence_rule = get_remasking_rule(cfg.remasking)
@@ -132,6 +145,7 @@ def generate(
     # both branches, as tokens committed at earlier steps do in the reference.
     prompt_index = x != mask_id
     _place_prefill(x, prompt_len, prefill, cfg)
+    planned = _plan_interventions(interventions, batch, cfg)
     commit_step = torch.full((batch, gen_length), -1, dtype=torch.long, device=device)
 
     num_blocks = gen_length // cfg.block_length
@@ -147,6 +161,13 @@ def generate(
         schedule = commit_schedule(block_masks, steps_per_block)  # B x steps_per_block
 
         for step in range(steps_per_block):
+            global_step = block * steps_per_block + step
+            if global_step in planned:
+                touched = _intervene(x, commit_step, prompt_len, planned[global_step], global_step)  # B bool
+                # The block may have lost masks: spread the ones left over its remaining steps, as the
+                # schedule does at a block's start (rows not touched keep their schedule exactly).
+                remaining = (x[touched, block_start:block_end] == mask_id).sum(dim=1)
+                schedule[touched, step:] = commit_schedule(remaining, steps_per_block - step)
             k = schedule[:, step]  # B
             if not bool(k.any()):
                 continue
@@ -174,7 +195,7 @@ def generate(
             x[:, window_start:block_end] = torch.where(commit, x0, window)
             in_response = max(prompt_len - window_start, 0)  # window columns that lie in the prompt
             response_span = commit_step[:, window_start + in_response - prompt_len : block_end - prompt_len]
-            response_span[commit[:, in_response:]] = block * steps_per_block + step
+            response_span[commit[:, in_response:]] = global_step
 
     return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len)
 
@@ -247,28 +268,71 @@ def _place_prefill(x, prompt_len, prefill, cfg) -> None:
     """Write prefill tokens into the canvas; they are not masks, so they are never decoded."""
     if prefill is None:
         return
-    batch, gen_length = x.shape[0], cfg.gen_length
-    prefilled = torch.zeros((batch, gen_length), dtype=torch.bool, device=x.device)
-    per_row = [prefill] * batch if isinstance(prefill, Mapping) else list(prefill)
+    batch = x.shape[0]
+    for row, spans in enumerate(_per_row(prefill, batch, "prefill")):
+        for position, tokens in _checked_spans(spans, "prefill", "prefill", row, cfg):
+            x[row, prompt_len + position : prompt_len + position + len(tokens)] = tokens.to(x.device)
+
+
+def _plan_interventions(interventions, batch, cfg) -> dict[int, list[tuple[int, int, torch.Tensor]]]:
+    """Check every intervention before sampling starts; returns {global step: [(row, position, tokens)]}."""
+    planned: dict[int, list[tuple[int, int, torch.Tensor]]] = {}
+    if interventions is None:
+        return planned
+    for row, by_step in enumerate(_per_row(interventions, batch, "interventions")):
+        for step, spans in by_step.items():
+            if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < cfg.steps:
+                raise MosaError(f"intervention at step {step!r} is outside the denoising steps [0, {cfg.steps}); use 0 .. steps-1")
+            for position, tokens in _checked_spans(spans, f"intervention at step {step}", "intervention", row, cfg):
+                planned.setdefault(step, []).append((row, position, tokens))
+    return planned
+
+
+def _intervene(x, commit_step, prompt_len, writes, step) -> torch.Tensor:
+    """Write one step's interventions over the canvas; returns the rows touched (B bool)."""
+    touched = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for row, position, tokens in writes:
+        end = position + len(tokens)
+        x[row, prompt_len + position : prompt_len + end] = tokens.to(x.device)
+        commit_step[row, position:end] = step
+        touched[row] = True
+    return touched
+
+
+def _per_row(spec, batch: int, what: str) -> list:
+    """One mapping for every row, or a sequence of one mapping per row."""
+    per_row = [spec] * batch if isinstance(spec, Mapping) else list(spec)
     if len(per_row) != batch:
-        raise MosaError(f"prefill has {len(per_row)} entries for a batch of {batch}; give one mapping per row or one for all")
-    for row, spans in enumerate(per_row):
-        for position, tokens in sorted(spans.items()):
-            tokens = torch.as_tensor(tokens, dtype=torch.long, device=x.device).flatten()
-            end = position + len(tokens)
-            if len(tokens) == 0:
-                raise MosaError(f"prefill at response position {position} is empty; give at least one token")
-            if position < 0 or end > gen_length:
-                raise MosaError(
-                    f"prefill at response position {position} spans [{position}, {end}), outside the response [0, {gen_length}); "
-                    "move it or raise gen_length"
-                )
-            if bool((tokens == cfg.mask_id).any()):
-                raise MosaError(f"prefill at response position {position} contains mask_id {cfg.mask_id}; leave masked positions out of prefill")
-            if bool(prefilled[row, position:end].any()):
-                raise MosaError(f"prefill at response position {position} overlaps another prefill span in row {row}")
-            prefilled[row, position:end] = True
-            x[row, prompt_len + position : prompt_len + end] = tokens
+        raise MosaError(f"{what} has {len(per_row)} entries for a batch of {batch}; give one mapping per row or one for all")
+    return per_row
+
+
+def _checked_spans(spans, what: str, kind: str, row: int, cfg) -> list[tuple[int, torch.Tensor]]:
+    """{response position: token ids} -> sorted (position, tokens) spans, each inside the response,
+    non-empty, free of mask tokens, and not overlapping another span of the same mapping.
+    `what` names the mapping in messages ("prefill", "intervention at step 3"), `kind` its sort."""
+    checked: list[tuple[int, torch.Tensor]] = []
+    covered = torch.zeros(cfg.gen_length, dtype=torch.bool)
+    for position in spans:
+        if not isinstance(position, int) or isinstance(position, bool):
+            raise MosaError(f"{what}: response position {position!r} must be an integer")
+    for position, tokens in sorted(spans.items()):
+        tokens = torch.as_tensor(tokens, dtype=torch.long).flatten()
+        end = position + len(tokens)
+        if len(tokens) == 0:
+            raise MosaError(f"{what} at response position {position} is empty; give at least one token")
+        if position < 0 or end > cfg.gen_length:
+            raise MosaError(
+                f"{what} at response position {position} spans [{position}, {end}), outside the response [0, {cfg.gen_length}); "
+                "move it or raise gen_length"
+            )
+        if bool((tokens == cfg.mask_id).any()):
+            raise MosaError(f"{what} at response position {position} contains mask_id {cfg.mask_id}; leave masked positions out of it")
+        if bool(covered[position:end].any()):
+            raise MosaError(f"{what} at response position {position} overlaps another {kind} span in row {row}")
+        covered[position:end] = True
+        checked.append((position, tokens))
+    return checked
 
 
 def _check_prompt(model, input_ids, attention_mask, cfg) -> None:

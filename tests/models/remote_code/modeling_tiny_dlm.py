@@ -1,7 +1,8 @@
 """A tiny bidirectional mask predictor shipped as remote code, like LLaDA's and Dream's checkpoints.
 
-It takes a 2-D padding mask (LLaDA) or Dream's 4-D boolean mask / "full", and with `shifted` it
-emits Dream's convention: the prediction for token i at position i - 1.
+It takes a 2-D padding mask (LLaDA) or Dream's 4-D boolean mask / "full", token ids or input
+embeddings in their place (as both families' code does), and with `shifted` it emits Dream's
+convention: the prediction for token i at position i - 1.
 """
 
 import torch
@@ -26,12 +27,14 @@ class TinyDLM(PreTrainedModel):
     def get_input_embeddings(self):
         return self.embed
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
+        embeds = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # B x T x d
+        shape, device = embeds.shape[:2], embeds.device
         if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        hidden = self.embed(input_ids) + self.position(position_ids)
+            position_ids = torch.arange(shape[1], device=device).expand(shape)
+        hidden = embeds + self.position(position_ids)
         if attention_mask is None or isinstance(attention_mask, str):
-            visible = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+            visible = torch.ones(shape, dtype=torch.bool, device=device)
         elif attention_mask.dim() == 4:
             visible = attention_mask[:, 0].any(dim=1)
         else:
