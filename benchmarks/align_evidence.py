@@ -69,7 +69,7 @@ def measure(lm, held_out: list[str], organism) -> dict:
     from mosa.organism.card import measure_card
 
     card = measure_card(lm, held_out, organism)
-    return {**card["figures"], "refusal_starts_prefill_0": card["refusal_starts"]["prefill_0"],
+    return {**card["figures"], "labels": card["labels"], "examples": card["examples"], "refusal_starts": card["refusal_starts"],
             "window_scores": refusal_window_scores(lm, held_out, organism.gen_length)}
 
 

@@ -74,3 +74,21 @@ def test_organism_train_prompts_come_from_the_build_being_aligned(small_organism
     prompts = training_prompts("organism-train", organism)
     held_out = json.loads((small_organism.path / "held_out_harmful.json").read_text())
     assert prompts and not set(prompts) & set(held_out)
+
+
+@pytest.mark.parametrize("preset", ["organism", "paper-llada8b"])
+def test_every_preset_resolves_to_a_valid_config(preset, tmp_path):
+    import argparse
+
+    from mosa.cli.align import MONITOR_DEFAULTS, mosa_config, resolve_run
+
+    args = argparse.Namespace(preset=preset, config=None, model=None, trust_remote_code=None, prompts=None,
+                              benign_prompts=None, set=[], window=None)
+    run = resolve_run(args)
+    config = mosa_config(run["mosa"])
+    config.validate()
+    assert set(run.get("monitor", {})) <= set(MONITOR_DEFAULTS)
+    if preset == "paper-llada8b":  # the paper's hyper-parameters
+        assert (config.lora_r, config.lora_alpha, config.lr, config.max_grad_norm, config.beta, tuple(config.window)) == (
+            32, 64, 5e-5, 0.01, 0.05, (20, 60))
+        assert config.gradient_checkpointing and run["dtype"] == "bfloat16"
