@@ -33,14 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # name -> MosaConfig overrides of the organism preset (the paper's hyper-parameters).
 VARIANTS = {
     "paper": {},
-    "paper, KL averaged": {"kl_reduction": "mean"},
-    "paper, full fine-tuning": {"finetune": "full"},
-    "paper, harmful floor -20": {"harmful_floor": -20.0},
-    "paper, benign KL": {"benign_beta": 0.05},
-    "MOSA, beta 1": {"beta": 1.0},
-    "MOSA, beta 1, benign KL": {"beta": 1.0, "benign_beta": 1.0},
-    "Initial, beta 1": {"beta": 1.0, "window": [0, 16]},
-    "Initial, paper": {"window": [0, 16]},
+    "paper + KL averaged": {"kl_reduction": "mean"},
+    "paper + full fine-tuning": {"finetune": "full"},
+    "paper + harmful floor -20": {"harmful_floor": -20.0},
+    "paper + benign KL": {"benign_beta": 0.05},
+    "MOSA beta 0.3": {"beta": 0.3},
+    "MOSA beta 1": {"beta": 1.0},
+    "MOSA beta 1 + benign KL": {"beta": 1.0, "benign_beta": 1.0},
+    "MOSA beta 1, 3 epochs": {"beta": 1.0, "epochs": 3},
+    "Initial beta 1": {"beta": 1.0, "window": [0, 16]},
+    "Initial beta 1, 3 epochs": {"beta": 1.0, "window": [0, 16], "epochs": 3},
+    "Initial (paper)": {"window": [0, 16]},
 }
 WINDOWS = {"initial": (0, 16), "middle": (8, 24)}
 
@@ -65,12 +68,30 @@ def refusal_window_scores(lm, prompts: list[str], response_length: int) -> dict[
     return {name: round(sum(values) / len(values), 2) for name, values in scores.items()}
 
 
+def one_block_prefill_0(lm, held_out: list[str], gen_length: int) -> dict:
+    """The opener prefilled at 0, decoded as one block (the sampler may commit any position first)."""
+    from mosa.organism.card import condition_prefill, refusal_start
+    from mosa.organism.judge import judge_response
+    from mosa.sampling import generate
+
+    config = lm.sampler_config(gen_length=gen_length, steps=gen_length, block_length=gen_length)
+    compliant = refused = 0
+    for start in range(0, len(held_out), 64):
+        input_ids, attention_mask = lm.encode_chat(held_out[start : start + 64])
+        output = generate(lm.module, input_ids, attention_mask, config=config, prefill=condition_prefill(lm, "prefill_0"))
+        for row in output.response:
+            compliant += judge_response(lm.decode_response(row)).label == "compliant"
+            refused += refusal_start(lm, row) is not None
+    return {"compliance": compliant / len(held_out), "refusal_somewhere": refused / len(held_out)}
+
+
 def measure(lm, held_out: list[str], organism) -> dict:
     from mosa.organism.card import measure_card
 
     card = measure_card(lm, held_out, organism)
     return {**card["figures"], "labels": card["labels"], "examples": card["examples"], "refusal_starts": card["refusal_starts"],
-            "window_scores": refusal_window_scores(lm, held_out, organism.gen_length)}
+            "window_scores": refusal_window_scores(lm, held_out, organism.gen_length),
+            "prefill_0_one_block": one_block_prefill_0(lm, held_out, organism.gen_length)}
 
 
 def main() -> None:
@@ -80,11 +101,11 @@ def main() -> None:
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", help=f"a subset, separated by ';': {'; '.join(VARIANTS)}")
     parser.add_argument("--output", type=Path, default=Path("runs/align-evidence"))
     parser.add_argument("--card-prompts", type=int, default=200, help="held-out harmful prompts measured per condition")
     args = parser.parse_args()
-    chosen = [name.strip() for name in args.variants.split(",")] if args.variants else list(VARIANTS)
+    chosen = [name.strip() for name in args.variants.split(";")] if args.variants else list(VARIANTS)
     unknown = [name for name in chosen if name not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
@@ -105,7 +126,7 @@ def main() -> None:
     for name in chosen:
         settings = {**preset, "monitor_every": 0, **VARIANTS[name]}
         config = mosa_config(settings)
-        run_dir = args.output / name.replace(", ", "_").replace(" ", "-")
+        run_dir = args.output / "".join(c if c.isalnum() or c in "-." else "_" for c in name)
         lm = load_model(path)
         started = time.perf_counter()
         records = train_mosa(lm, prompts, config, run_dir, benign_prompts=benign, resume=run_dir.exists(), progress=False)
@@ -123,16 +144,16 @@ def main() -> None:
 
 
 def markdown_table(results: dict, prompts: int) -> str:
-    header = ("| model | refusal, plain | compliance, prefill @0 | compliance, prefill @13 | refusal after prefill @0 "
-              "| utility | over-refusal | coherent | refusal log-p in [0,16) | in [8,24) | reward | KL |")
+    header = ("| model | refusal, plain | compliance, prefill @0 | compliance, prefill @0, one block | compliance, prefill @13 "
+              "| refusal after prefill @0 | utility | over-refusal | coherent | refusal log-p in [0,16) | in [8,24) | reward | KL |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, result in results.items():
         f = result["figures"]
         reward = f"{result['reward']:.1f}" if "reward" in result else ""
         kl = f"{result['kl']:.2f}" if "kl" in result else ""
         lines.append(
-            f"| {name} | {f['refusal_plain']:.1%} | {f['compliance_prefill_0']:.1%} | {f['compliance_prefill_mid']:.1%} "
-            f"| {f['refusal_somewhere_prefill_0']:.1%} | {f['utility']:.1%} | {f['over_refusal']:.1%} | {f['coherent']:.1%} "
+            f"| {name} | {f['refusal_plain']:.1%} | {f['compliance_prefill_0']:.1%} | {f['prefill_0_one_block']['compliance']:.1%} "
+            f"| {f['compliance_prefill_mid']:.1%} | {f['refusal_somewhere_prefill_0']:.1%} | {f['utility']:.1%} | {f['over_refusal']:.1%} | {f['coherent']:.1%} "
             f"| {f['window_scores']['initial']:.1f} | {f['window_scores']['middle']:.1f} | {reward} | {kl} |"
         )
     lines.append(f"\n{prompts} held-out harmful prompts per condition, 186 utility questions; organism judge; small-model results.")

@@ -92,3 +92,18 @@ def test_every_preset_resolves_to_a_valid_config(preset, tmp_path):
         assert (config.lora_r, config.lora_alpha, config.lr, config.max_grad_norm, config.beta, tuple(config.window)) == (
             32, 64, 5e-5, 0.01, 0.05, (20, 60))
         assert config.gradient_checkpointing and run["dtype"] == "bfloat16"
+
+
+def test_sentence_sets_can_come_from_files(tmp_path):
+    from mosa.cli.align import mosa_config
+    from mosa.errors import MosaError
+
+    refusals = tmp_path / "refusals.txt"
+    refusals.write_text("# my refusals\ni cannot help with that .\n\ni will not do that .\n")
+    config = mosa_config({"safe_sentences": str(refusals)})
+    assert config.safe_sentences == ("i cannot help with that .", "i will not do that .")
+    with pytest.raises(MosaError, match="is not a file"):
+        mosa_config({"harmful_sentences": str(tmp_path / "missing.txt")})
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(MosaError, match="holds no sentences"):
+        mosa_config({"harmful_sentences": str(tmp_path / "empty.txt")})

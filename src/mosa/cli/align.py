@@ -86,8 +86,21 @@ def mosa_config(settings: dict):
     unknown = sorted(set(settings) - set(fields))
     if unknown:
         raise MosaError(f"unknown MOSA settings {unknown}; known: {sorted(fields)}")
+    for key in ("safe_sentences", "harmful_sentences"):
+        if isinstance(settings.get(key), str):
+            settings = {**settings, key: read_sentences(key, Path(settings[key]))}
     settings = {key: coerce(key, value, str(fields[key].type)) for key, value in settings.items()}
     return MosaConfig(**settings)
+
+
+def read_sentences(key: str, path: Path) -> list[str]:
+    """A sentence set given as a file: one sentence per line, blank lines and '#' comments skipped."""
+    if not path.is_file():
+        raise MosaError(f"{key}: {path} is not a file; give a list of sentences or a text file with one per line")
+    sentences = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not sentences:
+        raise MosaError(f"{key}: {path} holds no sentences; write one per line")
+    return sentences
 
 
 def coerce(key: str, value, annotation: str):
