@@ -79,7 +79,7 @@ def decode_order(
             responses = respond(target, cases, progress, f"decode-order {name}, blocks of {block_length}")
             commit_step = torch.tensor([response.commit_step for response in responses])  # N x gen_length
             response_ids = torch.tensor([response.response_ids for response in responses])  # N x gen_length
-            summaries[name] = summarise_order(commit_step, response_ids, end_ids, sampler.steps)
+            summaries[name] = summarise_order(commit_step, response_ids, end_ids, sampler.steps, lm.mask_id)
         settings.append({"block_length": block_length, "one_block": block_length == options.gen_length,
                          "sampler": sampler_record(sampler), "prompt_sets": summaries})
     return {
@@ -93,18 +93,22 @@ def decode_order(
     }
 
 
-def summarise_order(commit_step: torch.Tensor, response_ids: torch.Tensor, end_ids: list[int], steps: int) -> dict:
+def summarise_order(
+    commit_step: torch.Tensor, response_ids: torch.Tensor, end_ids: list[int], steps: int, mask_id: int | None = None,
+) -> dict:
     """The decoding order of N responses.
 
-    commit_step: N x L, the step that committed each response position (-1: prefilled, left out).
-    response_ids: N x L, the tokens. end_ids: the tokens that count as EOS/padding.
+    commit_step: N x L, the step that committed each response position (-1: prefilled or never
+    decoded, left out). response_ids: N x L, the tokens. end_ids: the tokens that count as
+    EOS/padding. mask_id: a position that still holds it was never decoded (a model may predict the
+    mask token itself; the sampler then leaves the position masked), so it is left out too.
     Per step: the mean position of the tokens committed then (all, and content only) and the share
     of EOS/padding among them. Per response: Kendall's tau between step and position, on all
     committed positions and on content positions only. And the mean step of EOS/padding commits
     against that of content commits."""
     responses, length = commit_step.shape
     positions = torch.arange(length).expand(responses, length)  # N x L
-    decoded = commit_step >= 0  # N x L
+    decoded = (commit_step >= 0) & (response_ids != mask_id)  # N x L
     is_end = torch.isin(response_ids, torch.tensor(end_ids)) & decoded  # N x L
     is_content = decoded & ~is_end
 
@@ -133,6 +137,7 @@ def summarise_order(commit_step: torch.Tensor, response_ids: torch.Tensor, end_i
         "end_commits": commits(is_end),
         "content_commits": commits(is_content),
         "decoded_positions": int(decoded.sum()),
+        "undecoded_positions": int((~decoded).sum()),
     }
 
 

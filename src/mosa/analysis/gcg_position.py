@@ -170,23 +170,25 @@ def plot_gcg_position(result: dict, path: str | Path, dpi: int = 110) -> Path:
         for row in result["cases"]:
             if row["position"] == position:
                 losses.plot(row["loss_trajectory"], color=colour, alpha=0.2, linewidth=0.8)
+        phrases = {row["target"] for row in result["cases"] if row["position"] == position}
+        phrase = f" {next(iter(phrases))!r}" if len(phrases) == 1 else ""
         losses.plot(summary["loss_mean"], color=colour, linewidth=2.2,
-                    label=f"target at position {position}: mean of {summary['behaviours']}")
+                    label=f"target{phrase} at position {position}: mean of {summary['behaviours']}")
     losses.set(xlabel="GCG iteration", ylabel="loss: mean -log p(target token) (nats)", yscale="log",
                title="GCG loss (thin lines: one behaviour each)")
     losses.legend(fontsize=8)
 
     x = range(len(summaries))
     for offset, key, colour, label in ((-0.2, "asr", "tab:red", f"attack success ({result['judge']['name']} judge)"),
-                                       (0.2, "target_reached_rate", "tab:grey", "target phrase at its position")):
+                                       (0.2, "target_reached_rate", "tab:grey", "target phrase exactly at its position")):
         ci = "asr_ci95" if key == "asr" else "target_reached_ci95"
         values = [100 * s[key] for s in summaries]
         errors = [[100 * (s[key] - s[ci][0]) for s in summaries], [100 * (s[ci][1] - s[key]) for s in summaries]]
-        outcomes.bar([i + offset for i in x], values, width=0.4, yerr=errors, capsize=4, color=colour, label=label)
-    outcomes.set(xticks=list(x), ylim=(0, 105), ylabel="share of final prompts (%)", xlabel="target response position (token index)",
+        outcomes.bar([i + offset for i in x], values, width=0.36, yerr=errors, capsize=4, color=colour, label=label)
+    outcomes.set(xticks=list(x), ylim=(0, 125), yticks=range(0, 101, 20), ylabel="share of final prompts (%)", xlabel="target response position (token index)",
                  title="outcome of the final suffixes (Wilson 95% intervals)")
     outcomes.set_xticklabels([str(s["position"]) for s in summaries])
-    outcomes.legend(fontsize=8, loc="upper right")
+    outcomes.legend(fontsize=8, loc="upper center", ncol=2)
 
     gcg = result["gcg"]
     figure.suptitle(f"Experiment B: GCG aimed at a phrase at response position k ({gcg['iterations']} iterations, "
