@@ -1,0 +1,174 @@
+"""What the three analyses share: sampler options, prompt sources, judges, progress and records.
+
+Every analysis takes an options dataclass whose defaults fit a real dLLM (LLaDA-8B-Instruct:
+256-token responses) and whose `for_organism()` fits the model organism (32-token responses); it
+returns a JSON-able dict that names the model, the sampler settings, the prompts and the judges, so
+that a result can be read, and rerun, without the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mosa.attacks import Target, TargetResponse, TestCase
+from mosa.data import Example
+from mosa.errors import MosaError
+from mosa.judges import JUDGES, make_judge
+from mosa.models import DiffusionLM
+from mosa.paths import write_atomically
+from mosa.sampling import SamplerConfig
+
+# Prompt sources besides dataset names: the organism's held-out harmful prompts (saved beside its
+# checkpoint, never trained on) and its utility questions (benign).
+ORGANISM_HELD_OUT = "organism-held-out"
+ORGANISM_UTILITY = "organism-utility"
+
+
+@dataclass
+class CommonOptions:
+    """Sampler settings (the others take the reference's defaults) and the size of a run.
+    One token per step (steps = gen_length) by default, as in LLaDA's evaluations."""
+
+    gen_length: int = 256
+    steps: int | None = None  # None: gen_length, one token per step
+    temperature: float = 0.0
+    remasking: str = "low_confidence"
+    seed: int = 0  # the sampler's noise (temperature > 0) and the analysis's own draws
+    batch_size: int = 16  # prompts sampled together
+    limit: int | None = 100  # prompts per prompt set; None for all
+    organism: bool = False  # the model is the model organism: results are labelled small-model results
+
+    def sampler(self, lm: DiffusionLM, block_length: int) -> SamplerConfig:
+        config = lm.sampler_config(
+            gen_length=self.gen_length, steps=self.denoising_steps, block_length=block_length,
+            temperature=self.temperature, remasking=self.remasking, seed=self.seed,
+        )
+        config.validate()
+        return config
+
+    @property
+    def denoising_steps(self) -> int:
+        return self.gen_length if self.steps is None else self.steps
+
+    def check_common(self, block_lengths: list[int]) -> None:
+        """Refuse bad settings in one line each, before a model is loaded."""
+        for block_length in block_lengths:
+            SamplerConfig(gen_length=self.gen_length, steps=self.denoising_steps, block_length=block_length,
+                          temperature=self.temperature, remasking=self.remasking).validate(require_ids=False)
+        require_int("batch_size", self.batch_size, minimum=1)
+        require_int("seed", self.seed, minimum=0)
+        if self.limit is not None:
+            require_int("limit", self.limit, minimum=1)
+
+
+def require_int(name: str, value, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise MosaError(f"{name}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def require_positions(name: str, positions, gen_length: int, room: int = 1) -> list[int]:
+    """A non-empty list of distinct response positions, each leaving `room` tokens before gen_length."""
+    if not isinstance(positions, list) or not positions:
+        raise MosaError(f"{name}={positions!r} must be a non-empty list of response positions")
+    for position in positions:
+        require_int(name, position, minimum=0)
+        if position + room > gen_length:
+            raise MosaError(f"{name}: position {position} is beyond the response (gen_length={gen_length}); "
+                            f"use positions below {gen_length - room + 1} or raise gen_length")
+    if len(set(positions)) != len(positions):
+        raise MosaError(f"{name}={positions} repeats a position")
+    return positions
+
+
+def require_judge(name: str, spec) -> None:
+    """A registered judge's name, or a mapping {"name": ..., options}; the options are checked when it is built."""
+    judge_name = spec.get("name") if isinstance(spec, dict) else spec
+    if not isinstance(judge_name, str):
+        raise MosaError(f"{name}={spec!r} must be a judge name ({', '.join(JUDGES.names())}) or a mapping with a name")
+    JUDGES.get(judge_name)
+
+
+def load_prompts(spec: str, limit: int | None, organism_dir: str | Path | None = None) -> list[Example]:
+    """The first `limit` prompts of a source.
+
+    spec: dataset names joined by '+' (their evaluation split: the 20% that `mosa align` holds out
+    with seed 0, so an aligned model is never measured on its training prompts), or
+    "organism-held-out" / "organism-utility" (the organism in `organism_dir`, else the default one)."""
+    from mosa.data import load_dataset, split_examples
+
+    if spec == ORGANISM_HELD_OUT:
+        directory = Path(organism_dir) if organism_dir is not None else _default_organism_dir()
+        held_out = directory / "held_out_harmful.json"
+        if not held_out.is_file():
+            raise MosaError(f"prompts {spec!r}: {held_out} does not exist; build the organism with `mosa organism build`")
+        prompts = json.loads(held_out.read_text())
+        examples = [Example(id=f"{spec}/{row}", prompt=prompt, source=spec) for row, prompt in enumerate(prompts)]
+    elif spec == ORGANISM_UTILITY:
+        from mosa.organism.corpus import utility_items
+
+        examples = [Example(id=f"{spec}/{row}", prompt=item.prompt, source=spec, target=item.answer)
+                    for row, item in enumerate(utility_items())]
+    else:
+        every = [example for name in spec.split("+") for example in load_dataset(name.strip())]
+        examples = split_examples(every, eval_fraction=0.2, seed=0)[1]
+    if not examples:
+        raise MosaError(f"prompts {spec!r}: the source holds no prompts")
+    return examples[:limit]
+
+
+def _default_organism_dir() -> Path:
+    from mosa.organism.build import OrganismConfig, organism_path
+
+    return organism_path(OrganismConfig())
+
+
+def with_backend(spec: str | dict | None, backend: str | None) -> str | dict | None:
+    """A judge named by `spec`, with the LLM backend attached when it is a judge that takes one
+    (a rubric judge); any other spec is returned as it is."""
+    if backend is None or not isinstance(spec, str) or "backend" not in inspect.signature(JUDGES.get(spec)).parameters:
+        return spec
+    return {"name": spec, "backend": backend}
+
+
+def build_judge(spec):
+    judge = make_judge(spec)
+    return judge, {"name": judge.name, "version": judge.version}
+
+
+def respond(target: Target, cases: list[TestCase], progress: bool, description: str) -> list[TargetResponse]:
+    """Sample every case, a batch at a time, with a progress bar."""
+    responses: list[TargetResponse] = []
+    starts = range(0, len(cases), target.batch_size)
+    for start in tqdm(starts, desc=description, unit="batch", disable=not progress, leave=False):
+        responses += target.respond(cases[start : start + target.batch_size])
+    return responses
+
+
+def model_record(lm: DiffusionLM, name: str | None, organism: bool) -> dict:
+    return {
+        "name": name or type(lm.module).__name__,
+        "family": lm.family,
+        "parameters": sum(parameter.numel() for parameter in lm.module.parameters()),
+        "organism": organism,
+    }
+
+
+def sampler_record(config: SamplerConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def prompt_record(examples: list[Example]) -> list[dict]:
+    return [{"id": example.id, "prompt": example.prompt} for example in examples]
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    path = Path(path)
+    write_atomically(path, json.dumps(result, indent=1) + "\n")
+    return path
