@@ -94,6 +94,9 @@ def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, l
         if not main:
             return []
         records = load_records(output)
+        unjudged = sum(1 for record in records if len(record["verdicts"]) != len(judges))
+        if unjudged:  # never a table over a part of the responses
+            raise MosaError(f"{unjudged} responses in {output} lack a verdict after judging; rerun to complete them")
         rows = asr_rows(records, config.model_label)
         if generated or judged or not outputs_current(output):
             write_atomically(output / "records.jsonl", "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
@@ -191,8 +194,12 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
 
 def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
     """The model under evaluation, with its adapter merged in (the sampler then runs at full speed)."""
+    from transformers.utils import logging as transformers_logging
+
     from mosa.models import load_model
 
+    if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
+        transformers_logging.disable_progress_bar()
     path = config.model
     if config.model == ORGANISM:
         from mosa.organism.build import CARD_FILE, OrganismConfig, build_organism, organism_path
@@ -287,18 +294,21 @@ def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> boo
     """Every judge rates every response it has not rated yet, `batch_size` at a time, each batch
     saved as it comes; True if it did any. A judge that fails (an endpoint down) stops the run with
     every verdict so far kept, and the rerun asks only for the rest."""
+    # The responses are shared out before the verdicts are read: the other processes may already be
+    # appending verdicts, and each process's share must not depend on when it looked.
     completions = sorted(read_stage(output, "completions"), key=lambda record: (record["unit"], record["case_index"]))
+    mine = completions[worker.rank :: worker.processes]
     judged = {verdict_key(record) for record in read_stage(output, "verdicts")}
     worked = False
     for current in judges:
-        pending = [c for c in completions if (*completion_key(c), current.name, current.version) not in judged]
-        mine = pending[worker.rank :: worker.processes]
+        pending = [c for c in mine if (*completion_key(c), current.name, current.version) not in judged]
         if not pending:
             continue
-        worker.say(f"eval: judge {current.name} ({current.version}): {len(pending)} responses to rate")
-        bar = tqdm(total=len(mine), desc=f"judge {current.name}", unit="response", disable=not worker.progress)
-        for start in range(0, len(mine), config.batch_size):
-            batch = mine[start : start + config.batch_size]
+        share = f" (this process's share of {worker.processes})" if worker.processes > 1 else ""
+        worker.say(f"eval: judge {current.name} ({current.version}): {len(pending)} responses to rate{share}")
+        bar = tqdm(total=len(pending), desc=f"judge {current.name}", unit="response", disable=not worker.progress)
+        for start in range(0, len(pending), config.batch_size):
+            batch = pending[start : start + config.batch_size]
             verdicts = current.judge_many([c["behaviour"] for c in batch], [c["response"] for c in batch])
             append_lines(stage_file(output, "verdicts", worker.rank), [
                 {**dict(zip(("benchmark", "attack", "prompt_id"), completion_key(c))), "judge": current.name,
