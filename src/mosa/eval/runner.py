@@ -12,7 +12,7 @@ single-process run would: left padding and the sampler's seed make a response de
 When every response exists, each judge rates the ones it has not rated yet (stage 3), and the
 main process writes records.jsonl and the tables.
 
-Under `accelerate launch` process K takes units K, K + N, K + 2N, ... and every N-th pending verdict,
+Under `accelerate launch` process K takes units K, K + N, K + 2N, ... and every N-th response to judge,
 and appends to its own stage files (mosa.eval.store). The model is loaded only when some unit of
 this process lacks a test case or a response, so a finished run, or one whose judge endpoint was
 down, resumes without loading it.
@@ -93,7 +93,7 @@ def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, l
         process.wait_for_everyone()
         if not main:
             return []
-        records = load_records(output)
+        records = load_records(output, [(current.name, current.version) for current in judges])
         unjudged = sum(1 for record in records if len(record["verdicts"]) != len(judges))
         if unjudged:  # never a table over a part of the responses
             raise MosaError(f"{unjudged} responses in {output} lack a verdict after judging; rerun to complete them")
@@ -177,15 +177,16 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
     target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
     for unit in tqdm(pending, desc="completions", unit="unit", disable=not worker.progress):
         unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
+        done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: E731
         for start in range(0, len(unit_cases), config.batch_size):
             batch = unit_cases[start : start + config.batch_size]
-            if all((unit.benchmark, unit.attack, case.prompt_id) in completed for _, case in batch):
+            if all(done(case) for _, case in batch):
                 continue
-            responses = target.respond([case for _, case in batch])
+            responses = target.respond([case for _, case in batch])  # the whole batch: its responses depend on it
             records = [
                 completion_record(config, unit, start + offset, behaviour, case, response, target)
                 for offset, ((behaviour, case), response) in enumerate(zip(batch, responses))
-                if (unit.benchmark, unit.attack, case.prompt_id) not in completed
+                if not done(case)
             ]
             append_lines(stage_file(output, "completions", worker.rank), records)
             completed.update(completion_key(record) for record in records)
@@ -225,7 +226,7 @@ def build_cases(unit: Unit, attack: Attack, target: Target, cases: dict, output:
     if missing:
         built = group_by_behaviour(attack.cases(missing, target), missing, unit.attack)
         lines = [{"benchmark": unit.benchmark, "attack": unit.attack, "behaviour_id": behaviour.id,
-                  "cases": [case_to_dict(case) for case in built[behaviour.id]]} for behaviour in missing]
+                  "cases": [dataclasses.asdict(case) for case in built[behaviour.id]]} for behaviour in missing]
         append_lines(stage_file(output, "cases", rank), lines)
         cases.update({(unit.benchmark, unit.attack, line["behaviour_id"]): line["cases"] for line in lines})
     return [(behaviour, case_from_dict(case)) for behaviour in unit.behaviours
@@ -236,15 +237,11 @@ def group_by_behaviour(built: list[TestCase], behaviours: list[Example], attack:
     """An attack names each case after its behaviour ("b1", or "b1@13" for one value of a sweep)."""
     grouped: dict[str, list[TestCase]] = {behaviour.id: [] for behaviour in behaviours}
     for case in built:
-        owner = case.prompt_id.split("@")[0] if case.prompt_id not in grouped else case.prompt_id
+        owner = case.prompt_id if case.prompt_id in grouped else case.prompt_id.rpartition("@")[0]
         if owner not in grouped:
             raise MosaError(f"attack {attack} returned case {case.prompt_id!r}, which names none of the behaviours it was given")
         grouped[owner].append(case)
     return grouped
-
-
-def case_to_dict(case: TestCase) -> dict:
-    return dataclasses.asdict(case)
 
 
 def case_from_dict(saved: dict) -> TestCase:
@@ -262,7 +259,6 @@ def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour
     lm = target.lm
     written = {position + offset for spans in case.interventions.values()
                for position, ids in target.prefill_ids(spans).items() for offset in range(len(ids))}
-    saved_case = case_to_dict(case)
     return {
         "benchmark": unit.benchmark,
         "attack": unit.attack,
@@ -271,8 +267,8 @@ def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour
         "behaviour_id": behaviour.id,
         "behaviour": case.behaviour,
         "messages": case.messages,
-        "prefill": saved_case["prefill"],
-        "interventions": saved_case["interventions"],
+        "prefill": case.prefill,  # JSON writes the positions and steps as text
+        "interventions": case.interventions,
         "payload": case.payload,
         "unit": unit.number,
         "case_index": case_index,
@@ -311,7 +307,7 @@ def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> boo
             batch = pending[start : start + config.batch_size]
             verdicts = current.judge_many([c["behaviour"] for c in batch], [c["response"] for c in batch])
             append_lines(stage_file(output, "verdicts", worker.rank), [
-                {**dict(zip(("benchmark", "attack", "prompt_id"), completion_key(c))), "judge": current.name,
+                {"benchmark": c["benchmark"], "attack": c["attack"], "prompt_id": c["prompt_id"], "judge": current.name,
                  "judge_version": current.version, **dataclasses.asdict(verdict)}
                 for c, verdict in zip(batch, verdicts)
             ])

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mosa.errors import MosaError
-from mosa.eval.store import read_stage
+from mosa.eval.config import EvalConfig
+from mosa.eval.store import read_config, read_stage
 from mosa.judges import EMPTY, UNPARSEABLE
 from mosa.paths import write_atomically
 
@@ -57,13 +58,17 @@ def attack_variant(record: dict) -> str:
     return f"{record['attack']}@{prompt_id[len(behaviour_id) + 1:]}" if swept else record["attack"]
 
 
-def load_records(directory: Path) -> list[dict]:
-    """Every completion with its verdicts, in the order of the plan (unit, then case)."""
+def load_records(directory: Path, judges: list[tuple[str, str]] | None = None) -> list[dict]:
+    """Every completion with its verdicts, in the order of the plan (unit, then case). `judges`,
+    (name, version) pairs, orders each record's verdicts; else they keep the order they were written in."""
     completions = read_stage(directory, "completions")
     verdicts: dict[tuple, list[dict]] = {}
     for verdict in read_stage(directory, "verdicts"):
         entry = {key: verdict[key] for key in ("judge", "judge_version", "label", "harmful", "score", "detail")}
         verdicts.setdefault(completion_key(verdict), []).append(entry)
+    if judges is not None:
+        for found in verdicts.values():
+            found.sort(key=lambda verdict: judges.index((verdict["judge"], verdict["judge_version"])))
     return sorted(({**completion, "verdicts": verdicts.get(completion_key(completion), [])} for completion in completions),
                   key=lambda record: (record["unit"], record["case_index"]))
 
@@ -110,9 +115,6 @@ def asr_rows(records: list[dict], model: str) -> list[AsrRow]:
 def rows_of_runs(directories: list[Path]) -> list[AsrRow]:
     """The ASR rows of one or more run directories, each labelled with its model (and adapter);
     runs of the same model are told apart by their directory."""
-    from mosa.eval.config import EvalConfig
-    from mosa.eval.store import read_config
-
     labels = [EvalConfig(**read_config(directory)).model_label for directory in directories]
     rows = []
     for directory, label in zip(directories, labels):
@@ -125,8 +127,6 @@ def rows_of_runs(directories: list[Path]) -> list[AsrRow]:
 
 def unjudged(directory: Path) -> int:
     """Responses in a run that lack the verdict of some judge of its config."""
-    from mosa.eval.store import read_config
-
     judges = len(read_config(directory)["judges"])
     return sum(1 for record in load_records(directory) if len(record["verdicts"]) < judges)
 
