@@ -38,6 +38,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
                                "prefix-forcing, tap"),
     ("judges=[keyword]", "unknown judge 'keyword'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject"),
     ("attacks=[{name: prefill, postion: 3}]", "attack 'prefill' has no option postion; its options: position, phrases, seed"),
+    ("judges=[{name: keyword-gcg, lists: long}]", "judge 'keyword-gcg' has no option lists; it takes none; give its bare name"),
     ("limit=0", "limit=0 leaves no behaviours to evaluate"),
     ("batch_size=two", "batch_size='two' must be a whole number >= 1"),
     ("dtype=float8", "dtype='float8' must be one of float32, bfloat16, float16"),

@@ -67,7 +67,7 @@ def test_a_finished_run_is_not_redone(finished_run, tmp_path, monkeypatch, capsy
     assert "is complete; nothing to do" in capsys.readouterr().out
 
 
-def test_a_torn_last_line_is_dropped_and_its_response_sampled_again(finished_run, tmp_path):
+def test_a_torn_last_line_is_dropped_and_its_response_sampled_again(finished_run, tmp_path, capsys):
     run = copy_of(finished_run, tmp_path)
     completions = (run / "completions.jsonl").read_bytes()
     last_line = completions.rstrip(b"\n").rfind(b"\n") + 1
@@ -75,6 +75,7 @@ def test_a_torn_last_line_is_dropped_and_its_response_sampled_again(finished_run
     for name in ("verdicts.jsonl", "records.jsonl", "asr.md", "asr.csv"):
         (run / name).unlink()
     assert mosa_eval("--output", run) == 0
+    assert "completions.jsonl: dropped a torn last line of 40 bytes" in capsys.readouterr().out
     assert (run / "completions.jsonl").read_bytes() == completions
     assert read_jsonl(run / "records.jsonl") == read_jsonl(finished_run / "records.jsonl")
 
@@ -150,3 +151,25 @@ def test_a_benchmark_without_usable_rows_stops_with_a_message(settings, tmp_path
     error = capsys.readouterr().err
     assert message in error and error.count("mosa: error") == 1
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+def test_an_expensive_attacks_cases_are_saved_before_sampling_and_never_built_twice(settings, tmp_path, monkeypatch):
+    from mosa.attacks.gcg import GcgAttack
+
+    gcg = {"name": "gcg", "target": "sure here is", "suffix_length": 3, "iterations": 2, "top_k": 8, "candidates": 8, "init": "the"}
+    config = write_config(tmp_path, {**settings, "attacks": [gcg], "judges": ["keyword-gcg"], "limit": 3})
+    run = tmp_path / "run"
+    assert mosa_eval("--config", config, "--output", run) == 0
+    records = read_jsonl(run / "records.jsonl")
+    assert [len(record["payload"]["loss_trajectory"]) for record in records] == [3, 3, 3]  # before, and after each iteration
+    assert all(record["messages"][0]["content"].endswith(record["payload"]["suffix"]) for record in records)
+
+    for name in ("completions.jsonl", "verdicts.jsonl", "records.jsonl", "asr.md", "asr.csv"):
+        (run / name).unlink()  # as if killed after the attack had built its cases
+
+    def rebuilt(*args):
+        raise AssertionError("the attack ran again although its cases were saved")
+
+    monkeypatch.setattr(GcgAttack, "cases", rebuilt)
+    assert mosa_eval("--output", run) == 0
+    assert read_jsonl(run / "records.jsonl") == records
