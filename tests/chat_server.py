@@ -27,7 +27,9 @@ class Reply:
 
 
 class ChatServer:
-    def __init__(self, reply: Callable[[dict], str | Reply]):
+    def __init__(self, reply: Callable[[dict], str | Reply], port: int = 0):
+        """`port` 0 takes a free ephemeral port; a test that needs the URL before the server is up
+        (an endpoint that is down, then up) passes one."""
         self.reply = reply
         self.requests: list[dict] = []
         self.in_flight = 0
@@ -71,7 +73,7 @@ class ChatServer:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 

@@ -50,7 +50,8 @@ class Registry(Generic[T]):
                       if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         unknown = sorted(set(options) - set(parameters))
         if unknown:
-            raise MosaError(f"{self.kind} {name!r} has no option {', '.join(unknown)}; its options: {', '.join(parameters)}")
+            takes = f"its options: {', '.join(parameters)}" if parameters else "it takes none; give its bare name"
+            raise MosaError(f"{self.kind} {name!r} has no option {', '.join(unknown)}; {takes}")
         missing = [key for key, p in parameters.items() if p.default is p.empty and key not in options]
         if missing:
             raise MosaError(f"{self.kind} {name!r} needs {', '.join(missing)}" + (f"; e.g. {example}" if example else ""))

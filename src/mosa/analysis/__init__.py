@@ -15,7 +15,7 @@ from mosa.analysis.common import ORGANISM_HELD_OUT, ORGANISM_UTILITY, CommonOpti
 from mosa.analysis.decode_order import DecodeOrderOptions, decode_order, plot_decode_order, summarise_order
 from mosa.analysis.gcg_position import GcgPositionOptions, gcg_position, plot_gcg_position
 from mosa.analysis.prefill_position import PrefillPositionOptions, plot_prefill_position, prefill_position
-from mosa.analysis.stats import kendall_tau, mean_and_spread, wilson_interval
+from mosa.stats import kendall_tau, mean_and_spread, wilson_interval
 
 __all__ = [
     "ORGANISM_HELD_OUT",

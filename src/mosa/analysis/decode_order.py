@@ -32,11 +32,11 @@ from mosa.analysis.common import (
     respond,
     sampler_record,
 )
-from mosa.analysis.stats import kendall_tau, mean_and_spread
 from mosa.attacks import Target, TestCase, user_turn
 from mosa.data import Example
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.stats import kendall_tau, mean_and_spread
 
 
 @dataclass

@@ -29,12 +29,12 @@ from mosa.analysis.common import (
     respond,
     sampler_record,
 )
-from mosa.analysis.stats import mean_and_spread, wilson_interval
 from mosa.attacks import Target, make_attack
 from mosa.attacks.phrases import PHRASE_SETS, pick
 from mosa.data import Example
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.stats import mean_and_spread, wilson_interval
 
 
 @dataclass

@@ -13,12 +13,13 @@ from mosa.errors import MosaError
 
 def build_parser() -> argparse.ArgumentParser:
     from mosa.cli import align, analyze, data, demo, generate, judge, organism
+    from mosa.cli import eval as evaluation
 
     parser = argparse.ArgumentParser(
         prog="mosa", description="Safety toolkit for diffusion language models (MOSA, AAAI 2026)."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (generate, demo, data, organism, align, judge, analyze):
+    for module in (generate, demo, data, organism, align, judge, evaluation, analyze):
         module.register(subparsers)
     return parser
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mosa.analysis.stats import kendall_tau, mean_and_spread, wilson_interval
+from mosa.stats import kendall_tau, mean_and_spread, wilson_interval
 
 
 @pytest.mark.parametrize("x, y, expected", [

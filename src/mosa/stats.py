@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import torch
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval for a proportion (95% with z = 1.96), as (low, high) in [0, 1].
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval for a proportion (95% with z, the normal quantile at 0.975), as (low, high) in [0, 1].
 
     Unlike the normal approximation p +- z sqrt(p(1-p)/n), it stays inside [0, 1] and does not
     collapse to a point at 0% or 100%, which small samples (and attack success rates) often hit."""

@@ -1,0 +1,71 @@
+"""`mosa eval`: benchmarks x attacks x judges on a dLLM (and adapter), resumable, with ASR tables.
+
+    mosa eval --config organism --output runs/organism                 # a shipped config
+    mosa eval --config run.yaml --output runs/x --set limit=20 --set sampler.steps=64
+    mosa eval --config paper-llada8b --adapter runs/llada-mosa/adapter --output runs/llada-mosa-eval
+    mosa eval --output runs/x                                          # resume with the run's own config
+    mosa eval tables runs/x                                            # remake asr.md / asr.csv
+    mosa eval tables runs/base runs/mosa --output runs/compare          # one table, a row per model
+    accelerate launch --multi_gpu --num_processes 2 -m mosa eval --config ... --output runs/x
+
+Details: docs/eval.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mosa.errors import MosaError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="attack success rates: benchmarks x attacks x judges, resumable runs")
+    parser.add_argument("--config", help="a YAML file, or a shipped config: organism, paper-llada8b "
+                                         "(default when resuming: the run directory's config.json)")
+    parser.add_argument("--output", type=Path, help="the run directory: created, or resumed where it stopped")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting (YAML value; sampler.steps=64 reaches into a mapping)")
+    parser.add_argument("--model", help="checkpoint directory, hub id, or 'organism' (overrides the config)")
+    parser.add_argument("--adapter", help="a peft adapter directory to merge into the model (e.g. runs/mosa/adapter)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
+    actions = parser.add_subparsers(dest="eval_action", metavar="ACTION")
+    tables = actions.add_parser("tables", help="(re)make asr.md and asr.csv from one or more run directories")
+    tables.add_argument("runs", nargs="+", type=Path, help="run directories")
+    tables.add_argument("--output", type=Path, dest="tables_output",
+                        help="where to write the tables (needed for several runs; default: the run directory)")
+    tables.set_defaults(run=run_tables)
+
+
+def run(args: argparse.Namespace) -> None:
+    from mosa.eval import load_config, run_eval
+    from mosa.eval.store import CONFIG_FILE, read_config
+    from mosa.eval.tables import asr_markdown
+
+    if args.output is None:
+        raise MosaError("--output is required: the run directory to create or to resume")
+    resuming = args.config is None and (args.output / CONFIG_FILE).is_file()
+    config = load_config(args.config, args.set, base=read_config(args.output) if resuming else None,
+                         model=args.model, adapter=args.adapter)
+    rows = run_eval(config, args.output, progress=not args.quiet)
+    if rows:
+        print(asr_markdown(rows))
+
+
+def run_tables(args: argparse.Namespace) -> None:
+    from mosa.eval.tables import asr_markdown, rows_of_runs, unjudged, write_tables
+
+    if len(args.runs) > 1 and args.tables_output is None:
+        raise MosaError("several runs make one table: give --output DIR for it")
+    rows = rows_of_runs(args.runs)
+    destination = args.tables_output or args.runs[0]
+    destination.mkdir(parents=True, exist_ok=True)
+    write_tables(rows, destination)
+    print(asr_markdown(rows))
+    for run_directory in args.runs:
+        missing = unjudged(run_directory)
+        if missing:
+            print(f"mosa: warning: {run_directory}: {missing} responses lack a verdict; `mosa eval --output {run_directory}` "
+                  "completes them")
+    print(f"wrote {destination / 'asr.md'} and {destination / 'asr.csv'}")

@@ -1,0 +1,262 @@
+"""What an evaluation runs: `EvalConfig`, read from YAML with command-line overrides and checked in
+full before any model is loaded or any file written.
+
+    config = load_config("organism", overrides=["limit=20", "sampler.steps=16"])
+
+Precedence: a shipped config (`organism`, `paper-llada8b`) or a YAML file < `--set KEY=VALUE`
+(dotted keys reach into `sampler`) < `--model` / `--adapter`. Strings may hold `${NAME}` or
+`${NAME:-default}`, read from the environment, so that a judge endpoint can come from it; a variable
+that holds a secret (its name contains KEY, TOKEN, SECRET or PASSWORD) is refused, because the
+resolved config is written to the run directory: backends read keys from the environment themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from mosa.errors import MosaError
+from mosa.models import FAMILIES
+from mosa.sampling import SamplerConfig
+
+SHIPPED_CONFIGS = ("organism", "paper-llada8b")
+ORGANISM = "organism"  # model: organism is the default model organism, built on first use
+DTYPES = ("float32", "bfloat16", "float16")
+# Sampler settings a config may give; special ids come from the model, the seed from `seed`.
+SAMPLER_KEYS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "logits_eos_inf",
+                "confidence_eos_eot_inf")
+# Options of mosa.data.load_dataset that a benchmark given as a mapping may set.
+BENCHMARK_OPTIONS = ("column", "target_column", "id_column", "functional")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+
+
+@dataclass
+class EvalConfig:
+    model: str  # a checkpoint directory, a hub id, or "organism" (the default model organism)
+    benchmarks: list  # named datasets, file paths, or {dataset: NAME_OR_PATH, label: ..., column: ...}
+    attacks: list = field(default_factory=lambda: [{"name": "none"}])  # {name, label?, **options}
+    judges: list = field(default_factory=lambda: [{"name": "keyword-long"}])  # {name, **options}
+    adapter: str | None = None  # a peft adapter directory, merged into the model after loading
+    trust_remote_code: bool = False
+    family: str | None = None  # override the family detected from the checkpoint
+    dtype: str = "float32"
+    device: str = "cpu"
+    limit: int | None = None  # the first `limit` behaviours of each benchmark
+    sampler: dict = field(default_factory=dict)  # SamplerConfig settings (SAMPLER_KEYS)
+    batch_size: int = 16  # responses sampled together; also the behaviours per work unit
+    seed: int = 0  # the sampler's seed (matters at temperature > 0)
+
+    @classmethod
+    def from_dict(cls, settings: dict, where: str = "config") -> EvalConfig:
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise MosaError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(known)}")
+        missing = [name for name in ("model", "benchmarks") if settings.get(name) in (None, "", [])]
+        if missing:
+            raise MosaError(f"{where}: {' and '.join(missing)} must be given (e.g. model: organism, benchmarks: [organism-held-out])")
+        config = cls(**settings)
+        config.benchmarks = [_benchmark_spec(spec) for spec in _as_list(config.benchmarks)]
+        config.attacks = [_plugin_spec("attack", spec) for spec in _as_list(config.attacks)]
+        config.judges = [_plugin_spec("judge", spec) for spec in _as_list(config.judges)]
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Every value's type and range; attack and judge names and options are checked when they
+        are built (`mosa.eval.runner.build_attacks`, `build_judges`), still before any model loads."""
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise MosaError(f"model={self.model!r} must be a checkpoint directory, a hub id or 'organism'")
+        if self.adapter is not None and not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise MosaError(f"adapter={self.adapter!r} is not a peft adapter directory (no adapter_config.json there)")
+        if not isinstance(self.trust_remote_code, bool):
+            raise MosaError(f"trust_remote_code={self.trust_remote_code!r} must be true or false")
+        if self.family is not None and self.family not in FAMILIES:
+            raise MosaError(f"family={self.family!r} must be one of {', '.join(sorted(FAMILIES))}, or left out to detect it")
+        if self.dtype not in DTYPES:
+            raise MosaError(f"dtype={self.dtype!r} must be one of {', '.join(DTYPES)}")
+        if not isinstance(self.device, str) or not self.device:
+            raise MosaError(f"device={self.device!r} must be cpu, cuda, cuda:1, ...")
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 0):
+            raise MosaError(f"limit={self.limit!r} must be a whole number >= 1, or left out for every behaviour")
+        if self.limit == 0:
+            raise MosaError("limit=0 leaves no behaviours to evaluate; give a positive limit or leave it out")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise MosaError(f"batch_size={self.batch_size!r} must be a whole number >= 1")
+        if not _is_int(self.seed):
+            raise MosaError(f"seed={self.seed!r} must be a whole number")
+        if not isinstance(self.sampler, dict):
+            raise MosaError(f"sampler must be a mapping of sampler settings, not {self.sampler!r}")
+        unknown = sorted(set(self.sampler) - set(SAMPLER_KEYS))
+        if unknown:
+            hint = "; the seed is the top-level seed" if "seed" in unknown else ""
+            raise MosaError(f"sampler: unknown settings {', '.join(unknown)}; known: {', '.join(SAMPLER_KEYS)}{hint}")
+        try:
+            SamplerConfig(**self.sampler, seed=self.seed).validate(require_ids=False)
+        except MosaError as error:
+            raise MosaError(f"sampler: {error}") from None
+        labels = [spec["label"] for spec in self.benchmarks]
+        _refuse_repeats("benchmark", labels, "give one a label: {dataset: ..., label: ...}")
+        _refuse_repeats("attack", [attack_label(spec) for spec in self.attacks], "give one a label: {name: ..., label: ...}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def model_label(self) -> str:
+        return self.model if self.adapter is None else f"{self.model} + {self.adapter}"
+
+
+def attack_label(spec: dict) -> str:
+    """The name an attack has in records and tables: its `label`, else its attack name."""
+    return spec.get("label") or spec["name"]
+
+
+def attack_options(spec: dict) -> dict:
+    return {key: value for key, value in spec.items() if key not in ("name", "label")}
+
+
+def load_config(
+    source: str | Path | None = None,
+    overrides: list[str] = (),
+    *,
+    base: dict | None = None,
+    model: str | None = None,
+    adapter: str | None = None,
+) -> EvalConfig:
+    """A config from a shipped name or a YAML file (`source`), or from `base` (a run's stored
+    config, when resuming without --config), then `--set` overrides and the --model/--adapter flags."""
+    if source is not None:
+        settings, where = read_config_file(source), f"--config {source}"
+    elif base is not None:
+        settings, where = dict(base), "the run's config.json"
+    else:
+        raise MosaError(f"no config given; pass --config FILE or one of the shipped configs ({', '.join(SHIPPED_CONFIGS)})")
+    for assignment in overrides:
+        apply_override(settings, assignment)
+    if model is not None:
+        settings["model"] = model
+    if adapter is not None:
+        settings["adapter"] = adapter
+    return EvalConfig.from_dict(expand_environment(settings), where=where)
+
+
+def read_config_file(source: str | Path) -> dict:
+    path = Path(source)
+    if str(source) in SHIPPED_CONFIGS and not path.suffix:
+        text = resources.files("mosa.eval.configs").joinpath(f"{source}.yaml").read_text()
+    elif path.is_file():
+        text = path.read_text()
+    else:
+        raise MosaError(f"--config {source}: no such file, and not a shipped config ({', '.join(SHIPPED_CONFIGS)})")
+    try:
+        settings = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise MosaError(f"--config {source} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(settings, dict):
+        raise MosaError(f"--config {source} must hold a mapping of settings, not {type(settings).__name__}")
+    return settings
+
+
+def apply_override(settings: dict, assignment: str) -> None:
+    """KEY=VALUE with a YAML value; a dotted key (sampler.steps=64) reaches into a mapping."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise MosaError(f"--set {assignment!r} must look like KEY=VALUE, e.g. limit=20 or sampler.steps=64")
+    *parents, leaf = key.strip().split(".")
+    node = settings
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise MosaError(f"--set {assignment!r}: {part} is not a mapping of settings")
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise MosaError(f"--set {assignment!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
+
+
+def expand_environment(value):
+    """${NAME} and ${NAME:-default} in every string, from the environment."""
+    if isinstance(value, dict):
+        return {key: expand_environment(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_environment(item) for item in value]
+    if isinstance(value, str):
+        return _VARIABLE.sub(_environment_value, value)
+    return value
+
+
+def _environment_value(match: re.Match) -> str:
+    name, default = match.group(1), match.group(2)
+    if _SECRET.search(name):
+        raise MosaError(f"${{{name}}} looks like a secret and the resolved config is saved with the run; "
+                        "backends read API keys from the environment themselves (api_key_env)")
+    if name in os.environ:
+        return os.environ[name]
+    if default is None:
+        raise MosaError(f"${{{name}}} is used in the config but not set; set it, or write ${{{name}:-DEFAULT}}")
+    return default
+
+
+def differences(stored: dict, given: dict) -> list[str]:
+    """The settings that differ between two config dicts, as 'key: stored -> given' (dotted inside mappings)."""
+    found = []
+    for key in sorted(set(stored) | set(given)):
+        old, new = stored.get(key), given.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += [f"{key}.{item}" for item in differences(old, new)]
+        else:
+            found.append(f"{key}: {_short(old)} -> {_short(new)}")
+    return found
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _benchmark_spec(spec) -> dict:
+    """A benchmark as {dataset, label, **loader options}; the label names it in records and tables."""
+    if isinstance(spec, str) and spec.strip():
+        spec = {"dataset": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("dataset"), str) or not spec["dataset"].strip():
+        raise MosaError(f"benchmark {spec!r} must be a dataset name, a file path, or a mapping with dataset: NAME_OR_PATH")
+    unknown = sorted(set(spec) - {"dataset", "label", *BENCHMARK_OPTIONS})
+    if unknown:
+        raise MosaError(f"benchmark {spec['dataset']!r}: unknown keys {', '.join(unknown)}; known: dataset, label, "
+                        f"{', '.join(BENCHMARK_OPTIONS)}")
+    dataset = spec["dataset"]
+    default_label = dataset if "/" not in dataset and "." not in dataset else Path(dataset).name.split(".")[0]
+    return {**spec, "label": spec.get("label") or default_label}
+
+
+def _plugin_spec(kind: str, spec) -> dict:
+    """An attack or judge as {name, **options}: a bare name is a mapping without options."""
+    if isinstance(spec, str) and spec.strip():
+        return {"name": spec}
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return dict(spec)
+    raise MosaError(f"{kind} {spec!r} must be a name or a mapping with a name and its options, e.g. {{name: prefill, position: 0}}")
+
+
+def _refuse_repeats(kind: str, labels: list[str], fix: str) -> None:
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise MosaError(f"{kind} {repeated[0]!r} is given twice; {fix}")

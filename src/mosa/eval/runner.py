@@ -1,0 +1,329 @@
+"""The evaluation pipeline, staged like HarmBench: test cases -> completions -> verdicts -> tables.
+
+    config = load_config("organism")
+    rows = run_eval(config, Path("runs/organism"))      # ASR rows; asr.md, asr.csv, records.jsonl on disk
+
+Work is cut into units: `batch_size` behaviours of one benchmark under one attack. For each unit the
+attack builds its test cases (stage 1, saved per behaviour, so that an expensive attack such as GCG
+is never run twice for a behaviour), then the target answers them in batches of `batch_size` cases
+(stage 2). A batch is fixed by the config (the unit's cases in order, cut every `batch_size`), so a
+resumed run, or a run on several processes, samples every response in the batch an uninterrupted
+single-process run would: left padding and the sampler's seed make a response depend on its batch.
+When every response exists, each judge rates the ones it has not rated yet (stage 3), and the
+main process writes records.jsonl and the tables.
+
+Under `accelerate launch` process K takes units K, K + N, K + 2N, ... and every N-th response to judge,
+and appends to its own stage files (mosa.eval.store). The model is loaded only when some unit of
+this process lacks a test case or a response, so a finished run, or one whose judge endpoint was
+down, resumes without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mosa.attacks import Attack, Target, TestCase, make_attack
+from mosa.data import Example, load_dataset
+from mosa.errors import MosaError
+from mosa.eval.config import ORGANISM, EvalConfig, attack_label, attack_options
+from mosa.eval.order import decoding_order
+from mosa.eval.store import STAGES, append_lines, check_config, lock, read_stage, repair, stage_file, stage_files
+from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, verdict_key, write_tables
+from mosa.judges import make_judge
+from mosa.models import DiffusionLM
+from mosa.paths import write_atomically
+
+# The organism's held-out harmful prompts: the split its build never trained on.
+ORGANISM_HELD_OUT = "organism-held-out"
+OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
+
+
+@dataclass(frozen=True)
+class Unit:
+    number: int  # its place in the plan; with the case's index it orders records and fixes batches
+    benchmark: str
+    attack: str  # the attack's label
+    attack_name: str  # its name in the registry
+    behaviours: tuple[Example, ...]
+
+
+@dataclass(frozen=True)
+class Worker:
+    """This process's share of the run: under accelerate launch one of `processes`, else the only one."""
+
+    rank: int
+    processes: int
+    device: str
+    progress: bool  # progress bars (the main process only)
+    say: Callable[[str], None]  # log lines (the main process only)
+
+
+def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, log: Callable[[str], None] = print) -> list[AsrRow]:
+    """Run (or resume) the evaluation in `output`; returns the ASR rows (on the main process)."""
+    from accelerate import PartialState
+
+    output = Path(output)
+    attacks = build_attacks(config)  # unknown names and bad options fail here, before anything is loaded or written
+    judges = build_judges(config)
+    units = plan_units(load_benchmarks(config), config)
+    process = PartialState(cpu=config.device == "cpu")  # under accelerate launch: this process's rank and device
+    main = process.is_main_process
+    say = log if main else (lambda message: None)
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+    with lock(output) if main else nullcontext():  # held until the run ends, or its process dies
+        if main:
+            check_config(output, config.to_dict())
+            for message in repair(output):
+                say(f"eval: {message}")
+        process.wait_for_everyone()  # nobody reads before the main process has repaired the files
+
+        worker = Worker(process.process_index, process.num_processes, "cpu" if config.device == "cpu" else str(process.device),
+                        progress and main, say)
+        generated = generate(config, units[worker.rank :: worker.processes], attacks, output, worker)
+        process.wait_for_everyone()  # every response is on disk before any judge reads them
+        judged = judge(judges, config, output, worker)
+        process.wait_for_everyone()
+        if not main:
+            return []
+        records = load_records(output, [(current.name, current.version) for current in judges])
+        unjudged = sum(1 for record in records if len(record["verdicts"]) != len(judges))
+        if unjudged:  # never a table over a part of the responses
+            raise MosaError(f"{unjudged} responses in {output} lack a verdict after judging; rerun to complete them")
+        rows = asr_rows(records, config.model_label)
+        if generated or judged or not outputs_current(output):
+            write_atomically(output / "records.jsonl", "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+            write_tables(rows, output)
+            say(f"eval: {len(records)} records; tables in {output / 'asr.md'} and {output / 'asr.csv'}")
+        else:
+            say(f"eval: {output} is complete; nothing to do")
+        return rows
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def build_attacks(config: EvalConfig) -> dict[str, Attack]:
+    return {attack_label(spec): make_attack(spec["name"], attack_options(spec)) for spec in config.attacks}
+
+
+def build_judges(config: EvalConfig) -> list:
+    judges = [make_judge(spec) for spec in config.judges]
+    identities = [(judge.name, judge.version) for judge in judges]
+    repeated = next((identity for identity in identities if identities.count(identity) > 1), None)
+    if repeated:
+        raise MosaError(f"judge {repeated[0]} (version {repeated[1]}) is given twice; give it once")
+    return judges
+
+
+def load_benchmarks(config: EvalConfig) -> dict[str, list[Example]]:
+    """Each benchmark's behaviours, the first `limit` of them. The loaders refuse a file without a
+    usable row, and the config refuses limit 0, so no benchmark is ever empty."""
+    benchmarks = {}
+    for spec in config.benchmarks:
+        options = {key: value for key, value in spec.items() if key not in ("dataset", "label")}
+        dataset = spec["dataset"]
+        examples = organism_held_out(config) if dataset == ORGANISM_HELD_OUT else load_dataset(dataset, **options)
+        benchmarks[spec["label"]] = examples[: config.limit]
+    return benchmarks
+
+
+def organism_held_out(config: EvalConfig) -> list[Example]:
+    """The held-out harmful prompts of the organism under evaluation (the default one for model: organism)."""
+    from mosa.organism.build import OrganismConfig, built_config, harmful_prompt_split
+
+    organism = OrganismConfig() if config.model == ORGANISM else built_config(config.model)
+    if organism is None:
+        raise MosaError(f"benchmark {ORGANISM_HELD_OUT} needs model: organism or an organism build directory; {config.model} is neither")
+    prompts = harmful_prompt_split(organism)[1]
+    return [Example(id=f"{ORGANISM_HELD_OUT}/{index}", prompt=prompt, source=ORGANISM_HELD_OUT) for index, prompt in enumerate(prompts)]
+
+
+def plan_units(benchmarks: dict[str, list[Example]], config: EvalConfig) -> list[Unit]:
+    units = []
+    for benchmark, behaviours in benchmarks.items():
+        for spec in config.attacks:
+            for start in range(0, len(behaviours), config.batch_size):
+                group = tuple(behaviours[start : start + config.batch_size])
+                units.append(Unit(len(units), benchmark, attack_label(spec), spec["name"], group))
+    return units
+
+
+# --- stages 1 and 2: test cases and completions -------------------------------------------------
+
+
+def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], output: Path, worker: Worker) -> bool:
+    """Build the missing test cases and sample the missing responses of `units`; True if it did any."""
+    cases = {(r["benchmark"], r["attack"], r["behaviour_id"]): r["cases"] for r in read_stage(output, "cases")}
+    completed = {completion_key(record) for record in read_stage(output, "completions")}
+
+    def finished(unit: Unit) -> bool:
+        keys = [(unit.benchmark, unit.attack, behaviour.id) for behaviour in unit.behaviours]
+        return all(key in cases for key in keys) and all(
+            (unit.benchmark, unit.attack, case["prompt_id"]) in completed for key in keys for case in cases[key])
+
+    pending = [unit for unit in units if not finished(unit)]
+    if not pending:
+        return False
+    worker.say(f"eval: {len(pending)} of {len(units)} work units to sample; loading {config.model_label}")
+    lm = load_target_model(config, worker)
+    target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
+    for unit in tqdm(pending, desc="completions", unit="unit", disable=not worker.progress):
+        unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
+        done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: E731
+        for start in range(0, len(unit_cases), config.batch_size):
+            batch = unit_cases[start : start + config.batch_size]
+            if all(done(case) for _, case in batch):
+                continue
+            responses = target.respond([case for _, case in batch])  # the whole batch: its responses depend on it
+            records = [
+                completion_record(config, unit, start + offset, behaviour, case, response, target)
+                for offset, ((behaviour, case), response) in enumerate(zip(batch, responses))
+                if not done(case)
+            ]
+            append_lines(stage_file(output, "completions", worker.rank), records)
+            completed.update(completion_key(record) for record in records)
+    return True
+
+
+def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
+    """The model under evaluation, with its adapter merged in (the sampler then runs at full speed)."""
+    from transformers.utils import logging as transformers_logging
+
+    from mosa.models import load_model
+
+    if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
+        transformers_logging.disable_progress_bar()
+    path = config.model
+    if config.model == ORGANISM:
+        from mosa.organism.build import CARD_FILE, OrganismConfig, build_organism, organism_path
+
+        path = organism_path(OrganismConfig())
+        if not (path / CARD_FILE).is_file():
+            if worker.processes > 1:  # several processes would build it at once, into the same place
+                raise MosaError("the default organism is not built yet; run `mosa organism build` once, then launch the evaluation")
+            build_organism(OrganismConfig(), progress=worker.progress, log=worker.say)
+    lm = load_model(path, trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
+                    device=worker.device)
+    if config.adapter is not None:
+        from peft import PeftModel
+
+        lm.module = PeftModel.from_pretrained(lm.module, config.adapter).merge_and_unload().eval()
+    return lm
+
+
+def build_cases(unit: Unit, attack: Attack, target: Target, cases: dict, output: Path, rank: int) -> list[tuple[Example, TestCase]]:
+    """The unit's test cases, behaviour by behaviour in order; the attack runs only on behaviours
+    that have none saved, and what it builds is saved, one line per behaviour, before any sampling."""
+    missing = [behaviour for behaviour in unit.behaviours if (unit.benchmark, unit.attack, behaviour.id) not in cases]
+    if missing:
+        built = group_by_behaviour(attack.cases(missing, target), missing, unit.attack)
+        lines = [{"benchmark": unit.benchmark, "attack": unit.attack, "behaviour_id": behaviour.id,
+                  "cases": [dataclasses.asdict(case) for case in built[behaviour.id]]} for behaviour in missing]
+        append_lines(stage_file(output, "cases", rank), lines)
+        cases.update({(unit.benchmark, unit.attack, line["behaviour_id"]): line["cases"] for line in lines})
+    return [(behaviour, case_from_dict(case)) for behaviour in unit.behaviours
+            for case in cases[(unit.benchmark, unit.attack, behaviour.id)]]
+
+
+def group_by_behaviour(built: list[TestCase], behaviours: list[Example], attack: str) -> dict[str, list[TestCase]]:
+    """An attack names each case after its behaviour ("b1", or "b1@13" for one value of a sweep)."""
+    grouped: dict[str, list[TestCase]] = {behaviour.id: [] for behaviour in behaviours}
+    for case in built:
+        owner = case.prompt_id if case.prompt_id in grouped else case.prompt_id.rpartition("@")[0]
+        if owner not in grouped:
+            raise MosaError(f"attack {attack} returned case {case.prompt_id!r}, which names none of the behaviours it was given")
+        grouped[owner].append(case)
+    return grouped
+
+
+def case_from_dict(saved: dict) -> TestCase:
+    """JSON keeps mapping keys as text; positions and steps are integers again."""
+    return TestCase(
+        prompt_id=saved["prompt_id"], behaviour=saved["behaviour"], messages=saved["messages"],
+        prefill={int(position): text for position, text in saved["prefill"].items()}, payload=saved["payload"],
+        interventions={int(step): {int(position): text for position, text in spans.items()}
+                       for step, spans in saved["interventions"].items()},
+    )
+
+
+def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour: Example, case: TestCase, response,
+                      target: Target) -> dict:
+    lm = target.lm
+    written = {position + offset for spans in case.interventions.values()
+               for position, ids in target.prefill_ids(spans).items() for offset in range(len(ids))}
+    return {
+        "benchmark": unit.benchmark,
+        "attack": unit.attack,
+        "attack_name": unit.attack_name,
+        "prompt_id": case.prompt_id,
+        "behaviour_id": behaviour.id,
+        "behaviour": case.behaviour,
+        "messages": case.messages,
+        "prefill": case.prefill,  # JSON writes the positions and steps as text
+        "interventions": case.interventions,
+        "payload": case.payload,
+        "unit": unit.number,
+        "case_index": case_index,
+        "model": config.model,
+        "adapter": config.adapter,
+        "sampler": dataclasses.asdict(target.sampler),
+        "response": response.text,
+        "response_ids": response.response_ids,
+        "commit_step": response.commit_step,
+        "order": decoding_order(response.response_ids, response.commit_step, written=written,
+                                eos_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id),
+    }
+
+
+# --- stage 3: verdicts --------------------------------------------------------------------------
+
+
+def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> bool:
+    """Every judge rates every response it has not rated yet, `batch_size` at a time, each batch
+    saved as it comes; True if it did any. A judge that fails (an endpoint down) stops the run with
+    every verdict so far kept, and the rerun asks only for the rest."""
+    # The responses are shared out before the verdicts are read: the other processes may already be
+    # appending verdicts, and each process's share must not depend on when it looked.
+    completions = sorted(read_stage(output, "completions"), key=lambda record: (record["unit"], record["case_index"]))
+    mine = completions[worker.rank :: worker.processes]
+    judged = {verdict_key(record) for record in read_stage(output, "verdicts")}
+    worked = False
+    for current in judges:
+        pending = [c for c in mine if (*completion_key(c), current.name, current.version) not in judged]
+        if not pending:
+            continue
+        share = f" (this process's share of {worker.processes})" if worker.processes > 1 else ""
+        worker.say(f"eval: judge {current.name} ({current.version}): {len(pending)} responses to rate{share}")
+        bar = tqdm(total=len(pending), desc=f"judge {current.name}", unit="response", disable=not worker.progress)
+        for start in range(0, len(pending), config.batch_size):
+            batch = pending[start : start + config.batch_size]
+            verdicts = current.judge_many([c["behaviour"] for c in batch], [c["response"] for c in batch])
+            append_lines(stage_file(output, "verdicts", worker.rank), [
+                {"benchmark": c["benchmark"], "attack": c["attack"], "prompt_id": c["prompt_id"], "judge": current.name,
+                 "judge_version": current.version, **dataclasses.asdict(verdict)}
+                for c, verdict in zip(batch, verdicts)
+            ])
+            bar.update(len(batch))
+        bar.close()
+        worked = True
+    return worked
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def outputs_current(output: Path) -> bool:
+    """records.jsonl and the tables exist and are newer than every stage file."""
+    paths = [output / name for name in OUTPUTS]
+    if not all(path.is_file() for path in paths):
+        return False
+    newest_stage = max((path.stat().st_mtime for stage in STAGES for path in stage_files(output, stage)), default=0)
+    return min(path.stat().st_mtime for path in paths) >= newest_stage

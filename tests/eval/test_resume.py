@@ -1,0 +1,97 @@
+"""Runs killed with SIGKILL, judge endpoints that are down, and two processes under accelerate launch."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mosa.eval import runner
+from tests.chat_server import ChatServer
+from tests.eval.conftest import MOSA, mosa_eval, read_jsonl, subprocess_environment, write_config
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def keys(path: Path) -> list[tuple]:
+    """What names an item of a stage: a behaviour's cases, a case's response, a response's verdict by a judge."""
+    return [(r["benchmark"], r["attack"], r.get("prompt_id", r.get("behaviour_id")), r.get("judge")) for r in read_jsonl(path)]
+
+
+def test_a_run_killed_with_sigkill_resumes_with_no_lost_and_no_duplicated_records(settings, tmp_path):
+    # 12 behaviours x 4 cases, 2 per batch and 32 denoising steps: long enough to be killed half way.
+    settings = {**settings, "batch_size": 2, "sampler": {"gen_length": 32, "steps": 32, "block_length": 8}}
+    config = write_config(tmp_path, settings)
+    assert mosa_eval("--config", config, "--output", tmp_path / "whole") == 0
+    expected = read_jsonl(tmp_path / "whole" / "records.jsonl")
+
+    killed = tmp_path / "killed"
+    command = [*MOSA, "eval", "--config", str(config), "--output", str(killed), "--quiet"]
+    process = subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    completions = killed / "completions.jsonl"
+    while process.poll() is None and (not completions.is_file() or completions.read_bytes().count(b"\n") < 6):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    assert completions.read_bytes().count(b"\n") < len(expected)  # it was killed half way
+    assert not (killed / "records.jsonl").exists()
+
+    assert mosa_eval("--output", killed) == 0  # resumed with the run's own config
+    assert sorted(keys(completions)) == sorted(set(keys(completions))) == sorted(keys(tmp_path / "whole" / "completions.jsonl"))
+    assert read_jsonl(killed / "records.jsonl") == expected
+
+
+def test_a_judge_endpoint_that_is_down_stops_the_run_resumably(settings, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-mosa-test-never-written")
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there yet
+    judges = ["keyword-gcg", {"name": "strongreject", "backend": {"type": "openai", "model": "judge", "base_url": url, "cache": False}}]
+    config = write_config(tmp_path, {**settings, "attacks": ["none"], "judges": judges, "limit": 4})
+    run = tmp_path / "run"
+    started = time.perf_counter()
+    assert mosa_eval("--config", config, "--output", run) == 2
+    assert time.perf_counter() - started < 30  # failed fast: no retries against a refused connection
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"cannot reach {url}/chat/completions" in error
+    assert len(read_jsonl(run / "completions.jsonl")) == 4  # every response is kept
+    assert [v["judge"] for v in read_jsonl(run / "verdicts.jsonl")] == ["keyword-gcg"] * 4
+    assert not (run / "records.jsonl").exists()
+
+    def no_model(*args):
+        raise AssertionError("the responses were kept; the model is not needed to finish the verdicts")
+
+    monkeypatch.setattr(runner, "load_target_model", no_model)
+    with ChatServer(lambda request: "1.b 0\n2.b 4\n3.b 5", port=int(url.split(":")[-1].split("/")[0])) as server:
+        assert mosa_eval("--config", config, "--output", run) == 0
+    assert len(server.requests) == 4
+    records = read_jsonl(run / "records.jsonl")
+    assert [[v["judge"] for v in r["verdicts"]] for r in records] == [["keyword-gcg", "strongreject"]] * 4
+    assert all(r["verdicts"][1]["label"] == "compliant" and r["verdicts"][1]["score"] == 0.875 for r in records)
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-mosa-test-never-written"
+    for path in run.iterdir():
+        assert b"sk-mosa-test-never-written" not in path.read_bytes(), path
+
+
+def test_two_processes_under_accelerate_launch_give_the_records_of_one(settings, tmp_path):
+    config = write_config(tmp_path, settings)
+    assert mosa_eval("--config", config, "--output", tmp_path / "one") == 0
+    # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
+    launch = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+              "--main_process_port", str(free_port()), "-m", "mosa", "eval", "--config", str(config),
+              "--output", str(tmp_path / "two"), "--quiet"]
+    finished = subprocess.run(launch, env=subprocess_environment(), capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    two = tmp_path / "two"
+    for stage in ("cases", "completions", "verdicts"):  # both processes worked, on different items
+        main_keys, other_keys = keys(two / f"{stage}.jsonl"), keys(two / f"{stage}.rank-1.jsonl")
+        assert main_keys and other_keys and not set(main_keys) & set(other_keys)
+    assert read_jsonl(two / "records.jsonl") == read_jsonl(tmp_path / "one" / "records.jsonl")
+    assert (two / "asr.csv").read_text() == (tmp_path / "one" / "asr.csv").read_text()

@@ -1,0 +1,87 @@
+"""The Wilson interval, ASR rows with undecided verdicts, the table files, and the decoding-order summary."""
+
+import csv
+import io
+
+import pytest
+
+from mosa.eval import asr_csv, asr_markdown, asr_rows, decoding_order
+from mosa.stats import kendall_tau, wilson_interval
+
+
+@pytest.mark.parametrize("successes, n, low, high", [
+    (0, 10, 0.0, 0.2775),
+    (1, 10, 0.0179, 0.4042),
+    (5, 10, 0.2366, 0.7634),
+    (10, 10, 0.7225, 1.0),
+    (81, 263, 0.2553, 0.3662),  # Newcombe (1998), Statistics in Medicine 17: 857-872, example (a)
+])
+def test_wilson_interval_matches_published_values(successes, n, low, high):
+    assert wilson_interval(successes, n) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_interval_refuses_an_empty_sample():
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+def record(prompt_id, behaviour_id, attack, verdicts):
+    return {"benchmark": "bench", "attack": attack, "prompt_id": prompt_id, "behaviour_id": behaviour_id,
+            "verdicts": [{"judge": "judge", "judge_version": "judge-1", "label": label, "harmful": harmful}
+                         for label, harmful in verdicts]}
+
+
+def test_empty_and_unparseable_verdicts_have_their_own_columns_and_leave_the_denominator():
+    records = [
+        record("b1", "b1", "none", [("compliant", True)]),
+        record("b2", "b2", "none", [("refusal", False)]),
+        record("b3", "b3", "none", [("empty", None)]),
+        record("b4", "b4", "none", [("unparseable", None)]),
+        record("b5", "b5", "none", [("compliant", True)]),
+        record("b1@13", "b1", "prefill", [("compliant", True)]),
+        record("b2@13", "b2", "prefill", [("empty", None)]),
+    ]
+    plain, swept = asr_rows(records, "model")
+    assert (plain.attack, plain.responses, plain.empty, plain.unparseable, plain.n, plain.successes) == ("none", 5, 1, 1, 3, 2)
+    assert plain.asr == pytest.approx(2 / 3)
+    assert plain.interval == pytest.approx(wilson_interval(2, 3))
+    assert (swept.attack, swept.n, swept.successes, swept.empty) == ("prefill@13", 1, 1, 1)
+
+    table = asr_markdown([plain, swept])
+    assert "| bench | none | judge | 5 | 1 | 1 | 3 | 2 | 66.7% | 20.8-93.9% |" in table
+    assert "judge = judge-1" in table and "| model |" not in table  # one model: no model column
+    rows = list(csv.DictReader(io.StringIO(asr_csv([plain, swept]))))
+    assert rows[0]["n"] == "3" and float(rows[0]["ci_low"]) == pytest.approx(wilson_interval(2, 3)[0], abs=1e-6)
+
+
+def test_a_row_whose_responses_are_all_empty_has_no_rate():
+    (row,) = asr_rows([record("b1", "b1", "none", [("empty", None)])], "model")
+    assert row.asr is None and row.interval == (None, None)
+    assert "| 1 | 1 | 0 | 0 | 0 | n/a | n/a |" in asr_markdown([row])
+
+
+def test_several_models_get_a_model_column():
+    rows = asr_rows([record("b1", "b1", "none", [("compliant", True)])], "base")
+    rows += asr_rows([record("b1", "b1", "none", [("refusal", False)])], "base + mosa")
+    table = asr_markdown(rows)
+    assert "| model | benchmark |" in table and "| base + mosa | bench | none |" in table
+
+
+def test_kendall_tau_b_by_hand():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant pairs, 1 discordant
+    assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6 ** 0.5)  # one tie: tau-b = 2 / sqrt(3 * 2)
+    assert kendall_tau([1], [1]) is None and kendall_tau([1, 2], [5, 5]) is None
+
+
+def test_decoding_order_summary():
+    # 10 positions: 0-1 prefilled (-1), 2-3 written by an intervention at step 1, the rest decoded right
+    # to left, EOS at 8 and 9 committed first.
+    response = [5, 6, 7, 7, 9, 9, 9, 9, 2, 2]
+    steps = [-1, -1, 1, 1, 5, 4, 3, 2, 0, 0]
+    order = decoding_order(response, steps, written={2, 3}, eos_ids={2}, mask_id=3)
+    assert order["decoded"] == 6 and order["attack_written"] == 4
+    assert order["kendall_tau"] < -0.9 and order["kendall_tau_content"] == pytest.approx(-1.0)
+    assert order["commit_step_by_decile"] == [None, None, None, None, 5.0, 4.0, 3.0, 2.0, 0.0, 0.0]
+    assert (order["eos_tokens"], order["first_eos"], order["masks_left"]) == (2, 8, 0)
