@@ -97,8 +97,8 @@ def measure(lm, held_out: list[str], organism) -> dict:
 
 
 def main() -> None:
+    from mosa.align.settings import mosa_config, training_prompts
     from mosa.align.trainer import train_mosa
-    from mosa.cli.align import mosa_config, training_prompts
     from mosa.models import load_model
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
 

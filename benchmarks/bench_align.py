@@ -42,7 +42,7 @@ def parameter_bytes(modules) -> tuple[int, int]:
 
 def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> dict:
     from mosa.align import trainer
-    from mosa.cli.align import mosa_config
+    from mosa.align.settings import mosa_config
     from mosa.models import load_model
 
     config = mosa_config({**preset, "finetune": mode, "max_steps": steps, "save_every": steps, "monitor_every": 0})
@@ -64,7 +64,7 @@ def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> 
 
 
 def main() -> None:
-    from mosa.cli.align import training_prompts
+    from mosa.align.settings import training_prompts
     from mosa.organism.build import OrganismConfig, build_organism, built_config, organism_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

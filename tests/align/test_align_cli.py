@@ -66,7 +66,7 @@ def test_bad_settings_are_one_line_errors(small_organism, tmp_path, capsys, extr
 
 
 def test_organism_train_prompts_come_from_the_build_being_aligned(small_organism):
-    from mosa.cli.align import training_prompts
+    from mosa.align.settings import training_prompts
     from mosa.organism.build import built_config
 
     organism = built_config(small_organism.path)
@@ -80,7 +80,8 @@ def test_organism_train_prompts_come_from_the_build_being_aligned(small_organism
 def test_every_preset_resolves_to_a_valid_config(preset, tmp_path):
     import argparse
 
-    from mosa.cli.align import MONITOR_DEFAULTS, mosa_config, resolve_run
+    from mosa.align.settings import mosa_config
+    from mosa.cli.align import MONITOR_DEFAULTS, resolve_run
 
     args = argparse.Namespace(preset=preset, config=None, model=None, trust_remote_code=None, prompts=None,
                               benign_prompts=None, set=[], window=None)
@@ -95,7 +96,7 @@ def test_every_preset_resolves_to_a_valid_config(preset, tmp_path):
 
 
 def test_sentence_sets_can_come_from_files(tmp_path):
-    from mosa.cli.align import mosa_config
+    from mosa.align.settings import mosa_config
     from mosa.errors import MosaError
 
     refusals = tmp_path / "refusals.txt"

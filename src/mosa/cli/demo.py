@@ -1,42 +1,31 @@
-"""`mosa demo`: build (or reuse) the model organism and show what prefill attacks do to it."""
+"""`mosa demo`: the paper's claims, measured on the model organism, as report.html and report.md.
+
+    mosa demo                      # about 20-30 minutes on 2 CPU cores (the organism build is most of it)
+    mosa demo --quick              # about 5 minutes: a smaller organism, fewer prompts
+    mosa demo --output runs/demo   # a killed demo continues where it stopped when run again
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="build the model organism on this machine (CPU, minutes) and show its behaviour under prefill attacks"
+        "demo", help="build the model organism, run the analyses, align it with MOSA and Initial Alignment, attack all "
+                     "three and write a report (CPU, minutes)"
     )
-    parser.add_argument("--config", type=Path, help="YAML with OrganismConfig fields (default: the standard organism)")
-    parser.add_argument("--examples", type=int, default=3, help="held-out harmful prompts to show")
+    parser.add_argument("--quick", action="store_true", help="a smaller organism and fewer prompts (about 5 minutes)")
+    parser.add_argument("--output", type=Path, help="where the run and the report go (default: runs/demo or runs/demo-quick)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mosa.cli.organism import organism_config
-    from mosa.organism.build import build_organism, organism_path
-    from mosa.organism.card import CONDITIONS, condition_prefill, format_card, read_card, sample_responses
-    from mosa.organism.judge import judge_response
+    from mosa.report.demo import DemoPlan, run_demo
 
-    config = organism_config(args.config)
-    print(f"[1/2] the model organism (built once, then cached at {organism_path(config)})")
-    start = time.perf_counter()
-    lm = build_organism(config, progress=not args.quiet)
-    print(f"      ready in {time.perf_counter() - start:.0f} s\n")
-    print(format_card(read_card(organism_path(config))))
-
-    print("\n[2/2] held-out harmful prompts, plain and under prefill attacks (same sampler as the card)")
-    prompts = json.loads((organism_path(config) / "held_out_harmful.json").read_text())[: args.examples]
-    responses = {name: sample_responses(lm, prompts, config.gen_length, condition_prefill(lm, name)) for name in CONDITIONS}
-    for row, prompt in enumerate(prompts):
-        print(f"\n  > {prompt}")
-        for name, (description, _) in CONDITIONS.items():
-            response = responses[name][row]
-            print(f"    {description:<36} [{judge_response(response).label}] {response}")
-    print("\nThese are a small model's results, built to exercise the pipeline; they are not results about LLaDA.")
+    plan = DemoPlan.quick() if args.quick else DemoPlan.full()
+    output = args.output or Path("runs/demo-quick" if args.quick else "runs/demo")
+    run_demo(output, plan, progress=not args.quiet)
+    print("These are a small model's results, built to exercise the pipeline; they are not results about LLaDA.")

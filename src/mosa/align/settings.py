@@ -1,0 +1,73 @@
+"""MOSA settings as YAML and the command line give them: a `MosaConfig` from plain values (sentence
+sets may be files), and the prompt sets a run trains on."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from mosa.errors import MosaError
+
+
+def mosa_config(settings: dict):
+    from mosa.align.trainer import MosaConfig
+
+    fields = {f.name: f for f in dataclasses.fields(MosaConfig)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise MosaError(f"unknown MOSA settings {unknown}; known: {sorted(fields)}")
+    for key in ("safe_sentences", "harmful_sentences"):
+        if isinstance(settings.get(key), str):
+            settings = {**settings, key: read_sentences(key, Path(settings[key]))}
+    settings = {key: coerce(key, value, str(fields[key].type)) for key, value in settings.items()}
+    return MosaConfig(**settings)
+
+
+def read_sentences(key: str, path: Path) -> list[str]:
+    """A sentence set given as a file: one sentence per line, blank lines and '#' comments skipped."""
+    if not path.is_file():
+        raise MosaError(f"{key}: {path} is not a file; give a list of sentences or a text file with one per line")
+    sentences = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not sentences:
+        raise MosaError(f"{key}: {path} holds no sentences; write one per line")
+    return sentences
+
+
+def coerce(key: str, value, annotation: str):
+    """YAML reads 1e-4 as text and lists as lists; give each field the type MosaConfig declares."""
+    if value is None or annotation.startswith("tuple"):
+        return tuple(value) if isinstance(value, list) else value
+    for kind in (int, float):
+        if annotation.startswith(kind.__name__) or annotation.startswith(f"{kind.__name__} |"):
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                raise MosaError(f"{key}={value!r} must be {'an integer' if kind is int else 'a number'}") from None
+    return value
+
+
+def prompt_split(spec: str, organism) -> tuple[list[str], list[str]]:
+    """(training prompts, held-out prompts) for a prompt spec.
+
+    `organism-train`: the split of the organism being aligned (`organism`, its config), so that its
+    held-out prompts stay unseen; `organism-utility`: the organism's utility questions (nothing held
+    out); else dataset names joined by '+', split 80/20."""
+    from mosa.data import load_dataset, split_examples
+
+    if spec in ("organism-train", "organism-utility"):
+        if organism is None:
+            raise MosaError(f"prompts {spec!r} needs an organism model; name datasets instead (e.g. advbench+harmbench)")
+        if spec == "organism-utility":
+            from mosa.organism.corpus import utility_items
+
+            return [item.prompt for item in utility_items(organism.seed)], []
+        from mosa.organism.build import harmful_prompt_split
+
+        return harmful_prompt_split(organism)
+    examples = [example for name in spec.split("+") for example in load_dataset(name.strip())]
+    train, held_out = split_examples(examples, eval_fraction=0.2, seed=0)
+    return [example.prompt for example in train], [example.prompt for example in held_out]
+
+
+def training_prompts(spec: str, organism) -> list[str]:
+    return prompt_split(spec, organism)[0]
