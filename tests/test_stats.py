@@ -54,3 +54,8 @@ def test_wilson_interval_refuses_impossible_counts():
 def test_mean_and_spread_skips_missing_values():
     assert mean_and_spread([1.0, None, 3.0]) == {"mean": 2.0, "sd": pytest.approx(math.sqrt(2)), "n": 2}
     assert mean_and_spread([None]) == {"mean": None, "sd": None, "n": 0}
+
+
+def test_the_wilson_interval_touches_0_and_1_exactly_at_the_ends():
+    for n in (1, 6, 10, 200):
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0

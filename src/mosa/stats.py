@@ -20,7 +20,10 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     denominator = 1 + z * z / n
     centre = (rate + z * z / (2 * n)) / denominator
     half_width = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    # At 0 and n successes the bound is exactly 0 or 1; computed, it is off by rounding (2.8e-17).
+    low = 0.0 if successes == 0 else max(0.0, centre - half_width)
+    high = 1.0 if successes == n else min(1.0, centre + half_width)
+    return low, high
 
 
 def kendall_tau(x: Sequence[float] | torch.Tensor, y: Sequence[float] | torch.Tensor) -> float | None:
