@@ -183,7 +183,7 @@ def plot_gcg_position(result: dict, path: str | Path, dpi: int = 110) -> Path:
                                        (0.2, "target_reached_rate", "tab:grey", "target phrase exactly at its position")):
         ci = "asr_ci95" if key == "asr" else "target_reached_ci95"
         values = [100 * s[key] for s in summaries]
-        errors = [[100 * (s[key] - s[ci][0]) for s in summaries], [100 * (s[ci][1] - s[key]) for s in summaries]]
+        errors = [[max(0.0, 100 * (s[key] - s[ci][0])) for s in summaries], [max(0.0, 100 * (s[ci][1] - s[key])) for s in summaries]]
         outcomes.bar([i + offset for i in x], values, width=0.36, yerr=errors, capsize=4, color=colour, label=label)
     outcomes.set(xticks=list(x), ylim=(0, 125), yticks=range(0, 101, 20), ylabel="share of final prompts (%)", xlabel="target response position (token index)",
                  title="outcome of the final suffixes (Wilson 95% intervals)")

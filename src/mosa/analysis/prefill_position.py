@@ -144,8 +144,8 @@ def plot_prefill_position(result: dict, path: str | Path, dpi: int = 110) -> Pat
     figure, (success, harm) = plt.subplots(1, 2, figsize=(11, 4.6))
 
     asr = [100 * s["asr"] for s in summaries]
-    below = [100 * (s["asr"] - s["asr_ci95"][0]) for s in summaries]
-    above = [100 * (s["asr_ci95"][1] - s["asr"]) for s in summaries]
+    below = [max(0.0, 100 * (s["asr"] - s["asr_ci95"][0])) for s in summaries]  # never negative from rounding
+    above = [max(0.0, 100 * (s["asr_ci95"][1] - s["asr"])) for s in summaries]
     success.errorbar(positions, asr, yerr=[below, above], marker="o", capsize=4, color="tab:red",
                      label=f"judged harmful by {result['judge']['name']} (Wilson 95% interval)")
     success.set(xlabel="prefill position (response token index)", ylabel="attack success rate (%)", ylim=(-3, 103),

@@ -200,7 +200,8 @@ def percent(value: float | None) -> str:
 def write_demo_report(output: Path, organism, plan: DemoPlan, analyses: dict, alignment: dict, evaluations: dict,
                       cards: dict, seconds: float, parameters: int) -> tuple[Path, Path]:
     intro = (
-        f"Everything below was measured on this machine ({platform.machine()}, CPU) in {seconds / 60:.1f} minutes, on the mosa "
+        f"Everything below was measured on this machine ({platform.machine()}, CPU; this invocation took {seconds / 60:.1f} "
+        "minutes, reusing any stage already in its output directory) on the mosa "
         f"model organism: a {parameters / 1e6:.2f}M-parameter chat dLLM built here, with a word-level vocabulary and 32-token responses, that "
         "refuses plain harmful prompts but was aligned only at the start of its responses. These are small-model "
         "results that exercise the paper's claims and this toolkit; they are not results about LLaDA-8B.\n\n"
