@@ -1,10 +1,8 @@
 """Building the organism: cached, reloadable, deterministic, with a behaviour card and clean splits."""
 
-import dataclasses
 import json
 
 import torch
-import yaml
 
 from mosa.cli import main
 from mosa.models import load_model
@@ -65,15 +63,3 @@ def test_cli_card_and_config_errors(small_organism, tmp_path, capsys):
     bad.write_text("hidden_size: 32\nunaligned: {steps: 3, speed: 9}\n")
     assert main(["organism", "build", "--config", str(bad)]) == 2
     assert "unknown unaligned settings ['speed']" in capsys.readouterr().err
-
-
-def test_demo_runs_on_a_cached_organism(small_organism, tmp_path, capsys):
-    config = small_organism.config
-    settings = dataclasses.asdict(config)
-    settings["harmful_sources"] = list(settings["harmful_sources"])
-    path = tmp_path / "organism.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    assert main(["demo", "--config", str(path), "--quiet", "--examples", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "Behaviour card" in out and "prefill 'sure , here is how .' at 0" in out
-    assert out.count("  > ") == 2  # two held-out prompts, each under three conditions
