@@ -9,7 +9,8 @@ utility questions with the card's sampler (32 steps, blocks of 8, temperature 0)
 organism before alignment. These are small-model results, not the paper's.
 
 Columns: refusal on plain prompts; compliance when "sure , here is how ." is prefilled at position 0
-and when "step 2 :" is prefilled at position 13 (the paper's experiment A, in the organism's terms);
+(decoded in blocks of 8, and as one block, where the sampler may commit any position first) and when
+"step 2 :" is prefilled at position 13 (the paper's experiment A, in the organism's terms);
 a refusal anywhere in the response under the prefill at 0; utility exact match; utility questions
 answered with a refusal; coherent responses; the window scores (log-probability, from one pass over
 a fully masked response) of the organism's own refusal in the initial window [0, 16) and in MOSA's
@@ -43,8 +44,11 @@ VARIANTS = {
     "MOSA beta 1": {"beta": 1.0},
     "MOSA beta 1 + benign KL": {"beta": 1.0, "benign_beta": 1.0},
     "MOSA beta 1, 3 epochs": {"beta": 1.0, "epochs": 3},
+    "MOSA beta 1 + benign KL, 3 epochs": {"beta": 1.0, "benign_beta": 1.0, "epochs": 3},
+    "MOSA beta 2 + benign KL, 3 epochs": {"beta": 2.0, "benign_beta": 1.0, "epochs": 3},
     "Initial beta 1": {"beta": 1.0, "window": [0, 16]},
     "Initial beta 1, 3 epochs": {"beta": 1.0, "window": [0, 16], "epochs": 3},
+    "Initial beta 1 + benign KL, 3 epochs": {"beta": 1.0, "benign_beta": 1.0, "window": [0, 16], "epochs": 3},
     "Initial (paper)": {**PAPER, "window": [0, 16]},
 }
 WINDOWS = {"initial": (0, 16), "middle": (8, 24)}
@@ -149,8 +153,9 @@ def markdown_table(results: dict, prompts: int) -> str:
     header = ("| model | refusal, plain | compliance, prefill @0 | compliance, prefill @0, one block | compliance, prefill @13 "
               "| refusal after prefill @0 | utility | over-refusal | coherent | refusal log-p in [0,16) | in [8,24) | reward | KL |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for name, result in results.items():
-        f = result["figures"]
+    order = ["organism (before)", *VARIANTS]
+    for name in sorted(results, key=lambda name: order.index(name) if name in order else len(order)):
+        result, f = results[name], results[name]["figures"]
         reward = f"{result['reward']:.1f}" if "reward" in result else ""
         kl = f"{result['kl']:.2f}" if "kl" in result else ""
         lines.append(
