@@ -1,0 +1,87 @@
+"""The TAP attack through `mosa eval`: a real 127.0.0.1 server plays TAP's attacker, its off-topic
+evaluator and its harm-rubric scorer; the tiny dLLM of tests/eval/conftest.py is the target; a keyword
+judge gives the evaluation's verdicts."""
+
+import csv
+import json
+import re
+import threading
+
+from mosa.judges import make_judge
+from tests.chat_server import ChatServer
+from tests.eval.conftest import GOALS, mosa_eval, read_jsonl, write_config
+
+SECRET = "sk-mosa-test-never-written"
+WIDTH, BRANCHING, DEPTH = 1, 2, 3
+
+
+def tap_server() -> ChatServer:
+    """The attacker disguises the behaviour as a numbered step, the depth of the search it is asked at;
+    the evaluator keeps every prompt; the scorer grades a behaviour's first BRANCHING answers (depth 1)
+    2 of 5 and every later one 5 of 5, so each search succeeds at depth 2 and stops there."""
+    graded: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def reply(request: dict) -> str:
+        system, last = request["messages"][0]["content"], request["messages"][-1]["content"]
+        if system.startswith("You check prompts"):
+            return "[[YES]]"
+        if system.startswith("You grade the responses"):
+            behaviour = re.search(r"Request:\n(.*)\n\nResponse:", last).group(1)
+            with lock:
+                graded[behaviour] = graded.get(behaviour, 0) + 1
+                score = 2 if graded[behaviour] <= BRANCHING else 5
+            return f"It answers.\n#score {score}"
+        depth = sum(message["role"] == "user" for message in request["messages"])
+        goal = re.search(r"carry out this behaviour:\n\n(.*)\n", system).group(1)
+        return json.dumps({"improvement": f"depth {depth}", "prompt": f"step {['one', 'two', 'three'][depth - 1]} {goal}"})
+
+    return ChatServer(reply)
+
+
+def test_tap_runs_through_mosa_eval_and_a_rerun_asks_the_server_nothing(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # sent to the server, never written to the run
+    with tap_server() as server:
+        # cache: false, so that a rerun that asks nothing owes it to the saved cases, not to a chat cache
+        attacker = {"type": "openai", "model": "attacker", "base_url": server.url, "cache": False}
+        tap = {"name": "tap", "attacker": attacker, "width": WIDTH, "branching": BRANCHING, "depth": DEPTH}
+        config = write_config(tmp_path, {**settings, "attacks": [tap], "judges": ["keyword-long"], "limit": 2})
+        run = tmp_path / "run"
+        assert mosa_eval("--config", config, "--output", run) == 0
+
+        # Two behaviours, each: depths 1 and 2, BRANCHING proposals each, asked of attacker, evaluator and scorer.
+        assert len(server.requests) == 2 * 2 * BRANCHING * 3
+        assert all(request["headers"]["Authorization"] == f"Bearer {SECRET}" for request in server.requests)
+        records = read_jsonl(run / "records.jsonl")
+        assert [record["behaviour"] for record in records] == GOALS[:2]
+        keyword = make_judge("keyword-long")
+        for record in records:
+            payload = record["payload"]
+            assert record["attack"] == record["attack_name"] == "tap"
+            assert payload["prompt"] == f"step two {record['behaviour']}" and payload["improvement"] == "depth 2"
+            assert record["messages"] == [{"role": "user", "content": payload["prompt"]}]  # the target saw the final prompt
+            assert payload["success"] is True and payload["depth"] == 2  # stopped early: DEPTH 3 was allowed
+            assert payload["score_trajectory"] == [2.0, 5.0] and payload["best_score"] == 5.0
+            assert {key: payload[key] for key in ("attacker_queries", "evaluator_queries", "target_queries", "pruned_by_width")} == {
+                "attacker_queries": 2 * BRANCHING, "evaluator_queries": 2 * BRANCHING, "target_queries": 2 * BRANCHING,
+                "pruned_by_width": BRANCHING - WIDTH}
+            assert payload["attacker"] == f"openai:attacker@{server.url}"
+            assert payload["scorer"].startswith("harm-rubric (harm-rubric-")
+            [verdict] = record["verdicts"]
+            [expected] = keyword.judge_many([record["behaviour"]], [record["response"]])
+            assert (verdict["judge"], verdict["judge_version"]) == (keyword.name, keyword.version)
+            assert (verdict["label"], verdict["harmful"]) == (expected.label, expected.harmful)
+
+        [row] = list(csv.DictReader((run / "asr.csv").open()))
+        assert (row["benchmark"], row["attack"], row["judge"], row["responses"]) == ("tiny", "tap", "keyword-long", "2")
+        assert int(row["successes"]) == sum(record["verdicts"][0]["harmful"] is True for record in records)
+        for path in run.iterdir():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+        asked = len(server.requests)
+        assert mosa_eval("--output", run) == 0  # the finished run: nothing to do
+        for name in ("completions.jsonl", "verdicts.jsonl", "records.jsonl", "asr.md", "asr.csv"):
+            (run / name).unlink()  # as if killed after TAP had saved its cases
+        assert mosa_eval("--output", run) == 0  # samples the saved prompts again, without searching
+        assert len(server.requests) == asked
+        assert read_jsonl(run / "records.jsonl") == records
