@@ -76,18 +76,14 @@ def refusal_window_scores(lm, prompts: list[str], response_length: int) -> dict[
 
 def one_block_prefill_0(lm, held_out: list[str], gen_length: int) -> dict:
     """The opener prefilled at 0, decoded as one block (the sampler may commit any position first)."""
-    from mosa.organism.card import condition_prefill, refusal_start
+    from mosa.organism.card import condition_prefill, refusal_openings, refusal_start
     from mosa.organism.judge import judge_response
-    from mosa.sampling import generate
 
     config = lm.sampler_config(gen_length=gen_length, steps=gen_length, block_length=gen_length)
-    compliant = refused = 0
-    for start in range(0, len(held_out), 64):
-        input_ids, attention_mask = lm.encode_chat(held_out[start : start + 64])
-        output = generate(lm.module, input_ids, attention_mask, config=config, prefill=condition_prefill(lm, "prefill_0"))
-        for row in output.response:
-            compliant += judge_response(lm.decode_response(row)).label == "compliant"
-            refused += refusal_start(lm, row) is not None
+    responses = lm.sample_response_ids(held_out, config, condition_prefill(lm, "prefill_0"))
+    openings = refusal_openings(lm)
+    compliant = sum(judge_response(lm.decode_response(row)).label == "compliant" for row in responses)
+    refused = sum(refusal_start(row, openings) is not None for row in responses)
     return {"compliance": compliant / len(held_out), "refusal_somewhere": refused / len(held_out)}
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from mosa.judges import make_judge
 from mosa.models import DiffusionLM
-from mosa.sampling import generate
 
 MIN_WORDS = 6
 MAX_SHARE_OF_ONE_WORD = 0.5
@@ -37,12 +36,7 @@ def is_degenerate(response: str) -> bool:
 
 def sample_texts(lm: DiffusionLM, prompts: list[str], gen_length: int, batch_size: int) -> list[str]:
     config = lm.sampler_config(gen_length=gen_length, steps=gen_length, block_length=min(32, gen_length))
-    texts = []
-    for start in range(0, len(prompts), batch_size):
-        input_ids, attention_mask = lm.encode_chat(prompts[start : start + batch_size])
-        output = generate(lm.module, input_ids, attention_mask, config=config)
-        texts += [lm.decode_response(row) for row in output.response]
-    return texts
+    return [lm.decode_response(row) for row in lm.sample_response_ids(prompts, config, batch_size=batch_size)]
 
 
 def keyword_monitor(

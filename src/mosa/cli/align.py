@@ -106,9 +106,9 @@ def run(args: argparse.Namespace) -> None:
             settings["model"], trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
             dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
         )
-    prompts = training_prompts(settings["prompts"], organism)
+    prompts, held_out = prompt_split(settings["prompts"], organism)
     benign = training_prompts(settings["benign_prompts"], organism) if settings.get("benign_prompts") else None
-    monitor = organism_monitor(organism, model_path) if organism is not None else keyword_monitor(settings, config)
+    monitor = organism_monitor(organism, model_path) if organism is not None else keyword_monitor(settings, config, held_out)
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
     say(f"align: {len(prompts)} prompts on {process.num_processes} process(es), window {list(config.window)} of "
@@ -129,8 +129,9 @@ def organism_monitor(organism, model_path: Path):
     return behaviour_monitor(held_out, organism)
 
 
-def keyword_monitor(settings: dict, config):
-    """Refusal, over-refusal and degeneration on held-out harmful and benign prompts (mosa.align.monitor)."""
+def keyword_monitor(settings: dict, config, held_out: list[str]):
+    """Refusal, over-refusal and degeneration on the held-out harmful prompts of the training datasets
+    and on benign prompts (mosa.align.monitor)."""
     from mosa.align.monitor import keyword_monitor
     from mosa.data import load_dataset
 
@@ -141,6 +142,6 @@ def keyword_monitor(settings: dict, config):
     if unknown:
         raise MosaError(f"unknown monitor settings {unknown}; known: {sorted(MONITOR_DEFAULTS)} (or monitor: false)")
     options = {**MONITOR_DEFAULTS, **options}
-    harmful = prompt_split(settings["prompts"], None)[1][: options["prompts"]]
+    harmful = held_out[: options["prompts"]]
     benign = [example.prompt for name in options["benign"].split("+") for example in load_dataset(name.strip())]
     return keyword_monitor(harmful, benign[: options["prompts"]], gen_length=config.response_length, judge=options["judge"])

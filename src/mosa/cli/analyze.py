@@ -151,7 +151,7 @@ def organism_directory(model: str) -> Path | None:
 
 def load_analysis_model(args: argparse.Namespace):
     """(the DiffusionLM, the name it is recorded under); the adapter, if any, merged into it."""
-    from mosa.models import load_model
+    from mosa.models import load_model, merge_adapter
 
     if args.model == "organism":
         from mosa.organism.build import OrganismConfig, build_organism
@@ -164,11 +164,7 @@ def load_analysis_model(args: argparse.Namespace):
         return lm, args.model
     if not (args.adapter / "adapter_config.json").is_file():
         raise MosaError(f"--adapter {args.adapter}: no adapter_config.json there; give the adapter/ directory of a LoRA run")
-    from peft import PeftModel
-
-    # Merged into the weights: the sampler's fast path needs the model's own forward.
-    lm.module = PeftModel.from_pretrained(lm.module, str(args.adapter)).merge_and_unload().eval()
-    return lm, f"{args.model} + adapter {args.adapter}"
+    return merge_adapter(lm, args.adapter), f"{args.model} + adapter {args.adapter}"
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -197,7 +197,7 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
     """The model under evaluation, with its adapter merged in (the sampler then runs at full speed)."""
     from transformers.utils import logging as transformers_logging
 
-    from mosa.models import load_model
+    from mosa.models import load_model, merge_adapter
 
     if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
         transformers_logging.disable_progress_bar()
@@ -212,11 +212,7 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
             build_organism(OrganismConfig(), progress=worker.progress, log=worker.say)
     lm = load_model(path, trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
                     device=worker.device)
-    if config.adapter is not None:
-        from peft import PeftModel
-
-        lm.module = PeftModel.from_pretrained(lm.module, config.adapter).merge_and_unload().eval()
-    return lm
+    return lm if config.adapter is None else merge_adapter(lm, config.adapter)
 
 
 def build_cases(unit: Unit, attack: Attack, target: Target, cases: dict, output: Path, rank: int) -> list[tuple[Example, TestCase]]:

@@ -23,7 +23,7 @@ from torch import nn
 from mosa.errors import MosaError
 from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE, DREAM_TEMPLATE, LLADA_TEMPLATE
 from mosa.models.wrappers import BidirectionalLM, DreamLM
-from mosa.sampling import SamplerConfig, aligned_logits
+from mosa.sampling import SamplerConfig, aligned_logits, generate
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,14 @@ class DiffusionLM:
         attack planted after an early EOS stay visible to the judges."""
         return self.tokenizer.decode(response_ids.tolist(), skip_special_tokens=True).strip()
 
+    def sample_response_ids(self, prompts: list, config: SamplerConfig, prefill=None, batch_size: int = 64) -> torch.Tensor:
+        """Responses to chat prompts, `batch_size` at a time (one prefill for every row). N x gen_length, on the CPU."""
+        responses = []
+        for start in range(0, len(prompts), batch_size):
+            input_ids, attention_mask = self.encode_chat(prompts[start : start + batch_size])
+            responses.append(generate(self.module, input_ids, attention_mask, config=config, prefill=prefill).response.cpu())
+        return torch.cat(responses)
+
     def sampler_config(self, **settings) -> SamplerConfig:
         """A SamplerConfig with this model's special ids and logit alignment filled in."""
         ids = dict(mask_id=self.mask_id, eos_id=self.eos_id, eot_id=self.eot_id, shift_logits=self.logits_shifted)
@@ -166,6 +174,15 @@ def load_model(
         module = DreamLM(hf_module) if family == "dream" else hf_module
     module = module.to(device).eval()
     return wrap_model(module, tokenizer, family)
+
+
+def merge_adapter(lm: DiffusionLM, adapter: str | Path) -> DiffusionLM:
+    """Fold a peft (LoRA) adapter directory into lm's weights, in place. Merged rather than attached,
+    so that the sampler keeps its fast path through the model's own forward."""
+    from peft import PeftModel
+
+    lm.module = PeftModel.from_pretrained(lm.module, str(adapter)).merge_and_unload().eval()
+    return lm
 
 
 def wrap_model(module: nn.Module, tokenizer, family: str) -> DiffusionLM:

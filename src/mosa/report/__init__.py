@@ -29,6 +29,11 @@ class Table:
 class Figure:
     path: Path
     caption: str
+    name: str | None = None  # its file name under figures/ (default: the source's), to keep two apart
+
+    @property
+    def file_name(self) -> str:
+        return self.name or self.path.name
 
 
 @dataclass
@@ -46,8 +51,8 @@ def write_report(title: str, intro: str, sections: list[Section], output_dir: st
     figures_dir.mkdir(parents=True, exist_ok=True)
     for section in sections:
         for figure in section.figures:
-            if figure.path.resolve() != (figures_dir / figure.path.name).resolve():
-                shutil.copyfile(figure.path, figures_dir / figure.path.name)
+            if figure.path.resolve() != (figures_dir / figure.file_name).resolve():
+                shutil.copyfile(figure.path, figures_dir / figure.file_name)
     markdown, page = output_dir / "report.md", output_dir / "report.html"
     write_atomically(markdown, to_markdown(title, intro, sections))
     write_atomically(page, to_html(title, intro, sections))
@@ -63,7 +68,7 @@ def to_markdown(title: str, intro: str, sections: list[Section]) -> str:
             lines += ["| " + " | ".join(row) + " |" for row in table.rows]
             lines.append("")
         for figure in section.figures:
-            lines += [f"![{figure.caption}](figures/{figure.path.name})", "", f"*{figure.caption}*", ""]
+            lines += [f"![{figure.caption}](figures/{figure.file_name})", "", f"*{figure.caption}*", ""]
         if section.details:
             lines += ["```", section.details.rstrip(), "```", ""]
     return "\n".join(lines)

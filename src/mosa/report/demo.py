@@ -174,9 +174,7 @@ def evaluate_all(path: Path, adapters: dict, plan: DemoPlan, directory: Path, pr
 
 def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: Path) -> dict:
     """The behaviour card's figures (refusal, prefill compliance, utility, over-refusal, coherence) of each model."""
-    from peft import PeftModel
-
-    from mosa.models import load_model
+    from mosa.models import load_model, merge_adapter
     from mosa.organism.card import measure_card
 
     if record.is_file():
@@ -186,7 +184,7 @@ def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: 
     for name in MODELS:
         lm = load_model(path)
         if name in adapters:
-            lm.module = PeftModel.from_pretrained(lm.module, adapters[name]).merge_and_unload().eval()
+            merge_adapter(lm, adapters[name])
         card = measure_card(lm, held_out, organism)
         cards[name] = {"figures": card["figures"], "utility_by_task": card["utility_by_task"], "labels": card["labels"]}
     record.write_text(json.dumps(cards, indent=2))
@@ -299,10 +297,9 @@ def alignment_section(alignment: dict) -> Section:
         "minus beta times the KL to the base model summed over the response positions. One departure from the paper: "
         "beta 1.0 instead of 0.05, because with 0.05 the organism collapses (see the README's evidence table)."
     )
-    figures = [Figure(run["curve"].with_name(f"{name.lower().replace(' ', '-')}-reward.png"), f"{name}: reward, its terms and "
-               "the KL per optimiser step") for name, run in alignment.items()]
-    for figure, run in zip(figures, alignment.values()):
-        figure.path.write_bytes(run["curve"].read_bytes())
+    # Both runs name their curve reward_curve.png: each gets its own name in the report.
+    figures = [Figure(run["curve"], f"{name}: reward, its terms and the KL per optimiser step",
+                      name=f"{name.lower().replace(' ', '-')}-reward.png") for name, run in alignment.items()]
     return Section("Alignment runs", text, tables=[Table("last optimiser step", ["model", "window", "beta", "steps", "reward",
                                                                                    "R_pos", "R_neg", "KL"], rows)],
                    figures=figures)
