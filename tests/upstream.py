@@ -15,7 +15,6 @@ import sys
 import types
 from pathlib import Path
 
-import pytest
 import torch
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
@@ -27,13 +26,6 @@ LLADA_SPECIALS = {
 }
 DREAM_SPECIALS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|mask|>": 151666}
 WORDS = "hello world you are a helpful assistant user system how do magnets work write haiku about rain the next step is".split()
-
-
-def upstream_available() -> bool:
-    return (UPSTREAM / "llada" / "modeling_llada.py").is_file()
-
-
-requires_upstream = pytest.mark.skipif(not upstream_available(), reason="../shared/upstream is not beside the checkout")
 
 
 def import_upstream(folder: str, name: str):
@@ -79,27 +71,17 @@ def upstream_llada(seed: int = 0, scale: float = 0.1, **overrides):
     return model.eval()
 
 
-def _patch_default_rope() -> None:
-    """transformers 5 has no 'default' RoPE initialiser; upstream Dream looks it up by that name."""
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
-    def default_rope(config, device=None, **_):
-        dim = config.hidden_size // config.num_attention_heads
-        exponents = torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim
-        return 1.0 / (config.rope_theta**exponents), 1.0
-
-    ROPE_INIT_FUNCTIONS.setdefault("default", default_rope)
-
-
 def upstream_dream(seed: int = 0, scale: float = 0.1, **overrides):
     """DreamModel from the upstream code, tiny, random weights, fp32, eval mode."""
-    _patch_default_rope()
+    from mosa.models.compat import default_rope_registered  # transformers 5 lacks the 'default' RoPE Dream asks for
+
     configuration = import_upstream("dream", "configuration_dream")
     modeling = import_upstream("dream", "modeling_dream")
     config = configuration.DreamConfig(**{**tiny_config("dream"), **overrides})
     config.use_cache = False
     torch.manual_seed(seed)
-    model = modeling.DreamModel(config)
+    with default_rope_registered():
+        model = modeling.DreamModel(config)
     _spread_weights(model, seed, scale)
     return model.eval()
 
@@ -145,8 +127,6 @@ def save_upstream_checkpoint(model, family: str, path: Path, *, max_shard_size: 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().to(dtype or tensor.dtype).contiguous() for name, tensor in model.state_dict().items()}
-    if family == "dream":
-        state.pop("lm_head.weight", None) if model.config.tie_word_embeddings else None
     save_torch_state_dict(state, path, max_shard_size=max_shard_size or "100GB")
     config = tiny_config(family)
     if dtype is not None:

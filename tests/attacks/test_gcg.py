@@ -92,8 +92,8 @@ def test_shifted_logits_give_the_same_optimisation_as_their_unshifted_twin(tmp_p
     """A Dream-style checkpoint (logits one position late, remote code, inputs_embeds through the
     Dream wrapper) and the same weights read unshifted must agree step for step."""
     tokenizer = dream_tokenizer()
-    dream = load_model(remote_checkpoint(tmp_path, tokenizer, "Dream", shifted=True), trust_remote_code=True)
-    twin = load_model(remote_checkpoint(tmp_path, tokenizer, "llada", shifted=False, mask_token_id=2), trust_remote_code=True)
+    dream = load_model(remote_checkpoint(tmp_path, tokenizer, "dream", shifted=True), trust_remote_code=True, family="dream")
+    twin = load_model(remote_checkpoint(tmp_path, tokenizer, "twin", shifted=False, mask_token_id=2), trust_remote_code=True, family="llada")
     behaviours = [Example(id="h", prompt="hello world", source="test")]
     options = dict(suffix_length=3, iterations=4, top_k=4, candidates=8, init="hello", target="world user")
     payloads = []

@@ -13,6 +13,7 @@ from mosa.models.build import build_word_tokenizer, save_model
 from mosa.models.chat_templates import DREAM_TEMPLATE, LLADA_TEMPLATE
 from mosa.sampling import generate
 from tests.conftest import tiny_llama
+from tests.upstream import save_upstream_checkpoint, upstream_dream, upstream_llada
 
 REMOTE_CODE = Path(__file__).parent / "remote_code"
 WORDS = "hello world You are a helpful assistant assistant. user system".split()
@@ -33,8 +34,9 @@ def dream_tokenizer():
     return build_word_tokenizer(WORDS, special_tokens=DREAM_SPECIALS, extra_tokens=DREAM_EXTRA, chat_template=DREAM_TEMPLATE)
 
 
-def remote_checkpoint(tmp_path, tokenizer, model_type, shifted, mask_token_id=None):
-    """Save a tiny model as a remote-code checkpoint: config.json + auto_map + its .py files."""
+def remote_checkpoint(tmp_path, tokenizer, name, shifted, mask_token_id=None):
+    """Save a tiny model as a remote-code checkpoint: config.json + auto_map + its .py files. Its
+    model_type stays its own ("tiny-dlm"): load it with family= ("llada", "dream")."""
     sys.path.insert(0, str(REMOTE_CODE.parent))
     try:
         from remote_code.configuration_tiny_dlm import TinyDLMConfig
@@ -45,30 +47,31 @@ def remote_checkpoint(tmp_path, tokenizer, model_type, shifted, mask_token_id=No
     TinyDLM.register_for_auto_class("AutoModel")
     torch.manual_seed(0)
     model = TinyDLM(TinyDLMConfig(vocab_size=len(tokenizer), shifted=shifted, mask_token_id=mask_token_id))
-    path = tmp_path / model_type
+    path = tmp_path / name
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    config = json.loads((path / "config.json").read_text())
-    config["model_type"] = model_type
-    (path / "config.json").write_text(json.dumps(config))
     return path
 
 
 def test_golden_llada_chat_ids(tmp_path):
-    path = remote_checkpoint(tmp_path, llada_tokenizer(), "llada", shifted=False, mask_token_id=6)
-    lm = load_model(path, trust_remote_code=True)
-    hello, world, assistant, user = 7, 8, 13, 15
-    assert lm.render_chat("hello world") == [0, 3, user, 4, hello, world, 5, 3, assistant, 4]
-    assert (lm.family, lm.mask_id, lm.eos_id, lm.eot_id, lm.pad_id) == ("llada", 6, 1, 5, 1)
+    lm = load_model(save_upstream_checkpoint(upstream_llada(), "llada", tmp_path / "llada", max_shard_size=None))
+    hello, world = 1, 2
+    bos, start, end, eot = 126080, 126346, 126347, 126348
+    user, assistant = lm.tokenizer.convert_tokens_to_ids(["user", "assistant"])
+    assert lm.render_chat("hello world") == [bos, start, user, end, hello, world, eot, start, assistant, end]
+    assert (lm.family, lm.mask_id, lm.eos_id, lm.eot_id, lm.pad_id) == ("llada", 126336, 126081, 126348, 126081)
 
 
 def test_golden_dream_chat_ids(tmp_path):
-    path = remote_checkpoint(tmp_path, dream_tokenizer(), "Dream", shifted=True)
-    lm = load_model(path, trust_remote_code=True)
-    hello, world, you, are, a, helpful, assistant, assistant_dot, user, system = range(5, 15)
-    expected = [3, system, you, are, a, helpful, assistant_dot, 4, 3, user, hello, world, 4, 3, assistant]
+    """ChatML with Qwen's default system turn; the tiny word tokenizer knows no "You" nor "assistant." (0)."""
+    lm = load_model(save_upstream_checkpoint(upstream_dream(), "dream", tmp_path / "dream", max_shard_size=None))
+    start, end = 151644, 151645
+    system, are, a, helpful, user, hello, world, assistant = lm.tokenizer.convert_tokens_to_ids(
+        ["system", "are", "a", "helpful", "user", "hello", "world", "assistant"]
+    )
+    expected = [start, system, 0, are, a, helpful, 0, end, start, user, hello, world, end, start, assistant]
     assert lm.render_chat("hello world") == expected
-    assert (lm.family, lm.mask_id, lm.eos_id, lm.eot_id, lm.logits_shifted) == ("dream", 2, 0, 4, True)
+    assert (lm.family, lm.mask_id, lm.eos_id, lm.eot_id, lm.logits_shifted) == ("dream", 151666, 151643, 151645, True)
 
 
 def test_golden_bidirectional_chat_ids(tokenizer):
@@ -79,16 +82,20 @@ def test_golden_bidirectional_chat_ids(tokenizer):
     assert lm.render_chat([{"role": "system", "content": "the cat"}, {"role": "user", "content": "hello"}])[:2] == [bos, 5]
 
 
-def test_remote_code_needs_the_explicit_flag(tmp_path):
+def test_a_llada_label_on_another_shape_points_to_remote_code(tmp_path):
+    """Without the flag a 'llada' checkpoint loads natively; one that is not LLaDA-shaped is refused in
+    one line that names the way out, and its code never runs."""
     path = remote_checkpoint(tmp_path, llada_tokenizer(), "llada", shifted=False, mask_token_id=6)
-    with pytest.raises(MosaError, match="trust-remote-code"):
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": "llada"}))
+    with pytest.raises(MosaError, match=r"has no d_model, n_layers, n_heads, so it is not a LLaDA-shaped config; load it with --trust-remote-code"):
         load_model(path)
 
 
 def test_dream_logits_are_aligned_and_sampling_matches_the_unshifted_twin(tmp_path):
     tokenizer = dream_tokenizer()
-    dream = load_model(remote_checkpoint(tmp_path, tokenizer, "Dream", shifted=True), trust_remote_code=True)
-    twin = load_model(remote_checkpoint(tmp_path, tokenizer, "llada", shifted=False, mask_token_id=2), trust_remote_code=True)
+    dream = load_model(remote_checkpoint(tmp_path, tokenizer, "dream", shifted=True), trust_remote_code=True, family="dream")
+    twin = load_model(remote_checkpoint(tmp_path, tokenizer, "twin", shifted=False, mask_token_id=2), trust_remote_code=True, family="llada")
     # Row 1 is unpadded, so the twin (plain positions) and Dream (positions from the mask) agree on it;
     # aligned position 0 has no earlier hidden state in Dream and is left out.
     ids, mask = dream.encode_chat(["hello world", "You are a helpful assistant."])

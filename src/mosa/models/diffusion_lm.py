@@ -1,14 +1,16 @@
 """One interface for masked-diffusion LMs, and loading checkpoints of each family.
 
-    lm = load_model("GSAI-ML/LLaDA-8B-Instruct", trust_remote_code=True, dtype="bfloat16")
+    lm = load_model("GSAI-ML/LLaDA-8B-Instruct", dtype="bfloat16", device="cuda")
     ids, mask = lm.encode_chat(["How do magnets work?"])
     out = generate(lm.module, ids, mask, config=lm.sampler_config(gen_length=128))
 
 Families:
-  llada / mmada   the checkpoint's own code (remote code), used as it is
-  dream           remote code, wrapped for its 4-D mask; logits shifted by one position
+  llada / mmada   transformers' Llama with full attention (mosa.models.native); with
+                  trust_remote_code, the checkpoint's own code made to run on current transformers
+  dream           transformers' Qwen2 with full attention, or its own code; logits shifted by one
   bidirectional   any Hugging Face Llama checkpoint run with full attention (tests, the organism)
-Special ids come from the tokenizer and config, never from constants.
+Special ids come from the tokenizer and config, never from constants. Every load ends with a check
+that the logits are finite and the rotary tables are what the config says.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 
 from mosa.errors import MosaError
 from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE, DREAM_TEMPLATE, LLADA_TEMPLATE
+from mosa.models.native import family_of, load_native, native_config, read_config
 from mosa.models.wrappers import BidirectionalLM, DreamLM
 from mosa.sampling import SamplerConfig, aligned_logits, generate
 
@@ -29,7 +32,6 @@ from mosa.sampling import SamplerConfig, aligned_logits, generate
 @dataclass(frozen=True)
 class Family:
     name: str
-    needs_remote_code: bool
     logits_shifted: bool
     chat_template: str
     # Looked up by name in the tokenizer (the config's mask_token_id wins for the mask).
@@ -39,15 +41,11 @@ class Family:
 
 
 FAMILIES = {
-    "llada": Family("llada", True, False, LLADA_TEMPLATE, "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>"),
-    "mmada": Family("mmada", True, False, LLADA_TEMPLATE, "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>"),
-    "dream": Family("dream", True, True, DREAM_TEMPLATE, "<|mask|>", "<|endoftext|>", "<|im_end|>"),
-    "bidirectional": Family(
-        "bidirectional", False, False, BIDIRECTIONAL_TEMPLATE, "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>"
-    ),
+    "llada": Family("llada", False, LLADA_TEMPLATE, "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>"),
+    "mmada": Family("mmada", False, LLADA_TEMPLATE, "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>"),
+    "dream": Family("dream", True, DREAM_TEMPLATE, "<|mask|>", "<|endoftext|>", "<|im_end|>"),
+    "bidirectional": Family("bidirectional", False, BIDIRECTIONAL_TEMPLATE, "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>"),
 }
-# config.json model_type -> family
-MODEL_TYPES = {"llada": "llada", "mmada": "mmada", "dream": "dream", "llama": "bidirectional"}
 
 
 @dataclass
@@ -121,16 +119,14 @@ class DiffusionLM:
         return SamplerConfig(**{**ids, **settings})
 
 
-def detect_family(path: str | Path) -> str:
-    config_file = Path(path) / "config.json"
-    if not config_file.is_file():
-        raise MosaError(f"no config.json in {path}; give a Hugging Face checkpoint directory")
-    model_type = json.loads(config_file.read_text()).get("model_type", "")
-    family = MODEL_TYPES.get(model_type.lower())
+def detect_family(path: str | Path, raw: dict | None = None) -> str:
+    """The family of a checkpoint (local directory or hub id), from its config.json's model_type."""
+    raw = raw if raw is not None else read_config(str(path))
+    family = family_of(raw)
     if family is None:
         raise MosaError(
-            f"model_type {model_type!r} in {config_file} is not a supported family; "
-            f"supported: {sorted(MODEL_TYPES)} (or pass family= explicitly)"
+            f"model_type {raw.get('model_type')!r} of {path} is not a supported family; "
+            "supported: llada, mmada, dream, llama (or pass family= explicitly)"
         )
     return family
 
@@ -140,40 +136,79 @@ def load_model(
     *,
     trust_remote_code: bool = False,
     family: str | None = None,
-    dtype: str | torch.dtype = "float32",
+    dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
     attn_implementation: str | None = None,
 ) -> DiffusionLM:
     """Load a checkpoint (local directory or hub id) as a DiffusionLM.
 
-    Remote code (LLaDA, MMaDA, Dream) runs only when `trust_remote_code` is set; hub ids resolve
-    through the Hugging Face cache, local directories as they are.
+    LLaDA, LLaDA-1.5, MMaDA and Dream load natively into transformers' modules (no remote code);
+    `trust_remote_code=True` runs the checkpoint's own code instead, for variants the native path
+    does not cover. dtype "auto" keeps the checkpoint's dtype; weights load straight onto `device`.
     """
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = str(path)
-    family = family or (detect_family(path) if Path(path).is_dir() else _family_from_hub(path, trust_remote_code))
+    raw = read_config(path)
+    family = family or detect_family(path, raw)
     if family not in FAMILIES:
         raise MosaError(f"family={family!r} is unknown; choose one of {sorted(FAMILIES)}")
-    spec = FAMILIES[family]
-    if spec.needs_remote_code and not trust_remote_code:
-        raise MosaError(
-            f"{path} is a {family} checkpoint whose model code ships with the checkpoint; "
-            "rerun with --trust-remote-code (trust_remote_code=True) if you trust its source"
-        )
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    native = family != "bidirectional" and not trust_remote_code
+    config = native_config(family, raw, path) if native else None  # refuses a shape it cannot load, before loading
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    device = str(device)
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if family == "bidirectional":
-        kwargs = {"attn_implementation": attn_implementation or "sdpa"}
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
-        module: nn.Module = BidirectionalLM(lm)
+        causal_lm = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, device_map={"": device}, attn_implementation=attn_implementation or "sdpa"
+        )
+        module: nn.Module = BidirectionalLM(causal_lm)
+    elif native:
+        module = load_native(path, family, config, dtype=dtype, device=device, attn_implementation=attn_implementation)
     else:
-        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        hf_module = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=torch_dtype, **kwargs)
-        module = DreamLM(hf_module) if family == "dream" else hf_module
-    module = module.to(device).eval()
-    return wrap_model(module, tokenizer, family)
+        module = load_remote_code(path, family, dtype=dtype, device=device, attn_implementation=attn_implementation)
+    lm = wrap_model(module.eval(), tokenizer, family)
+    check_loaded(lm, path)
+    return lm
+
+
+def load_remote_code(path: str, family: str, *, dtype, device: str, attn_implementation: str | None) -> nn.Module:
+    """The checkpoint's own model class, made to run on current transformers (mosa.models.compat)."""
+    from transformers import AutoConfig
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from mosa.models.compat import default_rope_registered, make_compatible, reset_rotary_buffers
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    auto_map = getattr(config, "auto_map", None) or {}
+    reference = auto_map.get("AutoModel") or auto_map.get("AutoModelForCausalLM")
+    if reference is None:
+        raise MosaError(f"{path} ships no model code (no auto_map in config.json); load it without --trust-remote-code")
+    model_class = get_class_from_dynamic_module(reference, path)
+    make_compatible(model_class)
+    config.use_cache = False  # transformers 5 drops generation keys from configs; LLaDA's forward reads it
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    with default_rope_registered():
+        module = model_class.from_pretrained(path, config=config, dtype=dtype, device_map={"": device}, **kwargs)
+        reset_rotary_buffers(module)
+    return DreamLM(module) if family == "dream" else module
+
+
+def check_loaded(lm: "DiffusionLM", path: str) -> None:
+    """Refuse a model whose logits are not finite or whose rotary tables differ from its config's."""
+    from mosa.models.compat import rotary_mismatch
+
+    mismatch = rotary_mismatch(lm.module)
+    if mismatch:
+        raise MosaError(f"{path}: {mismatch}; the checkpoint's code did not initialise its rotary tables (try the native path, without --trust-remote-code)")
+    device = next(lm.module.parameters()).device
+    probe = torch.full((1, 8), lm.mask_id, dtype=torch.long, device=device)
+    with torch.no_grad():
+        finite = bool(torch.isfinite(lm.logits(probe)).all())
+    if not finite:
+        raise MosaError(f"{path}: the model's logits are not finite (NaN or inf) on a probe input; check the checkpoint and the dtype (float16 can overflow; try bfloat16)")
 
 
 def merge_adapter(lm: DiffusionLM, adapter: str | Path) -> DiffusionLM:
@@ -225,20 +260,3 @@ def _token_id(tokenizer, token: str, default: int | None = None) -> int | None:
     if token_id is None or token_id == tokenizer.unk_token_id:
         return default
     return token_id
-
-
-def _family_from_hub(model_id: str, trust_remote_code: bool) -> str:
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code)
-    except ValueError as error:  # transformers refuses unknown model types without remote code
-        raise MosaError(
-            f"{model_id} needs its own model code; rerun with --trust-remote-code if you trust its source ({error})"
-        ) from None
-    except OSError as error:
-        raise MosaError(f"cannot load {model_id}: {str(error).splitlines()[0]}") from None
-    family = MODEL_TYPES.get(config.model_type.lower())
-    if family is None:
-        raise MosaError(f"model_type {config.model_type!r} of {model_id} is not a supported family; supported: {sorted(MODEL_TYPES)}")
-    return family

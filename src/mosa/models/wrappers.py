@@ -1,8 +1,9 @@
 """Modules that give every family the sampler's interface: forward(input_ids, attention_mask) -> .logits.
 
-LLaDA and MMaDA checkpoints already have it and are used as they are. A Hugging Face causal LM
-becomes a mask predictor by running it with full (bidirectional) attention; Dream wants its own
-4-D mask and position ids.
+A transformers causal LM becomes a mask predictor by running it with full (bidirectional)
+attention: mosa's small models, and LLaDA / MMaDA / Dream loaded natively (mosa.models.native).
+With remote code, LLaDA's and MMaDA's own modules have the interface already; Dream's wants its
+own 4-D mask and position ids.
 """
 
 from __future__ import annotations
@@ -17,32 +18,37 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class BidirectionalLM(nn.Module):
-    """A Hugging Face causal LM (Llama family) run with full attention, as a mask predictor.
+    """A transformers causal LM (Llama, Qwen2) run with full attention, as a mask predictor.
 
-    Full attention is passed as an additive 4-D mask (B x 1 x T x T: 0 where a key is visible,
-    the dtype's minimum at padding), which transformers' eager and sdpa attention use as given.
+    transformers' own switch makes it bidirectional (`config.is_causal = False` and every attention
+    module's `is_causal`), so the 2-D padding mask becomes a key-padding mask in whatever attention
+    implementation is loaded (eager, sdpa, flash). `positions`: "from_mask" numbers each row from its
+    first real token (mosa's small models, Dream); "absolute" numbers every canvas position from 0,
+    padding included, as LLaDA's own code does.
     """
 
-    def __init__(self, causal_lm: nn.Module):
+    def __init__(self, causal_lm: nn.Module, positions: str = "from_mask"):
         super().__init__()
+        if positions not in ("from_mask", "absolute"):
+            raise ValueError(f"positions={positions!r}: use 'from_mask' or 'absolute'")
+        causal_lm.config.is_causal = False
+        for module in causal_lm.modules():
+            if hasattr(module, "is_causal"):
+                module.is_causal = False
         self.lm = causal_lm
         self.config = causal_lm.config
+        self.positions = positions
 
     def forward(self, input_ids=None, attention_mask=None, logits_to_keep=None, inputs_embeds=None):
-        """Token ids (B x T), or input embeddings (B x T x d) in their place."""
-        given = input_ids if inputs_embeds is None else inputs_embeds
-        (batch, length), device = given.shape[:2], given.device
-        if attention_mask is None:
-            attention_mask = torch.ones((batch, length), dtype=torch.long, device=device)
-        dtype = self.lm.get_input_embeddings().weight.dtype
-        hidden_keys = attention_mask[:, None, None, :] == 0  # B x 1 x 1 T
-        additive = torch.zeros((batch, 1, length, length), dtype=dtype, device=device)
-        additive = additive.masked_fill(hidden_keys, torch.finfo(dtype).min)
+        """Token ids (B x T), or input embeddings (B x T x d) in their place; attention_mask B x T."""
+        position_ids = None
+        if attention_mask is not None and self.positions == "from_mask":
+            position_ids = positions_from_mask(attention_mask)
         return self.lm(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
-            attention_mask=additive,
-            position_ids=positions_from_mask(attention_mask),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
             logits_to_keep=0 if logits_to_keep is None else logits_to_keep,
             use_cache=False,
         )
