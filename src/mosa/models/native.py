@@ -139,25 +139,42 @@ def load_native(path: str, family: str, config, *, dtype, device, attn_implement
     """Load a LLaDA / MMaDA / Dream checkpoint (local directory or hub id, sharded or not) into
     transformers' Llama or Qwen2 module (`config` from `native_config`), straight in `dtype`
     ("auto": the checkpoint's) on `device`."""
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
-
-    from mosa.models.wrappers import BidirectionalLM
-
-    attention = attn_implementation or "sdpa"
-    if family == "dream":
-        model_class, key_mapping, positions = Qwen2ForCausalLM, None, "from_mask"
-    else:
-        model_class, key_mapping, positions = LlamaForCausalLM, LLADA_KEY_MAPPING, "absolute"
-        if config.rope_full_precision:
-            attention = full_precision_rope_attention(attention)
+    model_class, attention = _model_class(family, config, attn_implementation)
+    key_mapping = None if family == "dream" else LLADA_KEY_MAPPING
     module, info = model_class.from_pretrained(
         path, config=config, key_mapping=key_mapping, dtype=dtype, device_map={"": str(device)},
         attn_implementation=attention, output_loading_info=True,
     )
     _check_loading_info(info, path, family)
+    return _as_mask_predictor(module, family, config)
+
+
+def random_native(family: str, raw: dict, *, dtype=torch.bfloat16, device="cpu", attn_implementation: str | None = None, seed: int = 0) -> nn.Module:
+    """A randomly initialised native module of a config.json's shape, wired exactly as a loaded one
+    (benchmarks and GPU checks of the true LLaDA-8B shape need no weights)."""
+    config = native_config(family, raw, "the given config")
+    model_class, attention = _model_class(family, config, attn_implementation)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        module = model_class._from_config(config, dtype=dtype, attn_implementation=attention)
+    return _as_mask_predictor(module, family, config).eval()
+
+
+def _model_class(family: str, config, attn_implementation: str | None):
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+
+    attention = attn_implementation or "sdpa"
+    if getattr(config, "rope_full_precision", False):
+        attention = full_precision_rope_attention(attention)
+    return (Qwen2ForCausalLM if family == "dream" else LlamaForCausalLM), attention
+
+
+def _as_mask_predictor(module: nn.Module, family: str, config) -> nn.Module:
+    from mosa.models.wrappers import BidirectionalLM
+
     if getattr(config, "rope_full_precision", False):
         module.model.rotary_emb = FullPrecisionRotary(module.model.rotary_emb)
-    return BidirectionalLM(module, positions=positions)
+    return BidirectionalLM(module, positions="from_mask" if family == "dream" else "absolute")
 
 
 def _check_loading_info(info: dict, path: str, family: str) -> None:
@@ -214,12 +231,17 @@ def read_config(path: str) -> dict:
     """config.json of a local checkpoint or a hub id (through the Hugging Face cache), as a dict."""
     from transformers import PretrainedConfig
 
-    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+    local = Path(path).expanduser()
+    if local.is_file():
+        raise MosaError(f"cannot load {path}: it is a file; give the checkpoint's directory")
+    if local.is_dir() and not (local / "config.json").is_file():
         raise MosaError(f"no config.json in {path}; give a Hugging Face checkpoint directory")
+    if not local.exists() and (path.startswith(("/", ".", "~")) or path.count("/") != 1):
+        raise MosaError(f"cannot load {path}: no such directory; give a checkpoint directory or a hub id (owner/name)")
     try:
-        return PretrainedConfig.get_config_dict(path)[0]
+        return PretrainedConfig.get_config_dict(str(local) if local.is_dir() else path)[0]
     except OSError as error:
-        raise MosaError(f"cannot read the config of {path}: {str(error).splitlines()[0]}") from None
+        raise MosaError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
 
 
 def family_of(raw: dict) -> str | None:
