@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mosa.sampling import REMASKING_RULES, SamplerConfig, generate
-from mosa.sampling.sampler import commit_schedule, top_k_mask
+from mosa.sampling.sampler import commit_schedule, top_k_commits
 from tests.conftest import left_pad, tiny_llama
 
 PROMPTS = [[5, 9, 12], [6, 7, 8, 9, 10, 11, 20], [25, 26], [30, 31, 32, 33]]
@@ -72,10 +72,27 @@ def test_commit_schedule_front_loads_the_remainder():
     assert commit_schedule(torch.tensor([10, 3, 0]), 4).tolist() == [[3, 3, 2, 2], [1, 1, 1, 0], [0, 0, 0, 0]]
 
 
-def test_top_k_mask_selects_per_row_counts():
-    confidence = torch.tensor([[0.1, 0.9, 0.5, -torch.inf], [0.3, 0.2, 0.8, 0.7]])
-    chosen = top_k_mask(confidence, torch.tensor([2, 1]))
-    assert chosen.tolist() == [[False, True, True, False], [False, False, True, False]]
+def test_top_k_commits_ranks_each_full_canvas_row_with_torch_topk():
+    # A canvas of 8 columns whose candidate window is columns [3, 7); row 0 has a three-way tie.
+    confidence = torch.tensor([[0.5, 0.9, 0.5, 0.5], [0.3, 0.2, 0.8, 0.7]])
+    is_masked = torch.tensor([[True, True, True, True], [True, False, True, True]])
+    k = torch.tensor([2, 1])
+    commits = top_k_commits(confidence, is_masked, k, window_start=3, canvas_length=8)
+    for row in range(2):
+        full_row = torch.full((8,), -torch.inf)
+        full_row[3:7] = torch.where(is_masked[row], confidence[row], -torch.inf)
+        expected = torch.zeros(8, dtype=torch.bool)
+        expected[torch.topk(full_row, int(k[row])).indices] = True
+        assert commits[row].tolist() == expected[3:7].tolist()
+    assert commits.sum(dim=1).tolist() == [2, 1] and bool(commits[0, 1])
+
+
+def test_top_k_commits_never_commits_a_position_that_is_not_masked():
+    # k = 3 exceeds the two masked candidates, so topk must return a -inf column: it is not committed.
+    confidence = torch.tensor([[0.4, 0.9, 0.1]])
+    is_masked = torch.tensor([[True, False, True]])
+    commits = top_k_commits(confidence, is_masked, torch.tensor([3]), window_start=1, canvas_length=5)
+    assert commits.tolist() == [[True, False, True]]
 
 
 def test_remasking_rules_are_registered_and_ordered():

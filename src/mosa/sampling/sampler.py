@@ -11,11 +11,14 @@ The algorithm (see docs/sampler.md for the reference it reproduces):
             confidence = remasking rule (x0, logits), -inf where not masked
             commit the k most confident masked positions: canvas = x0 there
 
-At temperature 0 with `low_confidence` remasking the output equals the reference token for token.
+At temperature 0 with `low_confidence` remasking the output equals the reference token for token,
+ties included: equal confidences are common (EOS/EoT set to confidence 0 by `confidence_eos_eot_inf`,
+bf16 probabilities near 1), and the reference leaves them to `torch.topk` over a full canvas row,
+whose order among equal values depends on the whole row it is given; so each row is ranked by
+`torch.topk` over that same row (prompt + response, -inf everywhere but the masked candidates).
 What makes it faster without changing a token:
   - the output head and the softmax run only on the candidate window (normally the current block),
     not on the whole canvas, when the model accepts `logits_to_keep` (Hugging Face models do);
-  - the per-row top-k is one sort for the whole batch instead of a Python loop;
   - a step at which no row commits anything (possible with prefill) skips the forward pass.
 What it adds: tokens prefilled at any response positions, tokens written over the canvas at chosen
 denoising steps (interventions), the step at which each response position was committed, more
@@ -188,10 +191,9 @@ def generate(
                 logits[:, :, cfg.eot_id] = -torch.inf
                 if cfg.temperature == 0:
                     logits[:, :, cfg.eos_id] = -torch.inf
-            confidence = confidence_rule(logits, x0, generator)
-            confidence = torch.where(is_masked, confidence, -torch.inf)
+            confidence = confidence_rule(logits, x0, generator)  # B x K
 
-            commit = top_k_mask(confidence, k)  # B x K
+            commit = top_k_commits(confidence, is_masked, k, window_start, x.shape[1])  # B x K
             x[:, window_start:block_end] = torch.where(commit, x0, window)
             in_response = max(prompt_len - window_start, 0)  # window columns that lie in the prompt
             response_span = commit_step[:, window_start + in_response - prompt_len : block_end - prompt_len]
@@ -208,13 +210,26 @@ def commit_schedule(mask_counts: torch.Tensor, steps: int) -> torch.Tensor:
     return base.unsqueeze(1) + extra.long()
 
 
-def top_k_mask(confidence: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Per row, True at the k[row] highest confidences (B x K, B -> B x K bool), one sort for all rows."""
-    order = confidence.argsort(dim=-1, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    positions = torch.arange(confidence.shape[-1], device=confidence.device).expand_as(order)
-    ranks.scatter_(-1, order, positions)
-    return ranks < k.unsqueeze(-1)
+def top_k_commits(confidence, is_masked, k, window_start, canvas_length) -> torch.Tensor:
+    """Per row, the k[row] most confident masked candidates, chosen exactly as the reference chooses.
+
+    confidence, is_masked: B x K, canvas columns [window_start, window_start + K); k: B -> B x K bool.
+    The reference calls torch.topk on each full canvas row (canvas_length values: prompt and
+    response, -inf after the block and wherever the canvas is not masked). Which of several equal
+    values torch.topk returns depends on the whole row it is given, so the same row is built here
+    (the columns outside the window are -inf in the reference too) and ranked the same way.
+    """
+    batch, width = confidence.shape
+    rows = confidence.new_full((batch, canvas_length), -torch.inf)  # B x T, in the confidences' dtype
+    rows[:, window_start : window_start + width] = torch.where(is_masked, confidence, -torch.inf)
+    picked = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)  # B x T
+    for row, count in enumerate(k.tolist()):
+        if count:
+            picked[row, torch.topk(rows[row], count).indices] = True
+    # A row's count never exceeds the masks left in its block (the counts sum to them, and are spread
+    # anew after an intervention), all of which are candidates, so topk returns no -inf position; if
+    # it ever did, that position is not a mask and is not committed.
+    return picked[:, window_start : window_start + width] & is_masked
 
 
 def _choose_tokens(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
