@@ -1,6 +1,7 @@
 """Shared small models. Everything here is built locally in seconds; nothing is downloaded."""
 
 import os
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a model hub, on any mach
 # The real benchmark files: shared/data beside the repository (where CI puts them) unless set.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MOSA_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))
+# What mosa caches (fingerprints, builds) goes to a throwaway folder, never the developer's ~/.cache/mosa;
+# the small_organism fixture points it at its own folder when a test asks for it.
+os.environ.setdefault("MOSA_CACHE_DIR", tempfile.mkdtemp(prefix="mosa-test-cache-"))
 
 WORDS = (
     "the a cat dog sat on mat ran fast slow red blue green one two three four five "

@@ -50,6 +50,11 @@ def test_a_files_hash_is_reused_until_the_file_is_written(tmp_path):
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime: the ctime still moves
     assert fingerprint_directory(model)["files"]["model.safetensors"]["sha256"] != "f" * 64
 
+    time.sleep(RACY_NS / 1e9 + 0.1)
+    (model / "config.json").unlink()
+    fingerprint_directory(model)  # rewrites the cache: the file that is gone leaves it
+    assert list(json.loads(hash_cache_file().read_text())) == [weights]
+
 
 def test_a_hub_id_is_fingerprinted_through_its_cached_snapshot(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read at import: patched

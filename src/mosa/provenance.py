@@ -77,8 +77,9 @@ def fingerprint_directory(path: str | Path, *, name: str | None = None, kind: st
         files[relative.as_posix()] = {"size": file.stat().st_size, "sha256": file_sha256(file, cache)}
     if not files:
         raise MosaError(f"{root} holds no files; cannot fingerprint it")
-    if cache != before:
-        write_atomically(cache_path, json.dumps(cache, indent=0, sort_keys=True))
+    if cache != before:  # files that are gone leave the cache, so it holds only what exists
+        kept = {real: entry for real, entry in cache.items() if os.path.exists(real)}
+        write_atomically(cache_path, json.dumps(kept, indent=0, sort_keys=True))
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"name": name or str(path), "kind": kind, "content": True, "path": str(root.resolve()), "digest": digest, "files": files}
 
