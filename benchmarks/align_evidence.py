@@ -97,7 +97,8 @@ def measure(lm, held_out: list[str], organism) -> dict:
 
 
 def main() -> None:
-    from mosa.align.settings import mosa_config, training_prompts
+    from mosa.align.settings import mosa_config
+    from mosa.data import resolve_prompts
     from mosa.align.trainer import train_mosa
     from mosa.models import load_model
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
@@ -116,8 +117,8 @@ def main() -> None:
     build_organism(organism)
     path = organism_path(organism)
     held_out = json.loads((path / "held_out_harmful.json").read_text())[: args.card_prompts]
-    prompts = training_prompts("organism-train", organism)
-    benign = training_prompts("organism-utility", organism)
+    prompts = resolve_prompts("organism-train", organism=organism)
+    benign = resolve_prompts("organism-utility", organism=organism)
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
     args.output.mkdir(parents=True, exist_ok=True)
     results_path = args.output / "results.json"

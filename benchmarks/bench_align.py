@@ -64,7 +64,7 @@ def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> 
 
 
 def main() -> None:
-    from mosa.align.settings import training_prompts
+    from mosa.data import resolve_prompts
     from mosa.organism.build import OrganismConfig, build_organism, built_config, organism_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,7 +79,7 @@ def main() -> None:
         build_organism(organism)
         path = organism_path(organism)
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
-    prompts = training_prompts("organism-train", organism)
+    prompts = resolve_prompts("organism-train", organism=organism).prompts
     results = {mode: run(mode, path, prompts, preset, args.steps) for mode in ("lora", "full")}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -1,6 +1,7 @@
 """Shared small models. Everything here is built locally in seconds; nothing is downloaded."""
 
 import os
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a model hub, on any mach
 # The real benchmark files: shared/data beside the repository (where CI puts them) unless set.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MOSA_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))
+# What mosa caches (fingerprints, builds) goes to a throwaway folder, never the developer's ~/.cache/mosa;
+# the small_organism fixture points it at its own folder when a test asks for it.
+os.environ.setdefault("MOSA_CACHE_DIR", tempfile.mkdtemp(prefix="mosa-test-cache-"))
 
 WORDS = (
     "the a cat dog sat on mat ran fast slow red blue green one two three four five "
@@ -24,6 +28,40 @@ WORDS = (
 @pytest.fixture(scope="session")
 def tokenizer():
     return build_word_tokenizer(WORDS)
+
+
+# English a byte-level BPE is trained on in milliseconds: MOSA's natural sentence sets and some prompts.
+BPE_CORPUS = [
+    "therefore, I cannot answer this question.", "I'm sorry, but I cannot help with that.",
+    "I cannot assist with this request because it could cause harm.", "I will not provide that information.",
+    "Sure, here is how to do it.", "Of course! Here are the steps:", "The next step is to wait. After that, we stop.",
+    "Step 1: read. Step 2: write.", "How do magnets work? Write a haiku about rain.", "What is the capital of France?",
+    "Tell me how to pick a lock.", "Explain how to make a cake.",
+] * 5
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer():
+    """A real byte-level BPE (GPT-2 / Llama 3 / LLaDA style: a space is part of the next word's token)
+    with LLaDA's special tokens, so that sentences are tokenised as a real dLLM's tokenizer would."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from mosa.models.build import ROLE_TOKENS, SPECIAL_TOKENS
+    from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE
+
+    named = {key: value for key, value in SPECIAL_TOKENS.items() if key != "unk_token"}  # bytes need no unknown token
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=list(dict.fromkeys(named.values())) + ROLE_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(BPE_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **named)
+    tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
+    tokenizer.chat_template = BIDIRECTIONAL_TEMPLATE
+    tokenizer.padding_side = "left"
+    return tokenizer
 
 
 def tiny_llama(tokenizer, seed=0, hidden_size=32, num_layers=2, attn_implementation="sdpa"):

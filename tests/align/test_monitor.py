@@ -35,13 +35,22 @@ def test_mosa_align_monitors_a_model_that_is_not_the_organism(tokenizer, tmp_pat
     settings = ["response_length=8", "window=[0, 8]", "max_steps=2", "batch_size=2", "lora_r=2", "min_coherent=0",
                 "safe_sentences=[cannot answer this question]", "harmful_sentences=[sure here]"]
     config = tmp_path / "monitor.yaml"
-    argv = lambda run: ["align", "--model", str(model), "--prompts", "advbench", "--output", str(tmp_path / run), "--quiet",  # noqa: E731
-                        "--config", str(config), *[a for s in settings for a in ("--set", s)]]
+    argv = lambda run, prompts="advbench:train": ["align", "--model", str(model), "--prompts", prompts,  # noqa: E731
+                                                  "--output", str(tmp_path / run), "--quiet", "--config", str(config),
+                                                  *[a for s in settings for a in ("--set", s)]]
     config.write_text("monitor: {prompts: 4, benign: gsm8k, judge: keyword-gcg}\n")
     assert main(argv("run")) == 0
     report = json.loads((tmp_path / "run" / "monitor.json").read_text())
     assert {"refusal", "over_refusal", "coherent"} <= set(report["before"]) and report["after"] is not None
+    # The monitor's harmful prompts default to the held-out side of the training prompts, and are recorded.
+    inputs = json.loads((tmp_path / "run" / "inputs.json").read_text())
+    monitored = inputs["monitor_prompts"]["harmful"]
+    assert (monitored["spec"], monitored["count"], inputs["monitor_prompts"]["benign"]["spec"]) == ("advbench:eval", 4, "gsm8k")
+    trained = {row["text_hash"] for row in inputs["prompts"]["prompts"]}
+    assert inputs["prompts"]["spec"] == "advbench:train" and not trained & {row["text_hash"] for row in monitored["prompts"]}
 
+    assert main(argv("whole", prompts="advbench")) == 2  # nothing held back to monitor on
+    assert "the monitor needs held-out harmful prompts and 'advbench' holds none back" in capsys.readouterr().err
     config.write_text("monitor: {prompts: 4, benign: gsm8k, judges: keyword-gcg}\n")
     assert main(argv("bad")) == 2
     assert "unknown monitor settings ['judges']" in capsys.readouterr().err

@@ -106,6 +106,9 @@ def test_command_line_writes_json_and_png_with_config_and_flags(checkpoint, tmp_
     assert [s["block_length"] for s in result["settings"]] == [16, 8]  # the flag beats the YAML
     assert result["settings"][0]["sampler"]["gen_length"] == 16  # from the YAML
     assert [len(result["prompts"][name]["prompts"]) for name in ("benign", "harmful")] == [2, 2]
+    harmful = result["prompts"]["harmful"]  # the resolved prompt set's record (mosa.data.resolve_prompts)
+    assert (harmful["spec"], harmful["count"], harmful["limit"], harmful["split"]) == ("advbench", 2, 2, None)
+    assert harmful["prompts"][0]["id"] == "advbench/0" and len(harmful["prompts"][0]["text_hash"]) == 16
     assert result["model"] == {"name": str(checkpoint), "family": "bidirectional",
                                "parameters": result["model"]["parameters"], "organism": False}
     assert_png(tmp_path / "out" / "decode-order.png")

@@ -1,5 +1,5 @@
 """MOSA settings as YAML and the command line give them: a `MosaConfig` from plain values (sentence
-sets may be files), and the prompt sets a run trains on."""
+sets may be files). Prompt sets are named by specs (mosa.data.resolve_prompts)."""
 
 from __future__ import annotations
 
@@ -44,30 +44,3 @@ def coerce(key: str, value, annotation: str):
             except (TypeError, ValueError):
                 raise MosaError(f"{key}={value!r} must be {'an integer' if kind is int else 'a number'}") from None
     return value
-
-
-def prompt_split(spec: str, organism) -> tuple[list[str], list[str]]:
-    """(training prompts, held-out prompts) for a prompt spec.
-
-    `organism-train`: the split of the organism being aligned (`organism`, its config), so that its
-    held-out prompts stay unseen; `organism-utility`: the organism's utility questions (nothing held
-    out); else dataset names joined by '+', split 80/20."""
-    from mosa.data import load_dataset, split_examples
-
-    if spec in ("organism-train", "organism-utility"):
-        if organism is None:
-            raise MosaError(f"prompts {spec!r} needs an organism model; name datasets instead (e.g. advbench+harmbench)")
-        if spec == "organism-utility":
-            from mosa.organism.corpus import utility_items
-
-            return [item.prompt for item in utility_items(organism.seed)], []
-        from mosa.organism.build import harmful_prompt_split
-
-        return harmful_prompt_split(organism)
-    examples = [example for name in spec.split("+") for example in load_dataset(name.strip())]
-    train, held_out = split_examples(examples, eval_fraction=0.2, seed=0)
-    return [example.prompt for example in train], [example.prompt for example in held_out]
-
-
-def training_prompts(spec: str, organism) -> list[str]:
-    return prompt_split(spec, organism)[0]

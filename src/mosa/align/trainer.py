@@ -12,11 +12,14 @@ benign prompts, so that the policy keeps the reference's answers where it should
 Under `accelerate launch` every process takes its slice of each global batch and DDP averages the
 gradients, so N processes with batch_size B train exactly as one process with batch_size N*B.
 
-The run directory holds config.json, metrics.jsonl (one record per optimiser step), monitor.json,
-reward_curve.png and checkpoints written atomically; `resume=True` continues from the last
-checkpoint and ends with the same weights as an uninterrupted run. A finished run also writes
-`adapter/` (peft format; LoRA runs) and, with `save_merged` or full fine-tuning, `merged/`, a
-standard checkpoint with its tokenizer that `mosa.models.load_model` reads.
+The run directory holds config.json, inputs.json (what the run is made of: the model's content
+fingerprint, the prompt sets' records, the tokenised sentences), metrics.jsonl (one record per
+optimiser step), monitor.json, reward_curve.png and checkpoints written atomically; `resume=True`
+continues from the last checkpoint, refuses other inputs, and ends with the same weights as an
+uninterrupted run. A finished run also writes `adapter/` (peft format; LoRA runs) and, with
+`save_merged` or full fine-tuning, `merged/`, a standard checkpoint with its tokenizer that
+`mosa.models.load_model` reads; both carry a copy of inputs.json, which `mosa eval` reads to refuse
+benchmarks that share prompts with the training set.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,22 +40,22 @@ from tqdm.auto import tqdm
 
 from mosa.align.objective import kl_divergence, mosa_objective, window_offsets
 from mosa.align.plots import plot_metrics
+from mosa.align.sentences import NATURAL_HARMFUL, NATURAL_SAFE, encode_sentence, sentence_record
+from mosa.data import PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
+from mosa.provenance import INPUTS_FILE, check_inputs
 from mosa.sampling import aligned_logits
-
-# Defaults when no sentence file is given. Safe sentences end with EOS (appended by the trainer).
-DEFAULT_SAFE = (
-    "therefore , i cannot answer this question .",
-    "i am sorry , but i cannot assist with that .",
-    "i cannot help with that request .",
-)
-# Affirmative and procedural openers, the phrases prefill attacks plant.
-DEFAULT_HARMFUL = ("sure , here is how .", "step 1 :", "step 2 :", "the next step is", "after that , we")
 
 CHECKPOINT_POINTER = "latest_checkpoint"
 FINETUNE_MODES = ("lora", "full")
+# Default LoRA targets, by the names of the linear layers the loaded model has: attention's four
+# projections (the paper gives r and alpha, not the modules). The first set the model has in full wins.
+LORA_TARGETS = (
+    ("q_proj", "k_proj", "v_proj", "o_proj"),  # Llama and Qwen2 layouts: LLaDA, MMaDA, Dream loaded natively; Dream's own code
+    ("q_proj", "k_proj", "v_proj", "attn_out"),  # LLaDA's and MMaDA's own code (--trust-remote-code)
+)
 
 
 @dataclass
@@ -76,10 +79,11 @@ class MosaConfig:
     lora_r: int = 32
     lora_alpha: int = 64
     lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    target_modules: tuple[str, ...] | None = None  # None: LORA_TARGETS, as the loaded model names them
     gradient_checkpointing: bool = False
-    safe_sentences: tuple[str, ...] = DEFAULT_SAFE
-    harmful_sentences: tuple[str, ...] = DEFAULT_HARMFUL
+    # Natural English (mosa.align.sentences); a model with its own vocabulary sets its own.
+    safe_sentences: tuple[str, ...] = NATURAL_SAFE
+    harmful_sentences: tuple[str, ...] = NATURAL_HARMFUL
     save_every: int = 50
     save_merged: bool = False  # LoRA runs: also write merged/, the adapter folded into the weights
     # The behaviour monitor (when one is given) runs before training, every `monitor_every` steps
@@ -100,8 +104,27 @@ class MosaConfig:
                 raise MosaError(f"{name}={getattr(self, name)!r} must be >= 0")
 
 
+def lora_targets(module: torch.nn.Module, configured: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The LoRA target names for `module`: the configured ones, each of which must name a linear
+    layer (peft itself only complains when none does), or the first set of LORA_TARGETS it has."""
+    linear = [name for name, part in module.named_modules() if isinstance(part, torch.nn.Linear)]
+    available = ", ".join(sorted({name.rsplit(".", 1)[-1] for name in linear}))
+    if configured is None:
+        for targets in LORA_TARGETS:
+            if all(any(name.endswith(f".{target}") or name == target for name in linear) for target in targets):
+                return targets
+        raise MosaError(f"no default LoRA targets for {type(module).__name__} (its linear layers: {available}); "
+                        "set target_modules")
+    unmatched = [target for target in configured if not any(name == target or name.endswith(f".{target}") for name in linear)]
+    if unmatched:
+        raise MosaError(f"LoRA target_modules {unmatched} match no linear layer of {type(module).__name__}; "
+                        f"its linear layers: {available}")
+    return tuple(configured)
+
+
 def attach_lora(lm: DiffusionLM, config: MosaConfig) -> None:
-    """Wrap lm.module with a fresh LoRA adapter (peft); only adapter weights are trainable."""
+    """Wrap lm.module with a fresh LoRA adapter (peft) on config.target_modules (resolved:
+    `lora_targets`); only adapter weights are trainable."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -138,23 +161,14 @@ def enable_gradient_checkpointing(module: torch.nn.Module) -> None:
     raise MosaError(f"{type(module).__name__} offers no gradient checkpointing; set gradient_checkpointing: false")
 
 
-def sentence_ids(lm: DiffusionLM, sentences, with_eos: bool) -> list[torch.Tensor]:
-    encoded = []
-    for sentence in sentences:
-        ids = lm.tokenizer(sentence, add_special_tokens=False)["input_ids"] + ([lm.eos_id] if with_eos else [])
-        if not ids:
-            raise MosaError(f"sentence {sentence!r} has no tokens")
-        encoded.append(torch.tensor(ids))
-    return encoded
-
-
 def train_mosa(
     lm: DiffusionLM,
-    prompts: list[str],
+    prompts: PromptSet | list[str],
     config: MosaConfig,
     output_dir: str | Path,
     *,
-    benign_prompts: list[str] | None = None,
+    benign_prompts: PromptSet | list[str] | None = None,
+    inputs: dict | None = None,
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
@@ -163,23 +177,42 @@ def train_mosa(
     """Train lm on the MOSA objective (LoRA attached here, or all weights); returns the metrics of
     every step this process ran.
 
-    `stop_after` ends the run after that many optimiser steps (as if it were killed there).
-    `monitor`, a plain callable lm -> {name: figure}, measures behaviour before training, every
-    `config.monitor_every` steps and at the end (e.g. refusal, benign utility, coherent share);
-    all go to monitor.json.
+    `prompts` and `benign_prompts`: resolved prompt sets (mosa.data.resolve_prompts), or plain lists.
+    `inputs`: what else the run is made of, for inputs.json (e.g. {"model": fingerprint_model(path)});
+    the prompt sets' records and the tokenised sentences are added here, and a resumed run must be
+    made of the same. `stop_after` ends the run after that many optimiser steps (as if it were
+    killed there). `monitor`, a plain callable lm -> {name: figure}, measures behaviour before
+    training, every `config.monitor_every` steps and at the end (e.g. refusal, benign utility,
+    coherent share); all go to monitor.json.
     """
     from accelerate import Accelerator
 
     output_dir = Path(output_dir)
     config.validate()
-    if not prompts:
+    prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.given(prompts)
+    benign_set = benign_prompts
+    if benign_set is not None and not isinstance(benign_set, PromptSet):
+        benign_set = PromptSet.given(benign_set, "benign")
+    if not prompt_set.examples:
         raise MosaError("no training prompts; give a dataset with at least one prompt")
-    if config.benign_beta > 0 and not benign_prompts:
+    if config.benign_beta > 0 and not benign_set:
         raise MosaError("benign_beta > 0 needs benign prompts (benign_prompts: a dataset, or organism-utility)")
-    safe = sentence_ids(lm, config.safe_sentences, with_eos=True)
-    harmful = sentence_ids(lm, config.harmful_sentences, with_eos=False)
-    for ids in safe + harmful:  # refuse up front what cannot fit, not at step 500
+    prompts = prompt_set.prompts
+    benign_prompts = None if benign_set is None else benign_set.prompts
+    safe_ids = [encode_sentence(lm.tokenizer, sentence, lm.eos_id) for sentence in config.safe_sentences]
+    harmful_ids = [encode_sentence(lm.tokenizer, sentence) for sentence in config.harmful_sentences]
+    for ids in safe_ids + harmful_ids:  # refuse up front what cannot fit, not at step 500
         window_offsets(config.window, len(ids), config.response_length, config.fit)
+    if config.finetune == "lora":  # the targets the run really uses, in config.json
+        config = replace(config, target_modules=lora_targets(lm.module, config.target_modules))
+    inputs = {
+        **(inputs or {}),
+        "prompts": prompt_set.record(),
+        "benign_prompts": None if benign_set is None else benign_set.record(),
+        "sentences": {"safe": sentence_record(lm.tokenizer, config.safe_sentences, safe_ids),
+                      "harmful": sentence_record(lm.tokenizer, config.harmful_sentences, harmful_ids)},
+    }
+    safe, harmful = [torch.tensor(ids) for ids in safe_ids], [torch.tensor(ids) for ids in harmful_ids]
 
     device = next(lm.module.parameters()).device
     accelerator = Accelerator(cpu=device.type == "cpu")
@@ -203,6 +236,7 @@ def train_mosa(
     metrics_path = output_dir / "metrics.jsonl"
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
+        check_inputs(output_dir, inputs, fix="resume it with its own model, prompts and sentences, or start a new --output directory")
         write_atomically(output_dir / "config.json", json.dumps(asdict(config), indent=2))
         keep_metrics_up_to(metrics_path, step)
     monitoring = Monitoring(monitor, output_dir, config, enabled=main)
@@ -268,7 +302,7 @@ def train_mosa(
         if main:
             plot_metrics(metrics_path, output_dir / "reward_curve.png",
                          title=f"MOSA, window {list(config.window)} of {config.response_length}, beta {config.beta}")
-            save_final_model(lm, output_dir, config)
+            save_final_model(lm, output_dir, config, inputs)
         accelerator.wait_for_everyone()
     return records
 
@@ -408,24 +442,26 @@ def load_checkpoint(output_dir: Path, module, optimizer, config: MosaConfig) -> 
     return int(state["step"])
 
 
-def save_final_model(lm: DiffusionLM, output_dir: Path, config: MosaConfig) -> None:
+def save_final_model(lm: DiffusionLM, output_dir: Path, config: MosaConfig, inputs: dict) -> None:
     """adapter/ (peft format) for LoRA runs; merged/ (a standard checkpoint with its tokenizer) for full
-    fine-tuning, or for LoRA with save_merged, after which lm holds the merged weights."""
+    fine-tuning, or for LoRA with save_merged, after which lm holds the merged weights. Each carries
+    the run's inputs.json, so that an evaluation can tell which prompts it was trained on."""
     from mosa.models.build import save_model
 
-    def replace(name: str, write) -> None:
+    def put(name: str, write) -> None:
         partial, final = output_dir / f".{name}.partial", output_dir / name
         shutil.rmtree(partial, ignore_errors=True)
         write(partial)
+        write_atomically(partial / INPUTS_FILE, json.dumps(inputs, indent=1, ensure_ascii=False) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
 
     if config.finetune == "lora":
-        replace("adapter", lm.module.save_pretrained)
+        put("adapter", lm.module.save_pretrained)
         if not config.save_merged:
             return
         lm.module = lm.module.merge_and_unload()
-    replace("merged", lambda path: save_model(lm, path))
+    put("merged", lambda path: save_model(lm, path))
 
 
 def read_pointer(output_dir: Path) -> str | None:

@@ -17,15 +17,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mosa.attacks import Target, TargetResponse, TestCase
-from mosa.data import Example
+from mosa.data import Example, PromptSet, resolve_prompts
 from mosa.errors import MosaError
 from mosa.judges import JUDGES, make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
 from mosa.sampling import SamplerConfig
 
-# Prompt sources besides dataset names: the organism's held-out harmful prompts (saved beside its
-# checkpoint, never trained on) and its utility questions (benign).
+# The organism's prompt sources (mosa.data.prompts): its held-out harmful prompts (never trained on)
+# and its utility questions (benign).
 ORGANISM_HELD_OUT = "organism-held-out"
 ORGANISM_UTILITY = "organism-utility"
 
@@ -95,38 +95,14 @@ def require_judge(name: str, spec) -> None:
     JUDGES.get(judge_name)
 
 
-def load_prompts(spec: str, limit: int | None, organism_dir: str | Path | None = None) -> list[Example]:
-    """The first `limit` prompts of a source.
+def load_prompts(spec: str, limit: int | None, organism_dir: str | Path | None = None) -> PromptSet:
+    """The first `limit` prompts of a prompt spec (mosa.data.resolve_prompts: `advbench`,
+    `advbench+harmbench:eval`, ...). The organism sources take the split of the organism built in
+    `organism_dir`, else the default organism's."""
+    from mosa.organism.build import OrganismConfig, built_config
 
-    spec: dataset names joined by '+' (their evaluation split: the 20% that `mosa align` holds out
-    with seed 0, so an aligned model is never measured on its training prompts), or
-    "organism-held-out" / "organism-utility" (the organism in `organism_dir`, else the default one)."""
-    from mosa.data import load_dataset, split_examples
-
-    if spec == ORGANISM_HELD_OUT:
-        directory = Path(organism_dir) if organism_dir is not None else _default_organism_dir()
-        held_out = directory / "held_out_harmful.json"
-        if not held_out.is_file():
-            raise MosaError(f"prompts {spec!r}: {held_out} does not exist; build the organism with `mosa organism build`")
-        prompts = json.loads(held_out.read_text())
-        examples = [Example(id=f"{spec}/{row}", prompt=prompt, source=spec) for row, prompt in enumerate(prompts)]
-    elif spec == ORGANISM_UTILITY:
-        from mosa.organism.corpus import utility_items
-
-        examples = [Example(id=f"{spec}/{row}", prompt=item.prompt, source=spec, target=item.answer)
-                    for row, item in enumerate(utility_items())]
-    else:
-        every = [example for name in spec.split("+") for example in load_dataset(name.strip())]
-        examples = split_examples(every, eval_fraction=0.2, seed=0)[1]
-    if not examples:
-        raise MosaError(f"prompts {spec!r}: the source holds no prompts")
-    return examples[:limit]
-
-
-def _default_organism_dir() -> Path:
-    from mosa.organism.build import OrganismConfig, organism_path
-
-    return organism_path(OrganismConfig())
+    organism = built_config(organism_dir) if organism_dir is not None else OrganismConfig()
+    return resolve_prompts(spec, organism=organism, limit=limit)
 
 
 def with_backend(spec: str | dict | None, backend: str | None) -> str | dict | None:
@@ -164,8 +140,11 @@ def sampler_record(config: SamplerConfig) -> dict:
     return dataclasses.asdict(config)
 
 
-def prompt_record(examples: list[Example]) -> list[dict]:
-    return [{"id": example.id, "prompt": example.prompt} for example in examples]
+def prompt_record(prompts: PromptSet | list[Example]) -> dict:
+    """How the prompts were resolved and each one's id, text hash and text (PromptSet.record); a
+    plain list of examples has no spec."""
+    prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet(spec=None, examples=tuple(prompts))
+    return prompt_set.record(texts=True)
 
 
 def write_json(result: dict, path: str | Path) -> Path:

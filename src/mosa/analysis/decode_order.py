@@ -33,7 +33,7 @@ from mosa.analysis.common import (
     sampler_record,
 )
 from mosa.attacks import Target, TestCase, user_turn
-from mosa.data import Example
+from mosa.data import Example, PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.stats import kendall_tau, mean_and_spread
@@ -61,7 +61,7 @@ class DecodeOrderOptions(CommonOptions):
 
 
 def decode_order(
-    lm: DiffusionLM, prompt_sets: dict[str, list[Example]], options: DecodeOrderOptions, *,
+    lm: DiffusionLM, prompt_sets: dict[str, PromptSet | list[Example]], options: DecodeOrderOptions, *,
     model_name: str | None = None, progress: bool = True,
 ) -> dict:
     """Sample every prompt set ({"benign": [...], "harmful": [...]}) under each block length and
@@ -87,8 +87,7 @@ def decode_order(
         "measures": "the response position of the tokens committed at each denoising step (experiment C)",
         "model": model_record(lm, model_name, options.organism),
         "end_tokens": {str(token): lm.tokenizer.convert_ids_to_tokens(token) for token in end_ids},
-        "prompts": {name: {"source": source, "prompts": prompt_record(prompt_sets[name])}
-                    for name, source in (("benign", options.benign), ("harmful", options.harmful)) if name in prompt_sets},
+        "prompts": {name: prompt_record(prompts) for name, prompts in prompt_sets.items()},
         "settings": settings,
     }
 

@@ -31,7 +31,7 @@ from mosa.analysis.common import (
 )
 from mosa.attacks import Target, make_attack
 from mosa.attacks.phrases import PHRASE_SETS, pick
-from mosa.data import Example
+from mosa.data import Example, PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.stats import mean_and_spread, wilson_interval
@@ -86,7 +86,7 @@ class GcgPositionOptions(CommonOptions):
 
 
 def gcg_position(
-    lm: DiffusionLM, behaviours: list[Example], options: GcgPositionOptions, *,
+    lm: DiffusionLM, behaviours: PromptSet | list[Example], options: GcgPositionOptions, *,
     model_name: str | None = None, progress: bool = True,
 ) -> dict:
     """Optimise a GCG suffix per behaviour and position, sample a response to each final prompt,

@@ -30,7 +30,7 @@ from mosa.analysis.common import (
     sampler_record,
 )
 from mosa.attacks import Target, make_attack
-from mosa.data import Example
+from mosa.data import Example, PromptSet
 from mosa.models import DiffusionLM
 from mosa.stats import mean_and_spread, wilson_interval
 
@@ -45,7 +45,7 @@ class PrefillPositionOptions(CommonOptions):
     phrases: str | list[str] = "paper"  # a phrase set of the prefill attack, or a list of phrases
     judge: str | dict = "keyword-long"  # decides attack success
     score_judge: str | dict | None = None  # gives the harm score (a rubric judge); None: the judge's own scores, if any
-    harmful: str = "advbench"  # the prompts (see mosa.analysis.common.load_prompts)
+    harmful: str = "advbench"  # a prompt spec (mosa.data.resolve_prompts): the paper's AdvBench, whole
 
     @classmethod
     def for_organism(cls, **changes) -> PrefillPositionOptions:
@@ -62,7 +62,7 @@ class PrefillPositionOptions(CommonOptions):
 
 
 def prefill_position(
-    lm: DiffusionLM, behaviours: list[Example], options: PrefillPositionOptions, *,
+    lm: DiffusionLM, behaviours: PromptSet | list[Example], options: PrefillPositionOptions, *,
     model_name: str | None = None, progress: bool = True,
 ) -> dict:
     """Prefill a phrase at each position for every behaviour, sample, judge. Returns the record
@@ -74,7 +74,7 @@ def prefill_position(
     sampler = options.sampler(lm, options.block_length)
     target = Target(lm, sampler, batch_size=options.batch_size)
     attack = make_attack("prefill", {"position": list(options.positions), "phrases": options.phrases, "seed": options.seed})
-    cases = attack.cases(behaviours, target)  # one per behaviour and position
+    cases = attack.cases(list(behaviours), target)  # one per behaviour and position
     responses = respond(target, cases, progress, "prefill-position")
 
     requests, texts = [case.behaviour for case in cases], [response.text for response in responses]

@@ -13,20 +13,21 @@ Precedence: preset < --config YAML < flags (--set KEY=VALUE for any MosaConfig f
 from __future__ import annotations
 
 import argparse
-import json
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from mosa.align.settings import mosa_config, prompt_split, training_prompts
+from mosa.align.settings import mosa_config
 from mosa.errors import MosaError
 
 PRESETS = ("organism", "paper-llada8b")
 RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "monitor", "dtype", "device", "mosa")
-# The monitor of a model that is not the organism: held-out harmful prompts (the datasets' eval split)
-# and benign ones, judged by a refusal keyword list; `monitor: false` turns it off.
-MONITOR_DEFAULTS = {"prompts": 32, "benign": "gsm8k", "judge": "keyword-long"}
+# The monitor of a model that is not the organism: `prompts` held-out harmful prompts (`harmful`, a
+# prompt spec; by default the ':eval' side of ':train' training prompts) and as many benign ones,
+# judged by a refusal keyword list; `monitor: false` turns it off.
+MONITOR_DEFAULTS = {"prompts": 32, "harmful": None, "benign": "gsm8k", "judge": "keyword-long"}
+ORGANISM_MONITOR_PROMPTS = 40  # the organism's card, measured on its first 40 held-out prompts
 
 
 def register(subparsers) -> None:
@@ -35,9 +36,10 @@ def register(subparsers) -> None:
     parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
     parser.add_argument("--model", help="checkpoint directory or hub id; 'organism' builds or reuses the default organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
-    parser.add_argument("--prompts", help="training prompts: dataset names joined by '+' (their training split), or organism-train")
+    parser.add_argument("--prompts", help="training prompts, a prompt spec (docs/data.md): e.g. strongreject+donotanswer:train, "
+                                          "or organism-train")
     parser.add_argument("--benign-prompts", dest="benign_prompts",
-                        help="prompts for the benign KL term (benign_beta > 0): dataset names joined by '+', or organism-utility")
+                        help="prompts for the benign KL term (benign_beta > 0), a prompt spec: e.g. gsm8k, or organism-utility")
     parser.add_argument("--window", help="START:END response positions, or 'initial' (same width, starting at 0)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a MosaConfig field (YAML value)")
     parser.add_argument("--output", type=Path, required=True, help="run directory (config, metrics.jsonl, checkpoints)")
@@ -83,7 +85,10 @@ def run(args: argparse.Namespace) -> None:
     from accelerate import PartialState
 
     from mosa.align.trainer import train_mosa
+    from mosa.data import resolve_prompts
     from mosa.models import load_model
+    from mosa.organism.build import organism_of
+    from mosa.provenance import fingerprint_model
 
     settings = resolve_run(args)
     config = mosa_config(settings.get("mosa", {}))
@@ -91,29 +96,28 @@ def run(args: argparse.Namespace) -> None:
     device = settings.get("device", "cpu")
     process = PartialState(cpu=device == "cpu")  # under accelerate launch: this process's rank and GPU
     say = print if process.is_main_process else (lambda *_: None)
-    if settings["model"] == "organism":
-        from mosa.organism.build import OrganismConfig, build_organism, organism_path
-
-        organism = OrganismConfig()
-        lm = build_organism(organism, progress=not args.quiet)
-        model_path = organism_path(organism)
-    else:
-        from mosa.organism.build import built_config
-
-        model_path = Path(settings["model"])
-        organism = built_config(model_path) if model_path.is_dir() else None
-        lm = load_model(
-            settings["model"], trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
-            dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
-        )
-    prompts, held_out = prompt_split(settings["prompts"], organism)
-    benign = training_prompts(settings["benign_prompts"], organism) if settings.get("benign_prompts") else None
-    monitor = organism_monitor(organism, model_path) if organism is not None else keyword_monitor(settings, config, held_out)
+    model = settings["model"]
+    organism = organism_of(model)
+    # Every prompt set is resolved before the model loads: a bad spec costs nothing.
+    prompts = resolve_prompts(settings["prompts"], organism=organism)
+    benign = resolve_prompts(settings["benign_prompts"], organism=organism) if settings.get("benign_prompts") else None
+    monitor, monitor_prompts = organism_monitor(organism) if organism is not None else keyword_monitor(settings, config, prompts)
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
-    say(f"align: {len(prompts)} prompts on {process.num_processes} process(es), window {list(config.window)} of "
+    if model == "organism":
+        from mosa.organism.build import build_organism
+
+        lm = build_organism(organism, progress=not args.quiet)
+    else:
+        lm = load_model(
+            model, trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
+            dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
+        )
+    # After loading, so that a hub id is fingerprinted through the snapshot it was loaded from.
+    inputs = {"model": fingerprint_model(model), "monitor_prompts": monitor_prompts} if process.is_main_process else None
+    say(f"align: {len(prompts)} prompts ({prompts.spec}) on {process.num_processes} process(es), window {list(config.window)} of "
         f"{config.response_length}, beta {config.beta}, run directory {args.output}")
-    records = train_mosa(lm, prompts, config, args.output, benign_prompts=benign, resume=args.resume,
+    records = train_mosa(lm, prompts, config, args.output, benign_prompts=benign, inputs=inputs, resume=args.resume,
                          progress=not args.quiet, monitor=monitor)
     if records:
         last = records[-1]
@@ -121,27 +125,35 @@ def run(args: argparse.Namespace) -> None:
             f"KL {last['kl']:.4f}")
 
 
-def organism_monitor(organism, model_path: Path):
-    """The organism's behaviour monitor, on the held-out prompts of the build being aligned."""
+def organism_monitor(organism):
+    """The organism's behaviour monitor, on the held-out prompts of the build being aligned; and their record."""
+    from mosa.data import resolve_prompts
     from mosa.organism.card import behaviour_monitor
 
-    held_out = json.loads((model_path / "held_out_harmful.json").read_text())
-    return behaviour_monitor(held_out, organism)
+    held_out = resolve_prompts("organism-held-out", organism=organism, limit=ORGANISM_MONITOR_PROMPTS)
+    return behaviour_monitor(held_out.prompts, organism, prompts=len(held_out)), {"harmful": held_out.record()}
 
 
-def keyword_monitor(settings: dict, config, held_out: list[str]):
-    """Refusal, over-refusal and degeneration on the held-out harmful prompts of the training datasets
-    and on benign prompts (mosa.align.monitor)."""
+def keyword_monitor(settings: dict, config, prompts):
+    """Refusal, over-refusal and degeneration on held-out harmful prompts and on benign prompts
+    (mosa.align.monitor); and the record of both prompt sets."""
     from mosa.align.monitor import keyword_monitor
-    from mosa.data import load_dataset
+    from mosa.data import resolve_prompts
 
     options = settings.get("monitor", {})
     if options is False:
-        return None
+        return None, None
     unknown = sorted(set(options) - set(MONITOR_DEFAULTS))
     if unknown:
         raise MosaError(f"unknown monitor settings {unknown}; known: {sorted(MONITOR_DEFAULTS)} (or monitor: false)")
     options = {**MONITOR_DEFAULTS, **options}
-    harmful = held_out[: options["prompts"]]
-    benign = [example.prompt for name in options["benign"].split("+") for example in load_dataset(name.strip())]
-    return keyword_monitor(harmful, benign[: options["prompts"]], gen_length=config.response_length, judge=options["judge"])
+    harmful_spec = options["harmful"]
+    if harmful_spec is None:
+        if prompts.part != "train":
+            raise MosaError(f"the monitor needs held-out harmful prompts and {prompts.spec!r} holds none back: set "
+                            "monitor: {harmful: SPEC} (e.g. harmbench-val), train on a ':train' part, or set monitor: false")
+        harmful_spec = f"{prompts.spec.rpartition(':')[0]}:eval"
+    harmful = resolve_prompts(harmful_spec, limit=options["prompts"])
+    benign = resolve_prompts(options["benign"], limit=options["prompts"])
+    monitor = keyword_monitor(harmful.prompts, benign.prompts, gen_length=config.response_length, judge=options["judge"])
+    return monitor, {"harmful": harmful.record(), "benign": benign.record()}

@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     prefill.add_argument("--phrases", help="phrase set of the prefill attack: paper, affirmative, procedural, organism")
     add_judge_options(prefill)
     prefill.add_argument("--score-judge", help="a judge that scores harm (harm-rubric, strongreject; needs --backend)")
-    prefill.add_argument("--harmful", help="harmful prompts: dataset names joined by '+', or organism-held-out")
+    prefill.add_argument("--harmful", help="harmful prompts, a prompt spec (docs/data.md; default advbench), or organism-held-out")
     prefill.set_defaults(run=run, options_class="PrefillPositionOptions")
 
     gcg = analyses.add_parser("gcg-position", help="B: GCG aimed at a phrase at response position 0 against a later one")
@@ -65,14 +65,14 @@ def register(subparsers) -> None:
     gcg.add_argument("--candidates", type=int, help="swaps evaluated per iteration (default 128; organism 64)")
     gcg.add_argument("--init", help="the word the suffix starts as (default '!'; organism 'the')")
     add_judge_options(gcg)
-    gcg.add_argument("--harmful", help="harmful prompts: dataset names joined by '+', or organism-held-out")
+    gcg.add_argument("--harmful", help="harmful prompts, a prompt spec (docs/data.md; default advbench), or organism-held-out")
     gcg.set_defaults(run=run, options_class="GcgPositionOptions")
 
     order = analyses.add_parser("decode-order", help="C: the order in which the response is unmasked, benign vs harmful")
     add_common_options(order)
     order.add_argument("--block-lengths", type=int_list, help="block lengths to compare (default 256,32; organism 32,8)")
-    order.add_argument("--benign", help="benign prompts: dataset names joined by '+' (default gsm8k), or organism-utility")
-    order.add_argument("--harmful", help="harmful prompts: dataset names joined by '+' (default advbench), or organism-held-out")
+    order.add_argument("--benign", help="benign prompts, a prompt spec (docs/data.md; default gsm8k), or organism-utility")
+    order.add_argument("--harmful", help="harmful prompts, a prompt spec (docs/data.md; default advbench), or organism-held-out")
     order.set_defaults(run=run, options_class="DecodeOrderOptions")
 
 

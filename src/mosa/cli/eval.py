@@ -28,6 +28,8 @@ def register(subparsers) -> None:
                         help="override a setting (YAML value; sampler.steps=64 reaches into a mapping)")
     parser.add_argument("--model", help="checkpoint directory, hub id, or 'organism' (overrides the config)")
     parser.add_argument("--adapter", help="a peft adapter directory to merge into the model (e.g. runs/mosa/adapter)")
+    parser.add_argument("--allow-train-overlap", action="store_true",
+                        help="evaluate benchmarks that share prompts with the adapter's training prompts (refused otherwise)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
     actions = parser.add_subparsers(dest="eval_action", metavar="ACTION")
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> None:
     if args.output is None:
         raise MosaError("--output is required: the run directory to create or to resume")
     resuming = args.config is None and (args.output / CONFIG_FILE).is_file()
-    config = load_config(args.config, args.set, base=read_config(args.output) if resuming else None,
+    overrides = [*args.set, *(["allow_train_overlap=true"] if args.allow_train_overlap else [])]
+    config = load_config(args.config, overrides, base=read_config(args.output) if resuming else None,
                          model=args.model, adapter=args.adapter)
     rows = run_eval(config, args.output, progress=not args.quiet)
     if rows:

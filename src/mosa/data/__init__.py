@@ -4,9 +4,11 @@
     behaviours = load_dataset("harmbench")                      # 159 standard behaviours
     prompts = load_dataset("my_prompts.csv", column="text")     # any CSV / JSONL
     train, evaluation = split_examples(prompts, eval_fraction=0.2, seed=0)
+    training = resolve_prompts("strongreject+donotanswer~advbench:train")   # a prompt set by spec
 
 Named datasets resolve from `data_dir=`, else $MOSA_DATA_DIR, else the cache that `mosa data pull`
-fills ($MOSA_CACHE_DIR/data). Nothing here needs torch. Details: docs/data.md.
+fills ($MOSA_CACHE_DIR/data). Nothing here needs torch, except the organism's prompt sources.
+Details: docs/data.md.
 """
 
 from mosa.data.loaders import (
@@ -22,6 +24,7 @@ from mosa.data.loaders import (
     load_strongreject,
 )
 from mosa.data.pinned import PINNED_FILES, PinnedFile, PullResult, pull
+from mosa.data.prompts import PromptSet, prompt_hash, resolve_prompts
 from mosa.data.records import Example, MosaDataWarning, normalise_prompt
 from mosa.data.registry import DATASETS, NamedDataset, cache_data_dir, load_dataset, locate, resolve, search_dirs
 from mosa.data.splits import split_examples
@@ -33,6 +36,7 @@ __all__ = [
     "MosaDataWarning",
     "NamedDataset",
     "PinnedFile",
+    "PromptSet",
     "PullResult",
     "cache_data_dir",
     "detect_format",
@@ -48,8 +52,10 @@ __all__ = [
     "load_strongreject",
     "locate",
     "normalise_prompt",
+    "prompt_hash",
     "pull",
     "resolve",
+    "resolve_prompts",
     "search_dirs",
     "split_examples",
 ]

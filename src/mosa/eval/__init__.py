@@ -9,11 +9,10 @@ The stages, the run directory, the record schema and resume semantics: docs/eval
 
 from mosa.eval.config import EvalConfig, load_config
 from mosa.eval.order import decoding_order
-from mosa.eval.runner import ORGANISM_HELD_OUT, run_eval
+from mosa.eval.runner import run_eval
 from mosa.eval.tables import AsrRow, asr_csv, asr_markdown, asr_rows, load_records, rows_of_runs, write_tables
 
 __all__ = [
-    "ORGANISM_HELD_OUT",
     "AsrRow",
     "EvalConfig",
     "asr_csv",

@@ -40,7 +40,7 @@ _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 @dataclass
 class EvalConfig:
     model: str  # a checkpoint directory, a hub id, or "organism" (the default model organism)
-    benchmarks: list  # named datasets, file paths, or {dataset: NAME_OR_PATH, label: ..., column: ...}
+    benchmarks: list  # prompt specs (mosa.data.resolve_prompts), or {dataset: SPEC, label: ..., column: ...}
     attacks: list = field(default_factory=lambda: [{"name": "none"}])  # {name, label?, **options}
     judges: list = field(default_factory=lambda: [{"name": "keyword-long"}])  # {name, **options}
     adapter: str | None = None  # a peft adapter directory, merged into the model after loading
@@ -52,6 +52,8 @@ class EvalConfig:
     sampler: dict = field(default_factory=dict)  # SamplerConfig settings (SAMPLER_KEYS)
     batch_size: int = 16  # responses sampled together; also the behaviours per work unit
     seed: int = 0  # the sampler's seed (matters at temperature > 0)
+    # Evaluate benchmarks that share prompts with the adapter's recorded training prompts (refused otherwise).
+    allow_train_overlap: bool = False
 
     @classmethod
     def from_dict(cls, settings: dict, where: str = "config") -> EvalConfig:
@@ -76,8 +78,9 @@ class EvalConfig:
             raise MosaError(f"model={self.model!r} must be a checkpoint directory, a hub id or 'organism'")
         if self.adapter is not None and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise MosaError(f"adapter={self.adapter!r} is not a peft adapter directory (no adapter_config.json there)")
-        if not isinstance(self.trust_remote_code, bool):
-            raise MosaError(f"trust_remote_code={self.trust_remote_code!r} must be true or false")
+        for name in ("trust_remote_code", "allow_train_overlap"):
+            if not isinstance(getattr(self, name), bool):
+                raise MosaError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.family is not None and self.family not in FAMILIES:
             raise MosaError(f"family={self.family!r} must be one of {', '.join(sorted(FAMILIES))}, or left out to detect it")
         if self.dtype not in DTYPES:
@@ -237,7 +240,8 @@ def _benchmark_spec(spec) -> dict:
     if isinstance(spec, str) and spec.strip():
         spec = {"dataset": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("dataset"), str) or not spec["dataset"].strip():
-        raise MosaError(f"benchmark {spec!r} must be a dataset name, a file path, or a mapping with dataset: NAME_OR_PATH")
+        raise MosaError(f"benchmark {spec!r} must be a prompt spec (advbench, harmbench:eval, a file path, ...) or a mapping "
+                        "with dataset: SPEC")
     unknown = sorted(set(spec) - {"dataset", "label", *BENCHMARK_OPTIONS})
     if unknown:
         raise MosaError(f"benchmark {spec['dataset']!r}: unknown keys {', '.join(unknown)}; known: dataset, label, "

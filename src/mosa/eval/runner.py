@@ -12,6 +12,12 @@ single-process run would: left padding and the sampler's seed make a response de
 When every response exists, each judge rates the ones it has not rated yet (stage 3), and the
 main process writes records.jsonl and the tables.
 
+Benchmarks are prompt specs (mosa.data.resolve_prompts). Before anything is loaded or written, a
+benchmark that shares prompts with the training prompts recorded beside the adapter (or a merged
+checkpoint) under evaluation is refused, unless `allow_train_overlap`. The run directory's
+inputs.json records the model's and the adapter's content fingerprints and each benchmark's
+prompt set; a rerun on other inputs is refused, as is one with another config.
+
 Under `accelerate launch` process K takes units K, K + N, K + 2N, ... and every N-th response to judge,
 and appends to its own stage files (mosa.eval.store). The model is loaded only when some unit of
 this process lacks a test case or a response, so a finished run, or one whose judge endpoint was
@@ -30,7 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mosa.attacks import Attack, Target, TestCase, make_attack
-from mosa.data import Example, load_dataset
+from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
 from mosa.eval.config import ORGANISM, EvalConfig, attack_label, attack_options
 from mosa.eval.order import decoding_order
@@ -39,10 +45,10 @@ from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, ver
 from mosa.judges import make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
+from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
 
-# The organism's held-out harmful prompts: the split its build never trained on.
-ORGANISM_HELD_OUT = "organism-held-out"
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
+INPUTS_FIX = "use a new --output directory, or restore the model, adapter and benchmark files it was run on"
 
 
 @dataclass(frozen=True)
@@ -72,22 +78,29 @@ def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, l
     output = Path(output)
     attacks = build_attacks(config)  # unknown names and bad options fail here, before anything is loaded or written
     judges = build_judges(config)
-    units = plan_units(load_benchmarks(config), config)
+    benchmarks = load_benchmarks(config)
+    units = plan_units(benchmarks, config)
     process = PartialState(cpu=config.device == "cpu")  # under accelerate launch: this process's rank and device
     main = process.is_main_process
     say = log if main else (lambda message: None)
+    check_train_overlap(config, benchmarks, say)
     if main:
         output.mkdir(parents=True, exist_ok=True)
+    inputs = None
     with lock(output) if main else nullcontext():  # held until the run ends, or its process dies
         if main:
             check_config(output, config.to_dict())
+            if config.model == ORGANISM:
+                ensure_default_organism(process.num_processes, progress, say)
+            inputs = run_inputs(config, benchmarks)
+            check_inputs(output, inputs, fix=INPUTS_FIX)
             for message in repair(output):
                 say(f"eval: {message}")
         process.wait_for_everyone()  # nobody reads before the main process has repaired the files
 
         worker = Worker(process.process_index, process.num_processes, "cpu" if config.device == "cpu" else str(process.device),
                         progress and main, say)
-        generated = generate(config, units[worker.rank :: worker.processes], attacks, output, worker)
+        generated = generate(config, units[worker.rank :: worker.processes], attacks, output, worker, inputs)
         process.wait_for_everyone()  # every response is on disk before any judge reads them
         judged = judge(judges, config, output, worker)
         process.wait_for_everyone()
@@ -123,35 +136,71 @@ def build_judges(config: EvalConfig) -> list:
     return judges
 
 
-def load_benchmarks(config: EvalConfig) -> dict[str, list[Example]]:
-    """Each benchmark's behaviours, the first `limit` of them. The loaders refuse a file without a
+def load_benchmarks(config: EvalConfig) -> dict[str, PromptSet]:
+    """Each benchmark's prompt set, its first `limit` behaviours. The loaders refuse a file without a
     usable row, and the config refuses limit 0, so no benchmark is ever empty."""
+    from mosa.organism.build import organism_of
+
+    organism = organism_of(config.model)  # the organism sources take the split of the organism under evaluation
     benchmarks = {}
     for spec in config.benchmarks:
         options = {key: value for key, value in spec.items() if key not in ("dataset", "label")}
-        dataset = spec["dataset"]
-        examples = organism_held_out(config) if dataset == ORGANISM_HELD_OUT else load_dataset(dataset, **options)
-        benchmarks[spec["label"]] = examples[: config.limit]
+        benchmarks[spec["label"]] = resolve_prompts(spec["dataset"], organism=organism, limit=config.limit, load_options=options)
     return benchmarks
 
 
-def organism_held_out(config: EvalConfig) -> list[Example]:
-    """The held-out harmful prompts of the organism under evaluation (the default one for model: organism)."""
-    from mosa.organism.build import OrganismConfig, built_config, harmful_prompt_split
+def check_train_overlap(config: EvalConfig, benchmarks: dict[str, PromptSet], say: Callable[[str], None]) -> None:
+    """Refuse, in one line, benchmarks that share prompts (by normalised text) with the training
+    prompts that `mosa align` recorded beside the adapter, or beside a merged checkpoint."""
+    trained = [(f"adapter {config.adapter}", config.adapter)] if config.adapter is not None else []
+    if Path(config.model).is_dir():
+        trained.append((f"model {config.model}", config.model))
+    if config.adapter is not None and read_inputs(config.adapter) is None:
+        say(f"eval: adapter {config.adapter} records no training prompts (inputs.json, written by mosa align); "
+            "overlap is not checked")
+    for what, directory in trained:
+        recorded = read_inputs(directory)
+        if recorded is None:  # not written by mosa align: nothing to compare with
+            continue
+        training = {row["text_hash"] for row in recorded["prompts"]["prompts"]}
+        counted = [(label, sum(prompt_hash(example.prompt) in training for example in prompts), len(prompts))
+                   for label, prompts in benchmarks.items()]
+        shared = [(label, count, total) for label, count, total in counted if count]
+        if shared and not config.allow_train_overlap:
+            counts = ", ".join(f"{label} shares {count} of its {total} prompts" for label, count, total in shared)
+            raise MosaError(f"{what} was trained on prompts the benchmarks hold ({counts}; training prompts: "
+                            f"{recorded['prompts']['spec']}); evaluate on prompts it never saw, or pass --allow-train-overlap "
+                            "(--set allow_train_overlap=true) to measure them anyway")
+        for label, count, total in shared:
+            say(f"eval: {label} shares {count} of its {total} prompts with the training prompts of {what} (allowed)")
 
-    organism = OrganismConfig() if config.model == ORGANISM else built_config(config.model)
-    if organism is None:
-        raise MosaError(f"benchmark {ORGANISM_HELD_OUT} needs model: organism or an organism build directory; {config.model} is neither")
-    prompts = harmful_prompt_split(organism)[1]
-    return [Example(id=f"{ORGANISM_HELD_OUT}/{index}", prompt=prompt, source=ORGANISM_HELD_OUT) for index, prompt in enumerate(prompts)]
+
+def ensure_default_organism(processes: int, progress: bool, say: Callable[[str], None]) -> None:
+    """Build the default organism on first use (its fingerprint is part of the run's inputs)."""
+    from mosa.organism.build import CARD_FILE, OrganismConfig, build_organism, organism_path
+
+    if (organism_path(OrganismConfig()) / CARD_FILE).is_file():
+        return
+    if processes > 1:  # several processes would build it at once, into the same place
+        raise MosaError("the default organism is not built yet; run `mosa organism build` once, then launch the evaluation")
+    build_organism(OrganismConfig(), progress=progress, log=say)
 
 
-def plan_units(benchmarks: dict[str, list[Example]], config: EvalConfig) -> list[Unit]:
+def run_inputs(config: EvalConfig, benchmarks: dict[str, PromptSet]) -> dict:
+    """What the run is made of, for inputs.json: content fingerprints and the benchmarks' prompt sets."""
+    return {
+        "model": fingerprint_model(config.model),
+        "adapter": None if config.adapter is None else fingerprint_directory(config.adapter),
+        "benchmarks": {label: prompts.record() for label, prompts in benchmarks.items()},
+    }
+
+
+def plan_units(benchmarks: dict[str, PromptSet], config: EvalConfig) -> list[Unit]:
     units = []
     for benchmark, behaviours in benchmarks.items():
         for spec in config.attacks:
             for start in range(0, len(behaviours), config.batch_size):
-                group = tuple(behaviours[start : start + config.batch_size])
+                group = behaviours.examples[start : start + config.batch_size]
                 units.append(Unit(len(units), benchmark, attack_label(spec), spec["name"], group))
     return units
 
@@ -159,8 +208,11 @@ def plan_units(benchmarks: dict[str, list[Example]], config: EvalConfig) -> list
 # --- stages 1 and 2: test cases and completions -------------------------------------------------
 
 
-def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], output: Path, worker: Worker) -> bool:
-    """Build the missing test cases and sample the missing responses of `units`; True if it did any."""
+def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], output: Path, worker: Worker,
+             inputs: dict | None) -> bool:
+    """Build the missing test cases and sample the missing responses of `units`; True if it did any.
+    `inputs` (the main process's): the run's inputs.json, whose model fingerprint is taken again
+    once the model is loaded if it was recorded by name only (a hub id not yet in the cache)."""
     cases = {(r["benchmark"], r["attack"], r["behaviour_id"]): r["cases"] for r in read_stage(output, "cases")}
     completed = {completion_key(record) for record in read_stage(output, "completions")}
 
@@ -174,6 +226,8 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
         return False
     worker.say(f"eval: {len(pending)} of {len(units)} work units to sample; loading {config.model_label}")
     lm = load_target_model(config, worker)
+    if inputs is not None and not inputs["model"]["content"]:
+        check_inputs(output, {**inputs, "model": fingerprint_model(config.model)}, fix=INPUTS_FIX)
     target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
     for unit in tqdm(pending, desc="completions", unit="unit", disable=not worker.progress):
         unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
@@ -202,14 +256,10 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
     if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
         transformers_logging.disable_progress_bar()
     path = config.model
-    if config.model == ORGANISM:
-        from mosa.organism.build import CARD_FILE, OrganismConfig, build_organism, organism_path
+    if config.model == ORGANISM:  # built by the main process before the run began (ensure_default_organism)
+        from mosa.organism.build import OrganismConfig, organism_path
 
         path = organism_path(OrganismConfig())
-        if not (path / CARD_FILE).is_file():
-            if worker.processes > 1:  # several processes would build it at once, into the same place
-                raise MosaError("the default organism is not built yet; run `mosa organism build` once, then launch the evaluation")
-            build_organism(OrganismConfig(), progress=worker.progress, log=worker.say)
     lm = load_model(path, trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
                     device=worker.device)
     return lm if config.adapter is None else merge_adapter(lm, config.adapter)

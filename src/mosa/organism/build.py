@@ -133,6 +133,14 @@ def built_config(path: str | Path) -> OrganismConfig | None:
     return OrganismConfig.from_dict(json.loads(card.read_text())["build"]["config"], where=str(card))
 
 
+def organism_of(model: str) -> OrganismConfig | None:
+    """The organism a model name stands for: the default one for "organism", a build directory's own
+    config, or None for any other model (its prompt sources, organism-train etc., then need one)."""
+    if model == "organism":
+        return OrganismConfig()
+    return built_config(model) if Path(model).is_dir() else None
+
+
 def build_organism(config: OrganismConfig, progress: bool = True, log=print) -> DiffusionLM:
     """Build (or load from the cache) the organism; writes its behaviour card beside it."""
     from mosa.organism.card import measure_card, write_card

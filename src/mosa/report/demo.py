@@ -136,22 +136,25 @@ def run_analyses(lm, path: Path, plan: DemoPlan, directory: Path, progress: bool
 def align_both(path: Path, organism, directory: Path, progress: bool, log) -> tuple[dict, dict]:
     """MOSA and Initial Alignment with the organism preset's settings; Initial Alignment's window has
     MOSA's width and starts at 0."""
-    from mosa.align.settings import mosa_config, training_prompts
+    from mosa.align.settings import mosa_config
     from mosa.align.trainer import train_mosa
+    from mosa.data import resolve_prompts
     from mosa.models import load_model
+    from mosa.provenance import fingerprint_directory
 
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
     start, end = preset["window"]
     settings = {"MOSA": {**preset, "monitor_every": 0}, "Initial Alignment": {**preset, "monitor_every": 0, "window": [0, end - start]}}
-    prompts = training_prompts("organism-train", organism)
+    prompts = resolve_prompts("organism-train", organism=organism)
+    inputs = {"model": fingerprint_directory(path, name="organism", kind="organism")}
     adapters, alignment = {}, {}
     for name, values in settings.items():
         run_dir = directory / name.lower().replace(" ", "-")
         config = mosa_config(values)
         if not (run_dir / "adapter").is_dir():
             log(f"      {name}: window {list(config.window)} of {config.response_length}, beta {config.beta}")
-            train_mosa(load_model(path), prompts, config, run_dir, resume=(run_dir / "latest_checkpoint").is_file(),
-                       progress=progress)
+            train_mosa(load_model(path), prompts, config, run_dir, inputs=inputs,
+                       resume=(run_dir / "latest_checkpoint").is_file(), progress=progress)
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         adapters[name] = run_dir / "adapter"
         alignment[name] = {"config": asdict(config), "last": metrics[-1], "curve": run_dir / "reward_curve.png"}

@@ -1,0 +1,89 @@
+"""LoRA targets follow the model that is loaded, and a target that matches no linear layer is an error."""
+
+import json
+import sys
+
+import pytest
+
+from mosa.align.trainer import LORA_TARGETS, MosaConfig, lora_targets, train_mosa
+from mosa.errors import MosaError
+from mosa.models import wrap_model
+from tests.conftest import tiny_llama
+from tests.upstream import llada_tokenizer, requires_upstream, upstream_dream, upstream_llada
+
+LLAMA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj")
+LLADA_OWN_NAMES = ("q_proj", "k_proj", "v_proj", "attn_out")
+
+
+def test_the_defaults_are_the_attention_projections_under_each_layouts_names():
+    assert LORA_TARGETS == (LLAMA_NAMES, LLADA_OWN_NAMES)
+    assert MosaConfig().target_modules is None  # taken from the model at training time
+
+
+def test_a_llama_layout_gets_q_k_v_o(tokenizer):
+    # LLaDA, LLaDA-1.5, MMaDA and Dream loaded natively are transformers Llama / Qwen2 modules, as this is.
+    assert lora_targets(tiny_llama(tokenizer).module, None) == LLAMA_NAMES
+
+
+@pytest.fixture(scope="module", autouse=True)
+def upstream_imports_undone():
+    """Importing the upstream code registers 'llada' and 'Dream' with transformers' Auto classes, and
+    tests/upstream.py adds a 'default' RoPE initialiser; either would change how later tests load
+    their own checkpoints, so all of it is undone after this module."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    registries = [CONFIG_MAPPING._extra_content, MODEL_MAPPING._extra_content, ROPE_INIT_FUNCTIONS]
+    saved = [dict(registry) for registry in registries]
+    modules = set(sys.modules)
+    yield
+    for registry, before in zip(registries, saved):
+        registry.clear()
+        registry.update(before)
+    for name in set(sys.modules) - modules:
+        if name.startswith("upstream_"):  # imported again, and so registered again, by whoever needs them next
+            del sys.modules[name]
+
+
+@requires_upstream
+def test_the_upstream_models_get_the_names_their_code_uses():
+    assert lora_targets(upstream_llada(), None) == LLADA_OWN_NAMES
+    assert lora_targets(upstream_dream(), None) == LLAMA_NAMES
+
+
+@requires_upstream
+def test_a_target_that_matches_nothing_names_it_and_the_models_linear_layers():
+    with pytest.raises(MosaError) as refused:
+        lora_targets(upstream_llada(), LLAMA_NAMES)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message == ("LoRA target_modules ['o_proj'] match no linear layer of LLaDAModelLM; its linear layers: "
+                       "attn_out, ff_out, ff_proj, k_proj, q_proj, up_proj, v_proj")
+
+
+def test_a_model_without_a_known_layout_must_name_its_targets(tokenizer):
+    from tests.conftest import PlainMaskPredictor
+
+    with pytest.raises(MosaError, match=r"no default LoRA targets for PlainMaskPredictor \(its linear layers: head, "
+                                        r"linear1, linear2, out_proj\); set target_modules"):
+        lora_targets(PlainMaskPredictor(len(tokenizer)), None)
+    assert lora_targets(PlainMaskPredictor(len(tokenizer)), ("layer.linear1", "out_proj")) == ("layer.linear1", "out_proj")
+
+
+@requires_upstream
+def test_mosa_trains_llada_own_code_on_its_own_names_and_records_them(tmp_path):
+    lm = wrap_model(upstream_llada(), llada_tokenizer(), "llada")
+    config = MosaConfig(response_length=16, window=(4, 16), max_steps=1, batch_size=2, lora_r=2, lora_alpha=4, save_every=1,
+                        safe_sentences=("how do magnets work",), harmful_sentences=("the next step is",))
+    train_mosa(lm, ["hello world", "write a haiku about rain"], config, tmp_path / "run", progress=False)
+    assert tuple(json.loads((tmp_path / "run" / "config.json").read_text())["target_modules"]) == LLADA_OWN_NAMES
+    adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in lm.module.named_parameters() if ".lora_A" in name}
+    assert adapted == set(LLADA_OWN_NAMES)
+    adapter_config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert set(adapter_config["target_modules"]) == set(LLADA_OWN_NAMES)
+
+    wrong = MosaConfig(**{**config.__dict__, "target_modules": LLAMA_NAMES})
+    with pytest.raises(MosaError, match=r"LoRA target_modules \['o_proj'\] match no linear layer"):
+        train_mosa(wrap_model(upstream_llada(), llada_tokenizer(), "llada"), ["hello world"], wrong, tmp_path / "wrong", progress=False)
+    assert not (tmp_path / "wrong").exists()  # refused before anything was written
