@@ -22,7 +22,7 @@ def tokens_per_step(block_mask_index, steps):
     mask_count = block_mask_index.sum(dim=1, keepdim=True)
     base = mask_count // steps
     remainder = mask_count % steps
-    counts = torch.zeros(mask_count.size(0), steps, dtype=torch.int64) + base
+    counts = torch.zeros(mask_count.size(0), steps, dtype=torch.int64, device=mask_count.device) + base
     for row in range(mask_count.size(0)):
         counts[row, : remainder[row]] += 1
     return counts
@@ -34,11 +34,11 @@ def reference_generate(
     cfg_scale=0.0, remasking="low_confidence", mask_id=None, eos_id=None, eot_id=None,
     logits_eos_inf=False, confidence_eos_eot_inf=False, initial_response=None,
 ):
-    x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long)
+    x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long, device=prompt.device)
     x[:, : prompt.shape[1]] = prompt.clone()
     if attention_mask is not None:
         attention_mask = torch.cat(
-            [attention_mask, torch.ones((prompt.shape[0], gen_length), dtype=attention_mask.dtype)], dim=-1
+            [attention_mask, torch.ones((prompt.shape[0], gen_length), dtype=attention_mask.dtype, device=prompt.device)], dim=-1
         )
     prompt_index = x != mask_id
     if initial_response is not None:
@@ -77,7 +77,7 @@ def reference_generate(
                 p = F.softmax(logits, dim=-1)
                 x0_p = torch.squeeze(torch.gather(p, dim=-1, index=torch.unsqueeze(x0, -1)), -1)
             elif remasking == "random":
-                x0_p = torch.rand((x0.shape[0], x0.shape[1]))
+                x0_p = torch.rand((x0.shape[0], x0.shape[1]), device=x0.device)
             else:
                 raise NotImplementedError(remasking)
 

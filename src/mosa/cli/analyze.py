@@ -2,7 +2,7 @@
 
     mosa analyze prefill-position --model organism --output runs/analysis
     mosa analyze gcg-position --model organism --output runs/analysis
-    mosa analyze decode-order --model GSAI-ML/LLaDA-8B-Instruct --trust-remote-code --dtype bfloat16 \\
+    mosa analyze decode-order --model GSAI-ML/LLaDA-8B-Instruct --dtype bfloat16 \\
         --device cuda --output runs/llada
 
 Defaults depend on the model: the organism's fit its 32-token responses, any other model's follow

@@ -27,7 +27,7 @@ from mosa.sampling import SamplerConfig
 
 SHIPPED_CONFIGS = ("organism", "paper-llada8b")
 ORGANISM = "organism"  # model: organism is the default model organism, built on first use
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Sampler settings a config may give; special ids come from the model, the seed from `seed`.
 SAMPLER_KEYS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "logits_eos_inf",
                 "confidence_eos_eot_inf")
