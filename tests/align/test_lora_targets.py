@@ -9,7 +9,7 @@ from mosa.align.trainer import LORA_TARGETS, MosaConfig, lora_targets, train_mos
 from mosa.errors import MosaError
 from mosa.models import wrap_model
 from tests.conftest import tiny_llama
-from tests.upstream import llada_tokenizer, requires_upstream, upstream_dream, upstream_llada
+from tests.upstream import llada_tokenizer, upstream_dream, upstream_llada
 
 LLAMA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj")
 LLADA_OWN_NAMES = ("q_proj", "k_proj", "v_proj", "attn_out")
@@ -46,13 +46,11 @@ def upstream_imports_undone():
             del sys.modules[name]
 
 
-@requires_upstream
 def test_the_upstream_models_get_the_names_their_code_uses():
     assert lora_targets(upstream_llada(), None) == LLADA_OWN_NAMES
     assert lora_targets(upstream_dream(), None) == LLAMA_NAMES
 
 
-@requires_upstream
 def test_a_target_that_matches_nothing_names_it_and_the_models_linear_layers():
     with pytest.raises(MosaError) as refused:
         lora_targets(upstream_llada(), LLAMA_NAMES)
@@ -71,7 +69,6 @@ def test_a_model_without_a_known_layout_must_name_its_targets(tokenizer):
     assert lora_targets(PlainMaskPredictor(len(tokenizer)), ("layer.linear1", "out_proj")) == ("layer.linear1", "out_proj")
 
 
-@requires_upstream
 def test_mosa_trains_llada_own_code_on_its_own_names_and_records_them(tmp_path):
     lm = wrap_model(upstream_llada(), llada_tokenizer(), "llada")
     config = MosaConfig(response_length=16, window=(4, 16), max_steps=1, batch_size=2, lora_r=2, lora_alpha=4, save_every=1,

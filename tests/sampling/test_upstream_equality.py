@@ -28,9 +28,8 @@ import torch
 from mosa.sampling import SamplerConfig, generate
 from tests.conftest import left_pad
 from tests.sampling.reference_llada import reference_generate
-from tests.upstream import LLADA_SPECIALS, UPSTREAM, requires_upstream, upstream_llada
+from tests.upstream import LLADA_SPECIALS, UPSTREAM, upstream_llada
 
-pytestmark = requires_upstream
 
 EOS, EOT, MASK = LLADA_SPECIALS["<|endoftext|>"], LLADA_SPECIALS["<|eot_id|>"], LLADA_SPECIALS["<|mdm_mask|>"]
 IDS = dict(mask_id=MASK, eos_id=EOS, eot_id=EOT)
