@@ -30,7 +30,12 @@ WORDS = "hello world you are a helpful assistant user system how do magnets work
 
 def import_upstream(folder: str, name: str):
     """Import ../shared/upstream/<folder>/<name>.py as a module of a package `upstream_<folder>`
-    (Dream's files import each other relatively)."""
+    (Dream's files import each other relatively). The upstream files register their classes with
+    transformers' Auto classes when imported; that is undone, so that no later test loads a
+    checkpoint differently because a fixture was imported first."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
     package = f"upstream_{folder}"
     if package not in sys.modules:
         module = types.ModuleType(package)
@@ -38,10 +43,17 @@ def import_upstream(folder: str, name: str):
         sys.modules[package] = module
     qualified = f"{package}.{name}"
     if qualified not in sys.modules:
+        registries = (CONFIG_MAPPING._extra_content, MODEL_MAPPING._extra_content)
+        saved = [dict(registry) for registry in registries]
         spec = importlib.util.spec_from_file_location(qualified, UPSTREAM / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[qualified] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            for registry, before in zip(registries, saved):
+                registry.clear()
+                registry.update(before)
     return sys.modules[qualified]
 
 

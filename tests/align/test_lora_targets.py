@@ -1,7 +1,6 @@
 """LoRA targets follow the model that is loaded, and a target that matches no linear layer is an error."""
 
 import json
-import sys
 
 import pytest
 
@@ -23,27 +22,6 @@ def test_the_defaults_are_the_attention_projections_under_each_layouts_names():
 def test_a_llama_layout_gets_q_k_v_o(tokenizer):
     # LLaDA, LLaDA-1.5, MMaDA and Dream loaded natively are transformers Llama / Qwen2 modules, as this is.
     assert lora_targets(tiny_llama(tokenizer).module, None) == LLAMA_NAMES
-
-
-@pytest.fixture(scope="module", autouse=True)
-def upstream_imports_undone():
-    """Importing the upstream code registers 'llada' and 'Dream' with transformers' Auto classes, and
-    tests/upstream.py adds a 'default' RoPE initialiser; either would change how later tests load
-    their own checkpoints, so all of it is undone after this module."""
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-    registries = [CONFIG_MAPPING._extra_content, MODEL_MAPPING._extra_content, ROPE_INIT_FUNCTIONS]
-    saved = [dict(registry) for registry in registries]
-    modules = set(sys.modules)
-    yield
-    for registry, before in zip(registries, saved):
-        registry.clear()
-        registry.update(before)
-    for name in set(sys.modules) - modules:
-        if name.startswith("upstream_"):  # imported again, and so registered again, by whoever needs them next
-            del sys.modules[name]
 
 
 def test_the_upstream_models_get_the_names_their_code_uses():

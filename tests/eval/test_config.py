@@ -41,7 +41,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
     ("judges=[{name: keyword-gcg, lists: long}]", "judge 'keyword-gcg' has no option lists; it takes none; give its bare name"),
     ("limit=0", "limit=0 leaves no behaviours to evaluate"),
     ("batch_size=two", "batch_size='two' must be a whole number >= 1"),
-    ("dtype=float8", "dtype='float8' must be one of float32, bfloat16, float16"),
+    ("dtype=float8", "dtype='float8' must be one of auto, float32, bfloat16, float16"),
     ("sampler.steps=7", "sampler: steps=7 must be a multiple of the number of blocks"),
     ("sampler.seed=3", "the seed is the top-level seed"),
     ("benchmark=[advbench]", "unknown settings benchmark"),
