@@ -11,6 +11,8 @@ from safetensors.torch import load_file, save_file
 from mosa.errors import MosaError
 from mosa.models import load_model
 from mosa.models.diffusion_lm import check_loaded
+from mosa.sampling import generate
+from tests.conftest import left_pad
 from tests.upstream import save_upstream_checkpoint, upstream_dream, upstream_llada
 
 BUILDERS = {"llada": upstream_llada, "dream": upstream_dream}
@@ -188,3 +190,29 @@ def test_the_load_check_refuses_wrong_rotary_tables_and_non_finite_logits(checkp
         lm.module.dream.lm_head.weight[0, 0] = float("nan")
     with pytest.raises(MosaError, match="logits are not finite"):
         check_loaded(lm, "tiny-dream")
+
+
+class WithoutLogitsToKeep(torch.nn.Module):
+    """The same module behind a forward that takes no `logits_to_keep`: the sampler's full-logits path."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module, self.config = module, module.config
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.module(input_ids, attention_mask=attention_mask)
+
+
+def test_dream_takes_the_output_head_fast_path_with_the_same_tokens(checkpoints):
+    """Dream's logits are one position late: the fast path keeps positions shifted by one (position 0
+    by itself, as the alignment does), here with a mask at canvas position 0 so that the window starts there."""
+    lm = load_model(checkpoints["dream"][1])
+    ids, mask = left_pad([[lm.mask_id, 5, 6, 7], [3, 4]], lm.pad_id)
+    config = lm.sampler_config(gen_length=16, steps=16, block_length=8)
+    kept = []
+    hook = lm.module.register_forward_pre_hook(lambda _, args, kwargs: kept.append(kwargs.get("logits_to_keep")), with_kwargs=True)
+    fast = generate(lm.module, ids, mask, config=config)
+    hook.remove()
+    full = generate(WithoutLogitsToKeep(lm.module), ids, mask, config=config)
+    assert all(isinstance(positions, torch.Tensor) for positions in kept) and int(kept[0][0]) == 0
+    assert torch.equal(fast.sequences, full.sequences)

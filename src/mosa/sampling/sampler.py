@@ -252,8 +252,10 @@ def _window_logits(model, x, attention_mask, prompt_index, cfg, start, end, keep
     else:
         inputs = x
 
-    if keep_supported and not cfg.shift_logits:
+    if keep_supported:
         positions = torch.arange(start, end, device=x.device)
+        if cfg.shift_logits:  # token i is predicted at position i - 1; position 0 by itself (aligned_logits)
+            positions = (positions - 1).clamp(min=0)
         logits = model(inputs, attention_mask=attention_mask, logits_to_keep=positions).logits
     else:
         logits = aligned_logits(model(inputs, attention_mask=attention_mask).logits, cfg.shift_logits)
