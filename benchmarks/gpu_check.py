@@ -1,7 +1,7 @@
 """The GPU check: LLaDA-8B-Instruct's true shape, random weights, one H100/H200, under 8 minutes.
 
     python benchmarks/gpu_check.py [--json gpu_check.json]
-    python benchmarks/gpu_check.py --smoke     # the same code on a tiny shape on the CPU (minutes)
+    python benchmarks/gpu_check.py --smoke     # the same code on a tiny shape on the CPU (42 s here)
 
 No weights are needed: mosa's native LLaDA module (transformers' Llama, full attention, fp32 RoPE)
 is built at LLaDA-8B-Instruct's sizes (../shared/upstream/PROVENANCE.md) with random bf16 weights.
