@@ -33,17 +33,14 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.gpu_check import LLADA_8B  # noqa: E402
 from mosa.models.native import random_native  # noqa: E402
 from mosa.models.wrappers import BidirectionalLM  # noqa: E402
 from mosa.sampling import SamplerConfig, generate  # noqa: E402
 from tests.sampling.reference_llada import reference_generate  # noqa: E402
 
-# LLaDA-8B-Instruct's config.json with the width and depth reduced (../shared/upstream/PROVENANCE.md).
-LLADA_SHAPED = {
-    "model_type": "llada", "d_model": 512, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "mlp_hidden_size": 1536,
-    "vocab_size": 126464, "embedding_size": 126464, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
-    "rope_full_precision": True, "max_sequence_length": 4096, "weight_tying": False, "mask_token_id": 126336,
-}
+# LLaDA-8B-Instruct's config.json with the width and depth reduced.
+LLADA_SHAPED = {**LLADA_8B, "d_model": 512, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "mlp_hidden_size": 1536}
 # name: (model settings, sampler settings gen_length / steps / block_length, batch)
 SHAPES = {
     "head-heavy": (dict(hidden_size=256, num_hidden_layers=4), (128, 128, 32), 8),

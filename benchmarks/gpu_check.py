@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mosa.models.native import random_native  # noqa: E402
 from mosa.sampling import SamplerConfig, generate  # noqa: E402
-from tests.sampling.reference_llada import reference_generate  # noqa: E402
+from tests.sampling.reference_llada import WithoutLogitsToKeep, reference_generate  # noqa: E402
 
 LLADA_8B = {
     "model_type": "llada", "d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 32, "mlp_hidden_size": 12288,
@@ -57,17 +57,6 @@ def random_prompts(batch: int, length: int, seed: int, device) -> tuple[torch.Te
     return ids.to(device), mask.to(device)
 
 
-class FullLogits(torch.nn.Module):
-    """The same model without `logits_to_keep` in its signature: the sampler computes every logit."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.config = model, model.config
-
-    def forward(self, input_ids, attention_mask=None):
-        return self.model(input_ids, attention_mask=attention_mask)
-
-
 def parity(model, device, runs: int) -> dict:
     settings = dict(gen_length=64, steps=64, block_length=32, mask_id=MASK)
     results = {"fast_path": 0, "full_logits": 0, "runs": runs}
@@ -77,7 +66,7 @@ def parity(model, device, runs: int) -> dict:
         expected = reference_generate(model, ids, mask, **settings, **options)
         config = SamplerConfig(**settings, **options)
         results["fast_path"] += torch.equal(generate(model, ids, mask, config=config).sequences, expected)
-        results["full_logits"] += torch.equal(generate(FullLogits(model), ids, mask, config=config).sequences, expected)
+        results["full_logits"] += torch.equal(generate(WithoutLogitsToKeep(model), ids, mask, config=config).sequences, expected)
     return results
 
 

@@ -13,6 +13,7 @@ from mosa.models import load_model
 from mosa.models.diffusion_lm import check_loaded
 from mosa.sampling import generate
 from tests.conftest import left_pad
+from tests.sampling.reference_llada import WithoutLogitsToKeep
 from tests.upstream import save_upstream_checkpoint, upstream_dream, upstream_llada
 
 BUILDERS = {"llada": upstream_llada, "dream": upstream_dream}
@@ -190,17 +191,6 @@ def test_the_load_check_refuses_wrong_rotary_tables_and_non_finite_logits(checkp
         lm.module.dream.lm_head.weight[0, 0] = float("nan")
     with pytest.raises(MosaError, match="logits are not finite"):
         check_loaded(lm, "tiny-dream")
-
-
-class WithoutLogitsToKeep(torch.nn.Module):
-    """The same module behind a forward that takes no `logits_to_keep`: the sampler's full-logits path."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module, self.config = module, module.config
-
-    def forward(self, input_ids, attention_mask=None):
-        return self.module(input_ids, attention_mask=attention_mask)
 
 
 def test_dream_takes_the_output_head_fast_path_with_the_same_tokens(checkpoints):

@@ -90,3 +90,15 @@ def reference_generate(
                 transfer_index[row, select_index] = True
             x[transfer_index] = x0[transfer_index]
     return x
+
+
+class WithoutLogitsToKeep(torch.nn.Module):
+    """A module behind a forward that takes no `logits_to_keep`, so that mosa's sampler computes
+    every logit, as this reference does (its full-logits path, to compare with the fast one)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module, self.config = module, module.config
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.module(input_ids, attention_mask=attention_mask)

@@ -15,7 +15,6 @@ that the logits are finite and the rotary tables are what the config says.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
