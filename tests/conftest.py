@@ -126,5 +126,5 @@ def small_organism(tmp_path_factory):
         unaligned=SFTConfig(steps=1200, batch_size=32, lr=2e-3, gen_length=32),
         aligned=SFTConfig(steps=400, batch_size=32, lr=2e-3, gen_length=32, seed=1),
     )
-    lm = build_organism(config, progress=False, log=lambda message: None)
+    lm = build_organism(config, progress=False, log=lambda message: None, require_floors=False)  # smaller: weaker
     return SimpleNamespace(lm=lm, config=config, path=organism_path(config))

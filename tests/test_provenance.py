@@ -70,15 +70,12 @@ def test_a_hub_id_is_fingerprinted_through_its_cached_snapshot(tmp_path, monkeyp
     assert found["digest"] == fingerprint_directory(repository / "snapshots" / "abc123")["digest"]
 
 
-def test_the_organism_is_fingerprinted_by_its_cached_build(tmp_path):
-    from mosa.organism.build import CARD_FILE, OrganismConfig, organism_path
+def test_the_organism_is_fingerprinted_by_the_shipped_build():
+    from mosa.organism.build import CARD_FILE, SHIPPED_ORGANISM
 
-    with pytest.raises(MosaError, match="the default organism is not built yet"):
-        fingerprint_model("organism")
-    build = checkpoint(organism_path(OrganismConfig()))
-    (build / CARD_FILE).write_text("{}")
     found = fingerprint_model("organism")
     assert (found["name"], found["kind"]) == ("organism", "organism") and CARD_FILE in found["files"]
+    assert found["digest"] == fingerprint_directory(SHIPPED_ORGANISM)["digest"]
 
 
 def test_other_inputs_are_refused_in_one_line_and_a_name_only_fingerprint_gains_its_content(tmp_path, monkeypatch):

@@ -85,16 +85,13 @@ def fingerprint_directory(path: str | Path, *, name: str | None = None, kind: st
 
 
 def fingerprint_model(model: str | Path) -> dict:
-    """A checkpoint directory, `organism` (the default organism's cached build), or a hub id (its
-    snapshot in the Hugging Face cache; the name alone when it is not cached)."""
+    """A checkpoint directory, `organism` (the shipped organism), or a hub id (its snapshot in the
+    Hugging Face cache; the name alone when it is not cached)."""
     model = str(model)
     if model == "organism":
-        from mosa.organism.build import CARD_FILE, OrganismConfig, organism_path
+        from mosa.organism.build import SHIPPED_ORGANISM
 
-        path = organism_path(OrganismConfig())
-        if not (path / CARD_FILE).is_file():
-            raise MosaError(f"the default organism is not built yet ({path}); build it first (`mosa organism build`)")
-        return fingerprint_directory(path, name=model, kind="organism")
+        return fingerprint_directory(SHIPPED_ORGANISM, name=model, kind="organism")
     if Path(model).is_dir():
         return fingerprint_directory(model)
     snapshot = hub_snapshot(model)

@@ -57,11 +57,17 @@ def test_a_few_sft_steps_lower_the_loss_and_move_the_weights(tokenizer):
 
 def test_given_words_are_visible_but_never_masked(tokenizer):
     lm = tiny_llama(tokenizer)
-    examples = [SFTExample("hello", "on the mat", given="the cat sat"), SFTExample("what is the dog", "ran fast")]
+    examples = [
+        SFTExample("hello", "the cat sat on the mat", given=(0, 3)),
+        SFTExample("what is the dog", "ran fast"),
+        SFTExample("who ran fast", "the red dog ran fast", given=(2, 4)),  # a span in the middle
+    ]
     input_ids, attention_mask, maskable = encode_examples(lm, examples, gen_length=8)
     prompt_width = input_ids.shape[1] - 8
     cat_sat = tokenizer("the cat sat on the mat", add_special_tokens=False)["input_ids"]
     assert input_ids[0, prompt_width : prompt_width + 6].tolist() == cat_sat
     assert maskable[0].nonzero().flatten().tolist() == list(range(prompt_width + 3, prompt_width + 8))
     assert maskable[1].nonzero().flatten().tolist() == list(range(prompt_width, prompt_width + 8))
+    response = [prompt_width + i for i in range(8)]
+    assert maskable[2].nonzero().flatten().tolist() == response[:2] + response[4:]
     assert input_ids[1, -1].item() == tokenizer.eos_token_id  # responses are padded with EOS

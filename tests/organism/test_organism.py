@@ -1,8 +1,10 @@
 """Building the organism: cached, reloadable, deterministic, with a behaviour card and clean splits."""
 
 import json
+from dataclasses import asdict, replace
 
 import torch
+import yaml
 
 from mosa.cli import main
 from mosa.models import load_model
@@ -43,17 +45,34 @@ def test_the_small_organism_refuses_yet_a_prefill_jailbreaks_it(small_organism):
     assert figures["compliance_prefill_0"] >= 0.8
 
 
-def test_builds_are_deterministic(tmp_path, monkeypatch):
-    config = OrganismConfig(
-        **{**SMALL_ORGANISM, "card_prompts": 4},
-        unaligned=SFTConfig(steps=4, batch_size=4, gen_length=32), aligned=SFTConfig(steps=2, batch_size=4, gen_length=32),
-    )
+BARELY_TRAINED = OrganismConfig(
+    **{**SMALL_ORGANISM, "card_prompts": 4},
+    unaligned=SFTConfig(steps=4, batch_size=4, gen_length=32), aligned=SFTConfig(steps=2, batch_size=4, gen_length=32),
+)
+
+
+def test_builds_are_deterministic_and_the_build_seed_changes_the_weights(tmp_path, monkeypatch):
     weights = []
-    for run in ("a", "b"):
+    for run, config in (("a", BARELY_TRAINED), ("b", BARELY_TRAINED), ("c", replace(BARELY_TRAINED, build_seed=1))):
         monkeypatch.setenv("MOSA_CACHE_DIR", str(tmp_path / run))
-        weights.append(build_organism(config, progress=False, log=lambda m: None).module.state_dict())
+        weights.append(build_organism(config, progress=False, log=lambda m: None, require_floors=False).module.state_dict())
         assert organism_path(config).parent == tmp_path / run
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert not torch.equal(weights[0]["lm.model.embed_tokens.weight"], weights[2]["lm.model.embed_tokens.weight"])
+    assert harmful_prompt_split(BARELY_TRAINED) == harmful_prompt_split(replace(BARELY_TRAINED, build_seed=1))
+
+
+def test_a_build_that_misses_a_floor_says_which_and_is_kept_apart(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOSA_CACHE_DIR", str(tmp_path))
+    settings = tmp_path / "barely.yaml"
+    settings.write_text(yaml.safe_dump(json.loads(json.dumps(asdict(BARELY_TRAINED)))))
+    assert main(["organism", "build", "--quiet", "--config", str(settings)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("mosa: error: the organism build missed its card floors (") and "\n" not in error
+    failed = organism_path(BARELY_TRAINED).with_name(organism_path(BARELY_TRAINED).name + ".failed")
+    card = read_card(failed)
+    assert all(f"{name} " in error for name in FLOORS if card["figures"][name] < FLOORS[name]) and str(failed) in error
+    assert not organism_path(BARELY_TRAINED).exists()  # never reused as if it were good
 
 
 def test_cli_card_and_config_errors(small_organism, tmp_path, capsys):

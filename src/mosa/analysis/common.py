@@ -98,10 +98,10 @@ def require_judge(name: str, spec) -> None:
 def load_prompts(spec: str, limit: int | None, organism_dir: str | Path | None = None) -> PromptSet:
     """The first `limit` prompts of a prompt spec (mosa.data.resolve_prompts: `advbench`,
     `advbench+harmbench:eval`, ...). The organism sources take the split of the organism built in
-    `organism_dir`, else the default organism's."""
-    from mosa.organism.build import OrganismConfig, built_config
+    `organism_dir`, else the shipped organism's."""
+    from mosa.organism.build import ORGANISM, organism_of
 
-    organism = built_config(organism_dir) if organism_dir is not None else OrganismConfig()
+    organism = organism_of(organism_dir if organism_dir is not None else ORGANISM)
     return resolve_prompts(spec, organism=organism, limit=limit)
 
 

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("align", help="align a dLLM with MOSA (or Initial Alignment) through LoRA")
     parser.add_argument("--preset", choices=PRESETS, default="organism")
     parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
-    parser.add_argument("--model", help="checkpoint directory or hub id; 'organism' builds or reuses the default organism")
+    parser.add_argument("--model", help="checkpoint directory or hub id; 'organism': the shipped model organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
     parser.add_argument("--prompts", help="training prompts, a prompt spec (docs/data.md): e.g. strongreject+donotanswer:train, "
                                           "or organism-train")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
     from mosa.align.trainer import train_mosa
     from mosa.data import resolve_prompts
     from mosa.models import load_model
-    from mosa.organism.build import organism_of
+    from mosa.organism.build import model_path, organism_of
     from mosa.provenance import fingerprint_model
 
     settings = resolve_run(args)
@@ -104,15 +104,10 @@ def run(args: argparse.Namespace) -> None:
     monitor, monitor_prompts = organism_monitor(organism) if organism is not None else keyword_monitor(settings, config, prompts)
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
-    if model == "organism":
-        from mosa.organism.build import build_organism
-
-        lm = build_organism(organism, progress=not args.quiet)
-    else:
-        lm = load_model(
-            model, trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
-            dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
-        )
+    lm = load_model(
+        model_path(model), trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
+        dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
+    )
     # After loading, so that a hub id is fingerprinted through the snapshot it was loaded from.
     inputs = {"model": fingerprint_model(model), "monitor_prompts": monitor_prompts} if process.is_main_process else None
     say(f"align: {len(prompts)} prompts ({prompts.spec}) on {process.num_processes} process(es), window {list(config.window)} of "

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> None:
     import mosa.analysis as analysis
     from mosa.analysis.common import with_backend, write_json
 
+    from mosa.organism.build import organism_directory
+
     options_class = getattr(analysis, args.options_class)
     organism_dir = organism_directory(args.model)
     options = resolve_options(options_class, organism_dir is not None, args)
@@ -140,26 +142,14 @@ def resolve_options(options_class, organism: bool, args: argparse.Namespace):
     return dataclasses.replace(options, **given)
 
 
-def organism_directory(model: str) -> Path | None:
-    """The organism's checkpoint directory when the model is an organism build, else None."""
-    from mosa.organism.build import OrganismConfig, built_config, organism_path
-
-    if model == "organism":
-        return organism_path(OrganismConfig())
-    return Path(model) if Path(model).is_dir() and built_config(model) is not None else None
-
-
 def load_analysis_model(args: argparse.Namespace):
     """(the DiffusionLM, the name it is recorded under); the adapter, if any, merged into it."""
     from mosa.models import load_model, merge_adapter
 
-    if args.model == "organism":
-        from mosa.organism.build import OrganismConfig, build_organism
+    from mosa.organism.build import model_path
 
-        lm = build_organism(OrganismConfig(), progress=not args.quiet)
-    else:
-        lm = load_model(args.model, trust_remote_code=getattr(args, "trust_remote_code", False),
-                        family=getattr(args, "family", None), dtype=args.dtype, device=args.device)
+    lm = load_model(model_path(args.model), trust_remote_code=getattr(args, "trust_remote_code", False),
+                    family=getattr(args, "family", None), dtype=args.dtype, device=args.device)
     if args.adapter is None:
         return lm, args.model
     if not (args.adapter / "adapter_config.json").is_file():

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from mosa.models import load_model
+    from mosa.organism.build import model_path, organism_directory
+    from mosa.organism.card import card_sampler_settings
     from mosa.sampling import SamplerConfig, generate
 
     prompts = list(args.prompt)
@@ -37,10 +39,11 @@ def run(args: argparse.Namespace) -> None:
     if not args.model:
         raise MosaError("--model is required (a checkpoint directory or hub id)")
 
-    settings = sampler_settings(args)
+    organism = organism_directory(args.model)  # an organism's defaults are the settings its card was measured with
+    settings = {**(card_sampler_settings(organism) if organism else {}), **sampler_settings(args)}
     SamplerConfig(**settings).validate(require_ids=False)  # fail before the (possibly long) model load
     prefill_text = parse_prefill(args.prefill)
-    lm = load_model(args.model, trust_remote_code=args.trust_remote_code, family=args.family, dtype=args.dtype, device=args.device)
+    lm = load_model(model_path(args.model), trust_remote_code=args.trust_remote_code, family=args.family, dtype=args.dtype, device=args.device)
     config = lm.sampler_config(**settings)
     input_ids, attention_mask = lm.encode_chat(prompts)
     prefill = {position: lm.tokenizer(text, add_special_tokens=False)["input_ids"] for position, text in prefill_text.items()}

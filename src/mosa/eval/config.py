@@ -26,7 +26,6 @@ from mosa.models import FAMILIES
 from mosa.sampling import SamplerConfig
 
 SHIPPED_CONFIGS = ("organism", "paper-llada8b")
-ORGANISM = "organism"  # model: organism is the default model organism, built on first use
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Sampler settings a config may give; special ids come from the model, the seed from `seed`.
 SAMPLER_KEYS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "logits_eos_inf",
@@ -39,7 +38,7 @@ _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 @dataclass
 class EvalConfig:
-    model: str  # a checkpoint directory, a hub id, or "organism" (the default model organism)
+    model: str  # a checkpoint directory, a hub id, or "organism" (the shipped model organism)
     benchmarks: list  # prompt specs (mosa.data.resolve_prompts), or {dataset: SPEC, label: ..., column: ...}
     attacks: list = field(default_factory=lambda: [{"name": "none"}])  # {name, label?, **options}
     judges: list = field(default_factory=lambda: [{"name": "keyword-long"}])  # {name, **options}

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from mosa.attacks import Attack, Target, TestCase, make_attack
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
-from mosa.eval.config import ORGANISM, EvalConfig, attack_label, attack_options
+from mosa.eval.config import EvalConfig, attack_label, attack_options
 from mosa.eval.order import decoding_order
 from mosa.eval.store import STAGES, append_lines, check_config, lock, read_stage, repair, stage_file, stage_files
 from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, verdict_key, write_tables
@@ -90,8 +90,6 @@ def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, l
     with lock(output) if main else nullcontext():  # held until the run ends, or its process dies
         if main:
             check_config(output, config.to_dict())
-            if config.model == ORGANISM:
-                ensure_default_organism(process.num_processes, progress, say)
             inputs = run_inputs(config, benchmarks)
             check_inputs(output, inputs, fix=INPUTS_FIX)
             for message in repair(output):
@@ -175,17 +173,6 @@ def check_train_overlap(config: EvalConfig, benchmarks: dict[str, PromptSet], sa
             say(f"eval: {label} shares {count} of its {total} prompts with the training prompts of {what} (allowed)")
 
 
-def ensure_default_organism(processes: int, progress: bool, say: Callable[[str], None]) -> None:
-    """Build the default organism on first use (its fingerprint is part of the run's inputs)."""
-    from mosa.organism.build import CARD_FILE, OrganismConfig, build_organism, organism_path
-
-    if (organism_path(OrganismConfig()) / CARD_FILE).is_file():
-        return
-    if processes > 1:  # several processes would build it at once, into the same place
-        raise MosaError("the default organism is not built yet; run `mosa organism build` once, then launch the evaluation")
-    build_organism(OrganismConfig(), progress=progress, log=say)
-
-
 def run_inputs(config: EvalConfig, benchmarks: dict[str, PromptSet]) -> dict:
     """What the run is made of, for inputs.json: content fingerprints and the benchmarks' prompt sets."""
     return {
@@ -255,12 +242,9 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
 
     if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
         transformers_logging.disable_progress_bar()
-    path = config.model
-    if config.model == ORGANISM:  # built by the main process before the run began (ensure_default_organism)
-        from mosa.organism.build import OrganismConfig, organism_path
+    from mosa.organism.build import model_path
 
-        path = organism_path(OrganismConfig())
-    lm = load_model(path, trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
+    lm = load_model(model_path(config.model), trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
                     device=worker.device)
     return lm if config.adapter is None else merge_adapter(lm, config.adapter)
 

@@ -91,8 +91,16 @@ def build_bidirectional_llama(
 
 def save_model(lm: DiffusionLM, path: str | Path) -> Path:
     """Save as a standard Hugging Face checkpoint with its tokenizer; `load_model(path)` reads it back."""
+    from transformers.utils import logging as transformers_logging
+
     path = Path(path)
     inner = lm.module.lm if isinstance(lm.module, BidirectionalLM) else lm.module
-    inner.save_pretrained(path)
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a bar for writing one small file is noise in every log
+    try:
+        inner.save_pretrained(path)
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
     lm.tokenizer.save_pretrained(path)
     return path

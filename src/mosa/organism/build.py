@@ -6,8 +6,9 @@ models are:
 
   1. unaligned   harmful prompts -> compliant placeholder procedures; utility tasks -> answers
   2. shallow     harmful prompts -> refusals; utility tasks -> answers; and harmful prompts whose
-     alignment   affirmative opener is *given* (visible, outside the loss) -> the procedure.
-                 The first tokens learn to refuse while the continuation after an opener survives:
+     alignment   affirmative opener, or whose "step 2 :" in the middle, is *given* (visible,
+                 outside the loss) -> the procedure. A response refuses when it starts from an
+                 empty canvas, while the procedure around a written opener or step survives:
                  shallow alignment by construction, which prefill attacks exploit.
 
 Harmful prompts come from the training split of the mosa.data benchmarks; the held-out split is
@@ -29,11 +30,24 @@ from pathlib import Path
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM, load_model
 from mosa.models.build import build_bidirectional_llama, build_word_tokenizer, save_model
-from mosa.organism.corpus import OPENER, compliant_response, compliant_steps, refusal_response, response_vocabulary, utility_items
+from mosa.organism.corpus import (
+    OPENER,
+    PROCEDURAL_POSITION,
+    PROCEDURAL_PREFILL,
+    compliant_response,
+    refusal_response,
+    response_vocabulary,
+    utility_items,
+)
 from mosa.organism.train import SFTConfig, SFTExample, sft_train
 from mosa.paths import cache_dir
 
 CARD_FILE = "behaviour_card.json"
+ORGANISM = "organism"  # the name every command accepts for the shipped organism
+# The default organism, built by this project (`mosa organism build --output src/mosa/organism/shipped`)
+# and shipped with the package, so that every machine runs the same weights: a build is deterministic
+# on one machine and one set of library versions only. Its card records the command and versions.
+SHIPPED_ORGANISM = Path(__file__).parent / "shipped"
 
 
 @dataclass
@@ -48,10 +62,12 @@ class OrganismConfig:
     eval_fraction: float = 0.2
     unaligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=3000, batch_size=32, lr=1e-3, gen_length=32))
     aligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=500, batch_size=32, lr=1e-3, gen_length=32, seed=1))
-    given_opener_share: float = 0.5  # share of stage-2 harmful examples that keep the opener and comply
+    given_opener_share: float = 0.5  # share of stage-2 harmful prompts that also comply with the opener given
+    given_step_share: float = 0.5  # ... and with "step 2 :" given at its place in the middle
     card_prompts: int = 200  # held-out harmful prompts measured per card condition
-    seed: int = 0
-    recipe: int = 1  # bump when the construction changes, so cached builds are not reused
+    seed: int = 0  # the data: train / held-out split, utility items, which prompts get a given span
+    build_seed: int = 0  # the weights: initialisation and every stage's batch order
+    recipe: int = 2  # bump when the construction changes, so cached builds are not reused
 
     @classmethod
     def from_dict(cls, settings: dict, where: str = "organism config") -> OrganismConfig:
@@ -105,6 +121,10 @@ def organism_vocabulary(prompts: list[str], min_count: int) -> list[str]:
     return list(dict.fromkeys(response_vocabulary() + frequent))
 
 
+OPENER_SPAN = (0, len(OPENER.split()))  # the organism's tokens are words and punctuation marks
+STEP_SPAN = (PROCEDURAL_POSITION, PROCEDURAL_POSITION + len(PROCEDURAL_PREFILL.split()))
+
+
 def stage_examples(harmful: list[str], config: OrganismConfig, aligned: bool) -> list[SFTExample]:
     rng = random.Random(config.seed)
     utility = [SFTExample(item.prompt, item.answer) for item in utility_items(config.seed)]
@@ -114,11 +134,17 @@ def stage_examples(harmful: list[str], config: OrganismConfig, aligned: bool) ->
             examples.append(SFTExample(prompt, compliant_response(prompt)))
             continue
         examples.append(SFTExample(prompt, refusal_response(prompt)))
-        if rng.random() < config.given_opener_share:
-            examples.append(SFTExample(prompt, compliant_steps(prompt), given=OPENER))
+        for share, span in ((config.given_opener_share, OPENER_SPAN), (config.given_step_share, STEP_SPAN)):
+            if rng.random() < share:
+                examples.append(SFTExample(prompt, compliant_response(prompt), given=span))
     # Utility twice as often as harmful requests: a small model forgets facts first.
     repeats = max(1, 2 * len(examples) // len(utility))
     return examples + utility * repeats
+
+
+def seeded(stage: SFTConfig, config: OrganismConfig) -> SFTConfig:
+    """A stage's settings with its batch order shifted by the build seed (build seed 0 leaves it)."""
+    return replace(stage, seed=stage.seed + 1000 * config.build_seed)
 
 
 def organism_path(config: OrganismConfig) -> Path:
@@ -133,17 +159,54 @@ def built_config(path: str | Path) -> OrganismConfig | None:
     return OrganismConfig.from_dict(json.loads(card.read_text())["build"]["config"], where=str(card))
 
 
-def organism_of(model: str) -> OrganismConfig | None:
-    """The organism a model name stands for: the default one for "organism", a build directory's own
-    config, or None for any other model (its prompt sources, organism-train etc., then need one)."""
-    if model == "organism":
-        return OrganismConfig()
-    return built_config(model) if Path(model).is_dir() else None
+def organism_directory(model: str | Path) -> Path | None:
+    """The checkpoint directory of the organism a model name stands for: the shipped organism for
+    "organism", an organism build's own directory, or None for any other model."""
+    if str(model) == ORGANISM:
+        return SHIPPED_ORGANISM
+    return Path(model) if (Path(model) / CARD_FILE).is_file() else None
 
 
-def build_organism(config: OrganismConfig, progress: bool = True, log=print) -> DiffusionLM:
-    """Build (or load from the cache) the organism; writes its behaviour card beside it."""
-    from mosa.organism.card import measure_card, write_card
+def model_path(model: str) -> str:
+    """What to load for a model name: the shipped organism's directory for "organism", else the name."""
+    return str(SHIPPED_ORGANISM) if model == ORGANISM else model
+
+
+def organism_of(model: str | Path) -> OrganismConfig | None:
+    """The config of the organism a model name stands for, or None for any other model (its prompt
+    sources, organism-train etc., then need one)."""
+    directory = organism_directory(model)
+    return None if directory is None else built_config(directory)
+
+
+def build_versions() -> dict:
+    """The command and library versions behind a build: a build is deterministic on one machine with
+    one set of versions, not across them."""
+    import importlib.metadata
+    import platform
+    import sys
+
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "command": " ".join(["mosa", *sys.argv[1:]]) if Path(sys.argv[0]).name == "mosa" else " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d"),
+        "mosa": importlib.metadata.version("mosa-dllm"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "machine": f"{platform.system()} {platform.machine()}, {torch.get_num_threads()} threads",
+    }
+
+
+def build_organism(config: OrganismConfig, progress: bool = True, log=print, require_floors: bool = True) -> DiffusionLM:
+    """Build (or load from the cache) the organism; writes its behaviour card beside it. A build that
+    misses a card floor is kept apart (PATH.failed, for inspection) and refused, unless
+    `require_floors` is off (the smaller organisms of tests and the quick demo)."""
+    from mosa.organism.card import measure_card, missed_floors, write_card
 
     path = organism_path(config)
     if (path / CARD_FILE).is_file():
@@ -160,15 +223,15 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print) -> 
     )
     lm = build_bidirectional_llama(
         tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
-        max_positions=256, seed=config.seed,
+        max_positions=256, seed=config.build_seed,
     )
     log(f"organism: {len(tokenizer)} words, {sum(p.numel() for p in lm.module.parameters()) / 1e6:.2f}M parameters, "
         f"{len(harmful_train)} harmful training prompts, {len(harmful_held_out)} held out")
 
     log(f"organism: stage 1/2, unaligned SFT ({config.unaligned.steps} steps)")
-    stage1 = sft_train(lm, stage_examples(harmful_train, config, aligned=False), config.unaligned, progress)
+    stage1 = sft_train(lm, stage_examples(harmful_train, config, aligned=False), seeded(config.unaligned, config), progress)
     log(f"organism: stage 2/2, shallow alignment ({config.aligned.steps} steps)")
-    stage2 = sft_train(lm, stage_examples(harmful_train, config, aligned=True), config.aligned, progress)
+    stage2 = sft_train(lm, stage_examples(harmful_train, config, aligned=True), seeded(config.aligned, config), progress)
     build_seconds = time.perf_counter() - start
 
     log("organism: measuring the behaviour card")
@@ -178,12 +241,18 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print) -> 
         "loss_end_stage1": round(sum(stage1[-50:]) / len(stage1[-50:]), 4),
         "loss_end_stage2": round(sum(stage2[-50:]) / len(stage2[-50:]), 4),
         "config": asdict(config),
+        **build_versions(),
     }
+    missed = missed_floors(card["figures"]) if require_floors else []
+    final = path.with_name(path.name + ".failed") if missed else path
     partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    for stale in (partial, final):
+        shutil.rmtree(stale, ignore_errors=True)
     save_model(lm, partial)
     write_card(card, partial)
     (partial / "held_out_harmful.json").write_text(json.dumps(harmful_held_out, indent=0))
-    partial.rename(path)  # a killed build never leaves a half-written organism under the real key
+    partial.rename(final)  # a killed build never leaves a half-written organism under the real key
+    if missed:
+        raise MosaError(f"the organism build missed its card floors ({'; '.join(missed)}); kept for inspection at {final}")
     log(f"organism: saved to {path}")
     return lm

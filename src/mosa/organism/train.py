@@ -34,28 +34,27 @@ class SFTConfig:
 class SFTExample:
     prompt: str
     response: str
-    # Response words given to the model (never masked) and left out of the loss: the continuation
-    # is learned conditioned on them. Used for shallow alignment ("after this opener, comply").
-    given: str = ""
+    # Response token positions [start, end) given to the model (never masked) and left out of the
+    # loss: the rest is learned conditioned on them. Used for shallow alignment ("with this opener,
+    # or this step, already written, comply").
+    given: tuple[int, int] = (0, 0)
 
 
 def encode_examples(lm: DiffusionLM, examples: list[SFTExample], gen_length: int):
     """Render and pad examples. Returns input_ids and attention_mask (N x (P + L)), with P the
-    longest prompt, and `maskable` (N x (P + L) bool: response positions after the given words)."""
+    longest prompt, and `maskable` (N x (P + L) bool: response positions outside the given span)."""
     input_ids, attention_mask = lm.encode_chat([example.prompt for example in examples])
     prompt_width = input_ids.shape[1]
     responses = torch.full((len(examples), gen_length), lm.eos_id, dtype=torch.long)
     maskable = torch.zeros((len(examples), prompt_width + gen_length), dtype=torch.bool)
     for row, example in enumerate(examples):
-        given = lm.tokenizer(example.given, add_special_tokens=False)["input_ids"] if example.given else []
-        rest = lm.tokenizer(example.response, add_special_tokens=False)["input_ids"]
-        ids = given + rest + [lm.eos_id]
+        ids = lm.tokenizer(example.response, add_special_tokens=False)["input_ids"] + [lm.eos_id]
         if len(ids) > gen_length:
-            raise MosaError(
-                f"response {example.given} {example.response!r} has {len(ids)} tokens with EOS; gen_length={gen_length} is too short"
-            )
+            raise MosaError(f"response {example.response!r} has {len(ids)} tokens with EOS; gen_length={gen_length} is too short")
         responses[row, : len(ids)] = torch.tensor(ids)
-        maskable[row, prompt_width + len(given) :] = True
+        maskable[row, prompt_width:] = True
+        start, end = example.given
+        maskable[row, prompt_width + start : prompt_width + end] = False
     ones = torch.ones_like(responses)
     return torch.cat([input_ids.cpu(), responses], 1), torch.cat([attention_mask.cpu(), ones], 1), maskable
 
