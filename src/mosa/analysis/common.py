@@ -98,11 +98,12 @@ def require_judge(name: str, spec) -> None:
 def load_prompts(spec: str, limit: int | None, organism_dir: str | Path | None = None) -> PromptSet:
     """The first `limit` prompts of a prompt spec (mosa.data.resolve_prompts: `advbench`,
     `advbench+harmbench:eval`, ...). The organism sources take the split of the organism built in
-    `organism_dir`, else the default organism's."""
+    `organism_dir`, else (not built yet, or no organism) the default organism's: the split is known
+    before the build, so prompts are resolved before any model loads."""
     from mosa.organism.build import OrganismConfig, built_config
 
-    organism = built_config(organism_dir) if organism_dir is not None else OrganismConfig()
-    return resolve_prompts(spec, organism=organism, limit=limit)
+    organism = built_config(organism_dir) if organism_dir is not None else None
+    return resolve_prompts(spec, organism=organism or OrganismConfig(), limit=limit)
 
 
 def with_backend(spec: str | dict | None, backend: str | None) -> str | dict | None:

@@ -31,7 +31,7 @@ from mosa.models import DiffusionLM, load_model
 from mosa.models.build import build_bidirectional_llama, build_word_tokenizer, save_model
 from mosa.organism.corpus import OPENER, compliant_response, compliant_steps, refusal_response, response_vocabulary, utility_items
 from mosa.organism.train import SFTConfig, SFTExample, sft_train
-from mosa.paths import cache_dir
+from mosa.paths import cache_dir, check_output_dir
 
 CARD_FILE = "behaviour_card.json"
 
@@ -121,6 +121,17 @@ def stage_examples(harmful: list[str], config: OrganismConfig, aligned: bool) ->
     return examples + utility * repeats
 
 
+def organism_tokenizer(config: OrganismConfig, harmful_train: list[str] | None = None):
+    """The organism's word-level tokenizer. Its vocabulary comes from the training prompts alone, so
+    it is known in seconds, before (or without) a build: `mosa align` checks its sentences with it."""
+    if harmful_train is None:
+        harmful_train = harmful_prompt_split(config)[0]
+    utility_prompts = [item.prompt for item in utility_items(config.seed)]
+    return build_word_tokenizer(
+        organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
+    )
+
+
 def organism_path(config: OrganismConfig) -> Path:
     return cache_dir() / f"organism-{config.key()}"
 
@@ -149,15 +160,13 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print) -> 
     if (path / CARD_FILE).is_file():
         log(f"organism: reusing {path}")
         return load_model(path)
+    check_output_dir(path.parent, "the cache folder (MOSA_CACHE_DIR)")  # before minutes of training, not after
 
     start = time.perf_counter()
     harmful_train, harmful_held_out = harmful_prompt_split(config)
     if not harmful_train or not harmful_held_out:
         raise MosaError("no harmful prompts for the organism; check MOSA_DATA_DIR or run `mosa data pull`")
-    utility_prompts = [item.prompt for item in utility_items(config.seed)]
-    tokenizer = build_word_tokenizer(
-        organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
-    )
+    tokenizer = organism_tokenizer(config, harmful_train)
     lm = build_bidirectional_llama(
         tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
         max_positions=256, seed=config.seed,
