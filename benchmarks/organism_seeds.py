@@ -10,8 +10,10 @@ order; the data split and held-out prompts stay the same) it builds the default 
 measures the three models' behaviour cards on the same held-out prompts. It prints each seed's
 figures, the rates pooled over seeds with Wilson 95% intervals, and MOSA minus Initial Alignment per
 seed with a 95% interval (Newcombe's, for two independent proportions); a difference "holds" only
-when every seed's interval excludes 0 on the same side. Finished seeds are kept in results.json, so
-a killed run continues. These are small-model results, not the paper's.
+when every seed's interval excludes 0 on the same side. Each finished seed is kept in
+OUTPUT/seed-N/result.json, so a killed run continues, and seeds may run as separate processes on
+one output directory (`--seeds 1` and `--seeds 2` side by side; `--threads 1` each on a small
+machine); the table covers every finished seed there. These are small-model results, not the paper's.
 """
 
 from __future__ import annotations
@@ -143,16 +145,21 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="build seeds, comma-separated")
     parser.add_argument("--output", type=Path, default=Path("runs/organism-seeds"))
     parser.add_argument("--card-prompts", type=int, default=200, help="held-out harmful prompts measured per condition")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
-    args.output.mkdir(parents=True, exist_ok=True)
-    results_path = args.output / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     for seed in (int(s) for s in args.seeds.split(",")):
-        if str(seed) in results:
-            continue
-        results[str(seed)] = run_seed(seed, args.output, args.card_prompts)
-        results_path.write_text(json.dumps(results, indent=2))
-        print(f"seed {seed}: done in {results[str(seed)]['seconds']:.0f} s", flush=True)
+        record = args.output / f"seed-{seed}" / "result.json"
+        if not record.is_file():
+            result = run_seed(seed, args.output, args.card_prompts)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(result, indent=2))
+            print(f"seed {seed}: done in {result['seconds']:.0f} s", flush=True)
+    results = {path.parent.name.removeprefix("seed-"): json.loads(path.read_text())
+               for path in args.output.glob("seed-*/result.json")}
     table = report(results)
     (args.output / "table.md").write_text(table)
     print(table)

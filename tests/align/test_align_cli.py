@@ -19,8 +19,8 @@ MOSA = str(Path(sys.executable).parent / "mosa")
 def align_command(small_organism, output):
     # Large steps on purpose (the run degenerates; min_coherent=0 keeps that from failing it): this test is about resume.
     settings = ["max_steps=24", "save_every=3", "batch_size=4", "lora_r=4", "lr=1e-3", "max_grad_norm=1.0", "min_coherent=0"]
-    return [MOSA, "align", "--model", str(small_organism.path), "--prompts", "advbench", "--output", str(output), "--quiet",
-            *[arg for setting in settings for arg in ("--set", setting)]]
+    return [MOSA, "align", "--preset", "organism", "--model", str(small_organism.path), "--prompts", "advbench",
+            "--output", str(output), "--quiet", *[arg for setting in settings for arg in ("--set", setting)]]
 
 
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organism, tmp_path):
@@ -60,7 +60,8 @@ def test_window_initial_has_the_mosa_width_at_position_0():
     (["--window", "20:40"], "does not fit in a response of length 32"),
 ])
 def test_bad_settings_are_one_line_errors(small_organism, tmp_path, capsys, extra, message):
-    argv = ["align", "--model", str(small_organism.path), "--prompts", "advbench", "--output", str(tmp_path / "run"), "--quiet"]
+    argv = ["align", "--preset", "organism", "--model", str(small_organism.path), "--prompts", "advbench",
+            "--output", str(tmp_path / "run"), "--quiet"]
     assert main(argv + extra) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 

@@ -12,7 +12,7 @@ SETTINGS = ["response_length=8", "window=[0, 8]", "max_steps=2", "batch_size=2",
 
 
 def align(model, output, prompts="advbench:train", *extra):
-    return main(["align", "--model", str(model), "--prompts", prompts, "--output", str(output), "--quiet",
+    return main(["align", "--preset", "organism", "--model", str(model), "--prompts", prompts, "--output", str(output), "--quiet",
                  "--config", str(output.parent / "no-monitor.yaml"), *[a for s in SETTINGS for a in ("--set", s)], *extra])
 
 

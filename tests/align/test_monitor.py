@@ -35,9 +35,9 @@ def test_mosa_align_monitors_a_model_that_is_not_the_organism(tokenizer, tmp_pat
     settings = ["response_length=8", "window=[0, 8]", "max_steps=2", "batch_size=2", "lora_r=2", "min_coherent=0",
                 "safe_sentences=[cannot answer this question]", "harmful_sentences=[sure here]"]
     config = tmp_path / "monitor.yaml"
-    argv = lambda run, prompts="advbench:train": ["align", "--model", str(model), "--prompts", prompts,  # noqa: E731
-                                                  "--output", str(tmp_path / run), "--quiet", "--config", str(config),
-                                                  *[a for s in settings for a in ("--set", s)]]
+    argv = lambda run, prompts="advbench:train": ["align", "--preset", "organism", "--model", str(model),  # noqa: E731
+                                                  "--prompts", prompts, "--output", str(tmp_path / run), "--quiet",
+                                                  "--config", str(config), *[a for s in settings for a in ("--set", s)]]
     config.write_text("monitor: {prompts: 4, benign: gsm8k, judge: keyword-gcg}\n")
     assert main(argv("run")) == 0
     report = json.loads((tmp_path / "run" / "monitor.json").read_text())

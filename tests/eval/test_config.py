@@ -44,7 +44,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
     ("dtype=float8", "dtype='float8' must be one of auto, float32, bfloat16, float16"),
     ("sampler.steps=7", "sampler: steps=7 must be a multiple of the number of blocks"),
     ("sampler.seed=3", "the seed is the top-level seed"),
-    ("benchmark=[advbench]", "unknown settings benchmark"),
+    ("benchmark=[advbench]", "--set benchmark: unknown setting 'benchmark'"),
     ("attacks=[none, {name: none}]", "attack 'none' is given twice; give one a label"),
     ("limit", "--set 'limit' must look like KEY=VALUE"),
 ])

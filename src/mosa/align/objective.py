@@ -27,14 +27,21 @@ FITS = ("inside", "start")
 KL_REDUCTIONS = ("sum", "mean")
 
 
+def check_window(window: tuple[int, int], response_length: int, fit: str = "inside") -> None:
+    """Refuse a window that is not [start, end) inside the response, and an unknown fit."""
+    if fit not in FITS:
+        raise MosaError(f"fit={fit!r} must be one of {FITS}")
+    start, end = window
+    if not 0 <= start < end <= response_length:
+        raise MosaError(f"window {list(window)} does not fit in a response of length {response_length}; "
+                        f"give START:END with 0 <= START < END <= {response_length}")
+
+
 def window_offsets(window: tuple[int, int], sentence_length: int, response_length: int, fit: str = "inside") -> torch.Tensor:
     """Start offsets a sentence may take. fit="inside": the whole sentence lies in [start, end);
     fit="start": it starts in the window and may run past its end, but not past the response."""
+    check_window(window, response_length, fit)
     start, end = window
-    if fit not in FITS:
-        raise MosaError(f"fit={fit!r} must be one of {FITS}")
-    if not 0 <= start < end <= response_length:
-        raise MosaError(f"window {window} does not fit in a response of length {response_length}")
     last = end - sentence_length if fit == "inside" else min(end - 1, response_length - sentence_length)
     if last < start:
         raise MosaError(

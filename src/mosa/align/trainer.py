@@ -38,13 +38,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mosa.align.objective import kl_divergence, mosa_objective, window_offsets
+from mosa.align.objective import KL_REDUCTIONS, check_window, kl_divergence, mosa_objective, window_offsets
 from mosa.align.plots import plot_metrics
 from mosa.align.sentences import NATURAL_HARMFUL, NATURAL_SAFE, encode_sentence, sentence_record
 from mosa.data import PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
-from mosa.paths import write_atomically
+from mosa.paths import check_output_dir, write_atomically
 from mosa.provenance import INPUTS_FILE, check_inputs
 from mosa.sampling import aligned_logits
 
@@ -94,14 +94,21 @@ class MosaConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        """Every setting that can be checked without the model (the sentences need its tokenizer:
+        `sentence_ids`)."""
         if self.finetune not in FINETUNE_MODES:
             raise MosaError(f"finetune={self.finetune!r} must be one of {FINETUNE_MODES}")
-        for name in ("batch_size", "grad_accum", "epochs", "save_every"):
+        if self.kl_reduction not in KL_REDUCTIONS:
+            raise MosaError(f"kl_reduction={self.kl_reduction!r} must be one of {KL_REDUCTIONS}")
+        for name in ("response_length", "batch_size", "grad_accum", "epochs", "save_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise MosaError(f"{name}={getattr(self, name)!r} must be a positive integer")
         for name in ("beta", "benign_beta", "lr", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise MosaError(f"{name}={getattr(self, name)!r} must be >= 0")
+        if len(self.window) != 2 or not all(isinstance(bound, int) for bound in self.window):
+            raise MosaError(f"window={list(self.window)!r} must be two positions [START, END]")
+        check_window(self.window, self.response_length, self.fit)
 
 
 def lora_targets(module: torch.nn.Module, configured: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -161,6 +168,26 @@ def enable_gradient_checkpointing(module: torch.nn.Module) -> None:
     raise MosaError(f"{type(module).__name__} offers no gradient checkpointing; set gradient_checkpointing: false")
 
 
+def check_run_directory(output_dir: Path, resume: bool) -> None:
+    """Refuse, before anything loads, a run directory that cannot be written, one that holds another
+    run (unless resuming it) and, when resuming, one without a checkpoint."""
+    check_output_dir(output_dir)
+    if resume and read_pointer(output_dir) is None:
+        raise MosaError(f"no checkpoint to resume in {output_dir}; start without --resume")
+    if not resume and output_dir.is_dir() and any(output_dir.iterdir()):
+        raise MosaError(f"{output_dir} is not empty; pass resume (--resume) to continue it or choose a new directory")
+
+
+def sentence_ids(tokenizer, config: MosaConfig, eos_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """The safe sentences (each followed by `eos_id`) and the harmful ones as token ids. Refuses a
+    sentence the tokenizer cannot spell or the window cannot hold, up front rather than at step 500."""
+    safe = [encode_sentence(tokenizer, sentence, eos_id) for sentence in config.safe_sentences]
+    harmful = [encode_sentence(tokenizer, sentence) for sentence in config.harmful_sentences]
+    for ids in safe + harmful:
+        window_offsets(config.window, len(ids), config.response_length, config.fit)
+    return safe, harmful
+
+
 def train_mosa(
     lm: DiffusionLM,
     prompts: PromptSet | list[str],
@@ -199,10 +226,10 @@ def train_mosa(
         raise MosaError("benign_beta > 0 needs benign prompts (benign_prompts: a dataset, or organism-utility)")
     prompts = prompt_set.prompts
     benign_prompts = None if benign_set is None else benign_set.prompts
-    safe_ids = [encode_sentence(lm.tokenizer, sentence, lm.eos_id) for sentence in config.safe_sentences]
-    harmful_ids = [encode_sentence(lm.tokenizer, sentence) for sentence in config.harmful_sentences]
-    for ids in safe_ids + harmful_ids:  # refuse up front what cannot fit, not at step 500
-        window_offsets(config.window, len(ids), config.response_length, config.fit)
+    check_run_directory(output_dir, resume)
+    safe_ids, harmful_ids = sentence_ids(lm.tokenizer, config, lm.eos_id)
+    for prompt_list in (prompts, benign_prompts or []):  # refuse up front what cannot fit, not at step 500
+        lm.check_prompts(prompt_list, config.response_length)
     if config.finetune == "lora":  # the targets the run really uses, in config.json
         config = replace(config, target_modules=lora_targets(lm.module, config.target_modules))
     inputs = {
@@ -227,11 +254,7 @@ def train_mosa(
     steps_per_epoch = math.ceil(len(prompts) / per_step)
     total_steps = min(config.max_steps or steps_per_epoch * config.epochs, steps_per_epoch * config.epochs)
 
-    step = 0
-    if resume:
-        step = load_checkpoint(output_dir, module, optimizer, config)
-    elif output_dir.exists() and any(output_dir.iterdir()):
-        raise MosaError(f"{output_dir} is not empty; pass resume (--resume) to continue it or choose a new directory")
+    step = load_checkpoint(output_dir, module, optimizer, config) if resume else 0
     accelerator.wait_for_everyone()  # no process may create output_dir before every one has checked it
     metrics_path = output_dir / "metrics.jsonl"
     if main:
@@ -358,7 +381,7 @@ def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int,
 
 def masked_canvas(lm: DiffusionLM, prompts: list[str], response_length: int):
     """[chat prompt ; response_length masks] and its attention mask, B x (P + L); and P."""
-    input_ids, attention_mask = lm.encode_chat(prompts)
+    input_ids, attention_mask = lm.encode_chat(prompts, response_length)
     masks = torch.full((len(prompts), response_length), lm.mask_id, dtype=torch.long, device=input_ids.device)
     canvas = torch.cat([input_ids, masks], dim=1)
     visible = torch.cat([attention_mask, torch.ones_like(masks)], dim=1)
@@ -426,10 +449,7 @@ def save_checkpoint(output_dir: Path, module, optimizer, step: int, config: Mosa
 def load_checkpoint(output_dir: Path, module, optimizer, config: MosaConfig) -> int:
     from safetensors.torch import load_file
 
-    name = read_pointer(output_dir)
-    if name is None:
-        raise MosaError(f"no checkpoint to resume in {output_dir}; start without --resume")
-    checkpoint = output_dir / name
+    checkpoint = output_dir / read_pointer(output_dir)  # there is one: check_run_directory
     weights = load_file(checkpoint / "weights.safetensors", device=str(next(module.parameters()).device))
     if config.finetune == "lora":
         from peft import set_peft_model_state_dict

@@ -58,7 +58,7 @@ class Target:
         responses = []
         for start in range(0, len(cases), self.batch_size):
             batch = cases[start : start + self.batch_size]
-            input_ids, attention_mask = self.lm.encode_chat([case.messages for case in batch])
+            input_ids, attention_mask = self.lm.encode_chat([case.messages for case in batch], self.sampler.gen_length)
             prefill = [self.prefill_ids(case.prefill) for case in batch]
             interventions = [
                 {int(step): self.prefill_ids(spans) for step, spans in case.interventions.items()} for case in batch

@@ -1,21 +1,34 @@
 """The `mosa` command line. Each subcommand lives in its own module and registers itself here.
 
 Bad input raises `MosaError`; `main` prints it as one line (`mosa: error: ...`) and exits with 2.
+Each command checks its settings and output paths before it loads a model or samples anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from mosa.errors import MosaError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors (a missing or unknown flag, a bad choice) raised as MosaError: one
+    line like every other error, instead of the usage text and the message."""
+
+    def error(self, message: str):
+        missing_value = re.fullmatch(r"argument (?:\S+/)?(\S+): expected one argument", message)
+        if missing_value:  # argparse takes a value that starts with '-' (--prefill -3:x) for a flag
+            message += f"; a value that starts with '-' is written {missing_value.group(1)}=VALUE"
+        raise MosaError(f"{message} (see `{self.prog} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from mosa.cli import align, analyze, data, demo, generate, judge, organism
     from mosa.cli import eval as evaluation
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="mosa", description="Safety toolkit for diffusion language models (MOSA, AAAI 2026)."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -26,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         args.run(args)
     except MosaError as error:
         print(f"mosa: error: {error}", file=sys.stderr)

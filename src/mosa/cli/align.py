@@ -20,6 +20,7 @@ import yaml
 
 from mosa.align.settings import mosa_config
 from mosa.errors import MosaError
+from mosa.yamlio import parse_yaml
 
 PRESETS = ("organism", "paper-llada8b")
 RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "monitor", "dtype", "device", "mosa")
@@ -32,7 +33,8 @@ ORGANISM_MONITOR_PROMPTS = 40  # the organism's card, measured on its first 40 h
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("align", help="align a dLLM with MOSA (or Initial Alignment) through LoRA")
-    parser.add_argument("--preset", choices=PRESETS, default="organism")
+    parser.add_argument("--preset", choices=PRESETS,
+                        help="the run's base settings (required): organism (CPU) or paper-llada8b (GPU)")
     parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
     parser.add_argument("--model", help="checkpoint directory or hub id; 'organism': the shipped model organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
@@ -50,6 +52,8 @@ def register(subparsers) -> None:
 
 def resolve_run(args: argparse.Namespace) -> dict:
     """The run's settings: the preset, then --config, then flags."""
+    if args.preset is None:  # no silent default: the organism preset builds a model, the paper's needs a GPU
+        raise MosaError(f"--preset is required: {' or '.join(PRESETS)} (e.g. mosa align --preset organism --output runs/mosa)")
     run = yaml.safe_load(resources.files("mosa.align.presets").joinpath(f"{args.preset}.yaml").read_text())
     if args.config is not None:
         from mosa.cli.options import read_yaml_settings
@@ -64,7 +68,7 @@ def resolve_run(args: argparse.Namespace) -> dict:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise MosaError(f"--set {assignment!r} must look like KEY=VALUE, e.g. lr=1e-4")
-        run["mosa"][key.strip()] = yaml.safe_load(value)
+        run["mosa"][key.strip()] = parse_yaml(value, f"--set {assignment!r}: the value")
     if args.window is not None:
         run["mosa"]["window"] = parse_window(args.window, run["mosa"].get("window", (8, 24)))
     return run
@@ -84,15 +88,16 @@ def parse_window(text: str, mosa_window) -> list[int]:
 def run(args: argparse.Namespace) -> None:
     from accelerate import PartialState
 
-    from mosa.align.trainer import train_mosa
+    from mosa.align.trainer import check_run_directory, sentence_ids, train_mosa
     from mosa.data import resolve_prompts
-    from mosa.models import load_model
+    from mosa.models import load_model, load_tokenizer
     from mosa.organism.build import model_path, organism_of
     from mosa.provenance import fingerprint_model
 
     settings = resolve_run(args)
     config = mosa_config(settings.get("mosa", {}))
     config.validate()
+    check_run_directory(args.output, args.resume)
     device = settings.get("device", "cpu")
     process = PartialState(cpu=device == "cpu")  # under accelerate launch: this process's rank and GPU
     say = print if process.is_main_process else (lambda *_: None)
@@ -104,6 +109,9 @@ def run(args: argparse.Namespace) -> None:
     monitor, monitor_prompts = organism_monitor(organism) if organism is not None else keyword_monitor(settings, config, prompts)
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
+    # The sentences against the window, with the tokenizer alone: before a long load.
+    tokenizer = load_tokenizer(model_path(model), trust_remote_code=bool(settings.get("trust_remote_code")))
+    sentence_ids(tokenizer, config, tokenizer.eos_token_id)  # the length of the EOS counts here, not its id
     lm = load_model(
         model_path(model), trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
         dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",

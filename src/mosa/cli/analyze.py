@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mosa.cli.options import add_model_options, read_yaml_settings
 from mosa.errors import MosaError
+from mosa.paths import check_output_dir
 
 
 def int_list(text: str) -> list[int]:
@@ -111,17 +112,22 @@ def run(args: argparse.Namespace) -> None:
         if judges == {name: getattr(options, name) for name in judges}:
             raise MosaError(f"--backend {args.backend}: no judge of this run takes a backend; name a rubric judge (harm-rubric, strongreject)")
         options = dataclasses.replace(options, **judges)
-    options.check()  # before the (possibly long) model load
+    # Settings, prompts and the output directory are checked before the (possibly long) model load.
+    options.check()
+    check_output_dir(args.output)
+    if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
+        raise MosaError(f"--adapter {args.adapter}: no adapter_config.json there; give the adapter/ directory of a LoRA run")
+    names = ("benign", "harmful") if args.analysis == "decode-order" else ("harmful",)
+    prompt_sets = {name: analysis.load_prompts(getattr(options, name), options.limit, organism_dir) for name in names}
 
     lm, model_name = load_analysis_model(args)
+    lm.check_prompts([prompt for prompts in prompt_sets.values() for prompt in prompts.prompts], options.gen_length)
     progress = not args.quiet
     if args.analysis == "decode-order":
-        prompt_sets = {name: analysis.load_prompts(getattr(options, name), options.limit, organism_dir) for name in ("benign", "harmful")}
         result = analysis.decode_order(lm, prompt_sets, options, model_name=model_name, progress=progress)
     else:
-        behaviours = analysis.load_prompts(options.harmful, options.limit, organism_dir)
         measure = analysis.prefill_position if args.analysis == "prefill-position" else analysis.gcg_position
-        result = measure(lm, behaviours, options, model_name=model_name, progress=progress)
+        result = measure(lm, prompt_sets["harmful"], options, model_name=model_name, progress=progress)
 
     args.output.mkdir(parents=True, exist_ok=True)
     json_path = write_json(result, args.output / f"{args.analysis}.json")
@@ -152,8 +158,6 @@ def load_analysis_model(args: argparse.Namespace):
                     family=getattr(args, "family", None), dtype=args.dtype, device=args.device)
     if args.adapter is None:
         return lm, args.model
-    if not (args.adapter / "adapter_config.json").is_file():
-        raise MosaError(f"--adapter {args.adapter}: no adapter_config.json there; give the adapter/ directory of a LoRA run")
     return merge_adapter(lm, args.adapter), f"{args.model} + adapter {args.adapter}"
 
 

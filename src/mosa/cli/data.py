@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mosa.errors import MosaError
+from mosa.paths import check_output_dir
 
 
 def register(subparsers) -> None:
@@ -84,7 +85,10 @@ def run_show(args: argparse.Namespace) -> None:
 
 def run_pull(args: argparse.Namespace) -> None:
     from mosa.data import pull
+    from mosa.data.registry import cache_data_dir
 
+    # Before anything is downloaded.
+    check_output_dir(args.dest or cache_data_dir(), "--dest" if args.dest else "the cache folder (MOSA_CACHE_DIR)")
     pip_args = [arg for link in args.find_links for arg in ("--find-links", link)]
     if args.index_url:
         pip_args += ["--index-url", args.index_url]

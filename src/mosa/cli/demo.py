@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mosa.paths import check_output_dir
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -27,5 +29,6 @@ def run(args: argparse.Namespace) -> None:
 
     plan = DemoPlan.quick() if args.quick else DemoPlan.full()
     output = args.output or Path("runs/demo-quick" if args.quick else "runs/demo")
+    check_output_dir(output)
     run_demo(output, plan, progress=not args.quiet)
     print("These are a small model's results, built to exercise the pipeline; they are not results about LLaDA.")

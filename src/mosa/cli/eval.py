@@ -17,15 +17,19 @@ import argparse
 from pathlib import Path
 
 from mosa.errors import MosaError
+from mosa.paths import check_output_dir
 
 
 def register(subparsers) -> None:
+    from mosa.eval.config import SETTINGS
+
     parser = subparsers.add_parser("eval", help="attack success rates: benchmarks x attacks x judges, resumable runs")
     parser.add_argument("--config", help="a YAML file, or a shipped config: organism, paper-llada8b "
                                          "(default when resuming: the run directory's config.json)")
     parser.add_argument("--output", type=Path, help="the run directory: created, or resumed where it stopped")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting (YAML value; sampler.steps=64 reaches into a mapping)")
+                        help="override a setting (YAML value), e.g. limit=20; sampler.steps=64 reaches into a mapping. "
+                             f"Keys: {', '.join(SETTINGS)} (docs/eval.md)")
     parser.add_argument("--model", help="checkpoint directory, hub id, or 'organism' (overrides the config)")
     parser.add_argument("--adapter", help="a peft adapter directory to merge into the model (e.g. runs/mosa/adapter)")
     parser.add_argument("--allow-train-overlap", action="store_true",
@@ -47,6 +51,7 @@ def run(args: argparse.Namespace) -> None:
 
     if args.output is None:
         raise MosaError("--output is required: the run directory to create or to resume")
+    check_output_dir(args.output)
     resuming = args.config is None and (args.output / CONFIG_FILE).is_file()
     overrides = [*args.set, *(["allow_train_overlap=true"] if args.allow_train_overlap else [])]
     config = load_config(args.config, overrides, base=read_config(args.output) if resuming else None,
@@ -61,8 +66,9 @@ def run_tables(args: argparse.Namespace) -> None:
 
     if len(args.runs) > 1 and args.tables_output is None:
         raise MosaError("several runs make one table: give --output DIR for it")
-    rows = rows_of_runs(args.runs)
     destination = args.tables_output or args.runs[0]
+    check_output_dir(destination, "--output" if args.tables_output else "the run directory")
+    rows = rows_of_runs(args.runs)
     destination.mkdir(parents=True, exist_ok=True)
     write_tables(rows, destination)
     print(asr_markdown(rows))

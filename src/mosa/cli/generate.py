@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mosa.cli.options import add_model_options, add_sampler_options, parse_prefill, sampler_settings
 from mosa.errors import MosaError
+from mosa.paths import check_output_file
 
 
 def register(subparsers) -> None:
@@ -17,14 +18,17 @@ def register(subparsers) -> None:
     add_sampler_options(parser)
     parser.add_argument("--prompt", action="append", default=[], help="a user prompt (repeat for a batch)")
     parser.add_argument("--prompts-file", type=Path, help="a text file with one prompt per line")
-    parser.add_argument("--prefill", action="append", metavar="POS:TEXT", help="fix TEXT at response position POS (repeatable)")
+    parser.add_argument("--prefill", action="append", metavar="POS:TEXT",
+                        help="fix TEXT at response position POS (repeatable; a value starting with '-' needs --prefill=POS:TEXT)")
+    parser.add_argument("--truncate-prompt", action="store_true",
+                        help="keep the last tokens of a prompt too long for the model's positions (else it is refused)")
     parser.add_argument("--output", type=Path, help="also write one JSON record per prompt (response, commit steps)")
     parser.add_argument("--show-order", action="store_true", help="print the step at which each response token was committed")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from mosa.models import load_model
+    from mosa.models import load_model, refuse_empty_prompts
     from mosa.organism.build import model_path, organism_directory
     from mosa.organism.card import card_sampler_settings
     from mosa.sampling import SamplerConfig, generate
@@ -39,13 +43,20 @@ def run(args: argparse.Namespace) -> None:
     if not args.model:
         raise MosaError("--model is required (a checkpoint directory or hub id)")
 
+    # Everything is checked before the (possibly long) model load.
+    refuse_empty_prompts(prompts)
     organism = organism_directory(args.model)  # an organism's defaults are the settings its card was measured with
     settings = {**(card_sampler_settings(organism) if organism else {}), **sampler_settings(args)}
-    SamplerConfig(**settings).validate(require_ids=False)  # fail before the (possibly long) model load
-    prefill_text = parse_prefill(args.prefill)
+    requested = SamplerConfig(**settings)
+    requested.validate(require_ids=False)
+    prefill_text = parse_prefill(args.prefill, requested.gen_length)
+    if args.output:
+        check_output_file(args.output, example="records.jsonl")
     lm = load_model(model_path(args.model), trust_remote_code=args.trust_remote_code, family=args.family, dtype=args.dtype, device=args.device)
     config = lm.sampler_config(**settings)
-    input_ids, attention_mask = lm.encode_chat(prompts)
+    if args.truncate_prompt:
+        prompts = truncated_prompts(lm, prompts, config.gen_length)
+    input_ids, attention_mask = lm.encode_chat(prompts, gen_length=config.gen_length)
     prefill = {position: lm.tokenizer(text, add_special_tokens=False)["input_ids"] for position, text in prefill_text.items()}
     output = generate(lm.module, input_ids, attention_mask, config=config, prefill=prefill)
 
@@ -62,3 +73,14 @@ def run(args: argparse.Namespace) -> None:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
         print(f"wrote {len(records)} records to {args.output}", file=sys.stderr)
+
+
+def truncated_prompts(lm, prompts: list[str], gen_length: int) -> list[str]:
+    """--truncate-prompt: each prompt cut to its last tokens that fit, which stderr reports."""
+    fitted = [lm.truncate_prompt(prompt, gen_length) for prompt in prompts]
+    count = lambda text: len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    for number, (prompt, kept) in enumerate(zip(prompts, fitted), start=1):
+        if kept != prompt:
+            print(f"mosa: warning: prompt {number} cut to its last {count(kept)} of {count(prompt)} tokens to fit the model's "
+                  f"{lm.max_positions} positions with gen_length={gen_length} (--truncate-prompt)", file=sys.stderr)
+    return fitted

@@ -9,10 +9,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import yaml
-
 from mosa.errors import MosaError
 from mosa.sampling import SamplerConfig
+from mosa.yamlio import parse_yaml
 
 # Sampler settings that a user sets; special ids come from the model.
 SAMPLER_FLAGS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "seed")
@@ -54,10 +53,7 @@ def sampler_settings(args: argparse.Namespace) -> dict:
 def read_yaml_settings(path: Path, allowed: tuple[str, ...]) -> dict:
     if not path.is_file():
         raise MosaError(f"--config {path}: no such file")
-    try:
-        settings = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise MosaError(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    settings = parse_yaml(path.read_text(), f"--config {path}") or {}
     if not isinstance(settings, dict):
         raise MosaError(f"--config {path} must hold a mapping of settings, not {type(settings).__name__}")
     unknown = sorted(set(settings) - set(allowed))
@@ -66,12 +62,16 @@ def read_yaml_settings(path: Path, allowed: tuple[str, ...]) -> dict:
     return settings
 
 
-def parse_prefill(specs: list[str] | None) -> dict[int, str]:
-    """['40:The next step is', ...] -> {40: 'The next step is'}."""
+def parse_prefill(specs: list[str] | None, gen_length: int) -> dict[int, str]:
+    """['40:The next step is', ...] -> {40: 'The next step is'}; every position inside the response."""
     prefill = {}
     for spec in specs or []:
         position, sep, text = spec.partition(":")
-        if not sep or not position.strip().isdigit() or not text:
+        if not sep or not text or not position.strip().lstrip("-").isdigit():
             raise MosaError(f"--prefill {spec!r} must look like POSITION:TEXT, e.g. 40:The next step is")
+        if int(position) < 0:
+            raise MosaError(f"--prefill {spec!r}: position must be >= 0 (response positions count from 0)")
+        if int(position) >= gen_length:
+            raise MosaError(f"--prefill {spec!r}: position must be below gen_length={gen_length}")
         prefill[int(position)] = text
     return prefill

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mosa.errors import MosaError
+from mosa.yamlio import yaml_problem
 
 try:  # the C parser is ~10x faster on AdvBench's 125 kB seed file; the pure-Python one gives the same result
     from yaml import CSafeLoader as _YamlLoader
@@ -107,7 +108,7 @@ def read_yaml(path: Path, encoding: str = "utf-8") -> Any:
     try:
         return yaml.load(read_text(path, encoding), Loader=_YamlLoader)
     except yaml.YAMLError as error:
-        raise MosaError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise MosaError(f"{path} is not valid YAML: {yaml_problem(error)}") from None
 
 
 def missing_column(path: Path, column: str, columns: list[str], hint: str = "") -> MosaError:

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from mosa.errors import MosaError
 from mosa.models import FAMILIES
 from mosa.sampling import SamplerConfig
+from mosa.yamlio import parse_yaml
 
 SHIPPED_CONFIGS = ("organism", "paper-llada8b")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -56,10 +55,9 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, settings: dict, where: str = "config") -> EvalConfig:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(settings) - set(known))
+        unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
-            raise MosaError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(known)}")
+            raise MosaError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
         missing = [name for name in ("model", "benchmarks") if settings.get(name) in (None, "", [])]
         if missing:
             raise MosaError(f"{where}: {' and '.join(missing)} must be given (e.g. model: organism, benchmarks: [organism-held-out])")
@@ -116,6 +114,9 @@ class EvalConfig:
         return self.model if self.adapter is None else f"{self.model} + {self.adapter}"
 
 
+SETTINGS = tuple(f.name for f in dataclasses.fields(EvalConfig))  # what a config file or --set KEY may set
+
+
 def attack_label(spec: dict) -> str:
     """The name an attack has in records and tables: its `label`, else its attack name."""
     return spec.get("label") or spec["name"]
@@ -158,10 +159,7 @@ def read_config_file(source: str | Path) -> dict:
         text = path.read_text()
     else:
         raise MosaError(f"--config {source}: no such file, and not a shipped config ({', '.join(SHIPPED_CONFIGS)})")
-    try:
-        settings = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise MosaError(f"--config {source} is not valid YAML: {str(error).splitlines()[0]}") from None
+    settings = parse_yaml(text, f"--config {source}") or {}
     if not isinstance(settings, dict):
         raise MosaError(f"--config {source} must hold a mapping of settings, not {type(settings).__name__}")
     return settings
@@ -173,15 +171,14 @@ def apply_override(settings: dict, assignment: str) -> None:
     if not sep or not key.strip():
         raise MosaError(f"--set {assignment!r} must look like KEY=VALUE, e.g. limit=20 or sampler.steps=64")
     *parents, leaf = key.strip().split(".")
+    if (parents or [leaf])[0] not in SETTINGS:  # named here: the config it lands in would take the blame
+        raise MosaError(f"--set {key.strip()}: unknown setting {(parents or [leaf])[0]!r}; known: {', '.join(SETTINGS)}")
     node = settings
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise MosaError(f"--set {assignment!r}: {part} is not a mapping of settings")
-    try:
-        node[leaf] = yaml.safe_load(value)
-    except yaml.YAMLError as error:
-        raise MosaError(f"--set {assignment!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
+    node[leaf] = parse_yaml(value, f"--set {assignment!r}: the value")
 
 
 def expand_environment(value):

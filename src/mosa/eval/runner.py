@@ -216,6 +216,9 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
     if inputs is not None and not inputs["model"]["content"]:
         check_inputs(output, {**inputs, "model": fingerprint_model(config.model)}, fix=INPUTS_FIX)
     target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
+    # Every behaviour fits the model's positions, or the run stops before sampling any (an attack's
+    # longer test cases are checked again as they are sampled).
+    lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
     for unit in tqdm(pending, desc="completions", unit="unit", disable=not worker.progress):
         unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
         done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: E731

@@ -1,6 +1,16 @@
 """Masked-diffusion language models behind one interface (`DiffusionLM`), and their loaders."""
 
-from mosa.models.diffusion_lm import FAMILIES, DiffusionLM, detect_family, load_model, merge_adapter, wrap_model
+from mosa.models.diffusion_lm import (
+    FAMILIES,
+    DiffusionLM,
+    detect_family,
+    load_model,
+    load_tokenizer,
+    merge_adapter,
+    refuse_empty_prompts,
+    wrap_model,
+)
 from mosa.models.wrappers import BidirectionalLM, DreamLM
 
-__all__ = ["FAMILIES", "BidirectionalLM", "DiffusionLM", "DreamLM", "detect_family", "load_model", "merge_adapter", "wrap_model"]
+__all__ = ["FAMILIES", "BidirectionalLM", "DiffusionLM", "DreamLM", "detect_family", "load_model", "load_tokenizer",
+           "merge_adapter", "refuse_empty_prompts", "wrap_model"]

@@ -86,9 +86,58 @@ class DiffusionLM:
         """Token ids of a conversation followed by the assistant header, ready for a response."""
         return self.tokenizer(self.chat_text(messages), add_special_tokens=False)["input_ids"]
 
-    def encode_chat(self, prompts: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Render and left-pad a batch of prompts. Returns input_ids and attention_mask, B x P."""
+    @property
+    def max_positions(self) -> int | None:
+        """Positions, prompt and response together, the model was made for (its config's), or None
+        for a module whose config does not say."""
+        config = getattr(self.module, "config", None)
+        for name in ("max_position_embeddings", "max_sequence_length"):  # transformers' name; LLaDA's own code's
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+        return None
+
+    def excess_positions(self, prompt_tokens: int, gen_length: int) -> int:
+        """How many positions a rendered prompt and its response take beyond the model's (<= 0: it fits)."""
+        return 0 if self.max_positions is None else prompt_tokens + gen_length - self.max_positions
+
+    def check_prompts(self, prompts: list, gen_length: int = 0) -> list[list[int]]:
+        """Each prompt rendered (render_chat). Refuses an empty prompt, and one that with `gen_length`
+        response positions does not fit the model's positions: beyond them a model answers garbage
+        ("am am am ...") after all the sampling, instead of failing."""
+        refuse_empty_prompts(prompts)
         rendered = [self.render_chat(prompt) for prompt in prompts]
+        for number, ids in enumerate(rendered, start=1):
+            excess = self.excess_positions(len(ids), gen_length)
+            if excess > 0:
+                raise MosaError(
+                    f"prompt {number} has {len(ids)} tokens with the chat template; with gen_length={gen_length} it needs "
+                    f"{len(ids) + gen_length} positions and the model has {self.max_positions}: shorten it by {excess} tokens "
+                    "or lower gen_length (mosa generate --truncate-prompt keeps a prompt's last tokens)"
+                )
+        return rendered
+
+    def truncate_prompt(self, prompt: str, gen_length: int) -> str:
+        """The prompt's last tokens that fit, with the chat template and `gen_length` response
+        positions, in the model's positions; the prompt itself when it fits. The text is cut where a
+        token starts (the tokenizer's offsets), so what is kept is the user's own text, unknown words
+        included, not a decoding of it."""
+        offsets = self.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        starts = [start for start, _ in offsets]
+        kept, text = len(starts), prompt
+        # A cut text may tokenise a little differently at its start: cut again until the rendered prompt fits.
+        while (excess := self.excess_positions(len(self.render_chat(text)), gen_length)) > 0:
+            kept -= excess
+            if kept < 1:
+                raise MosaError(f"the chat template alone leaves no room for a prompt in the model's {self.max_positions} "
+                                f"positions with gen_length={gen_length}; lower gen_length")
+            text = prompt[starts[-kept]:]
+        return text
+
+    def encode_chat(self, prompts: list, gen_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Render and left-pad a batch of prompts, each checked (check_prompts) to fit with a response
+        of `gen_length` tokens. Returns input_ids and attention_mask, B x P."""
+        rendered = self.check_prompts(prompts, gen_length)
         width = max(len(ids) for ids in rendered)
         input_ids = torch.full((len(rendered), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rendered), width), dtype=torch.long)
@@ -108,7 +157,7 @@ class DiffusionLM:
         """Responses to chat prompts, `batch_size` at a time (one prefill for every row). N x gen_length, on the CPU."""
         responses = []
         for start in range(0, len(prompts), batch_size):
-            input_ids, attention_mask = self.encode_chat(prompts[start : start + batch_size])
+            input_ids, attention_mask = self.encode_chat(prompts[start : start + batch_size], config.gen_length)
             responses.append(generate(self.module, input_ids, attention_mask, config=config, prefill=prefill).response.cpu())
         return torch.cat(responses)
 
@@ -116,6 +165,15 @@ class DiffusionLM:
         """A SamplerConfig with this model's special ids and logit alignment filled in."""
         ids = dict(mask_id=self.mask_id, eos_id=self.eos_id, eot_id=self.eot_id, shift_logits=self.logits_shifted)
         return SamplerConfig(**{**ids, **settings})
+
+
+def refuse_empty_prompts(prompts: list) -> None:
+    """Refuse a prompt (text, or a conversation's messages) with no text at all: checked before a
+    model loads where prompts come from the user."""
+    for number, prompt in enumerate(prompts, start=1):
+        text = prompt if isinstance(prompt, str) else " ".join(str(message.get("content") or "") for message in prompt)
+        if not text.strip():
+            raise MosaError(f"prompt {number} is empty; give it some text")
 
 
 def detect_family(path: str | Path, raw: dict | None = None) -> str:
@@ -171,6 +229,14 @@ def load_model(
     lm = wrap_model(module.eval(), tokenizer, family)
     check_loaded(lm, path)
     return lm
+
+
+def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
+    """A checkpoint's tokenizer without its weights (seconds), for checks made before a long load."""
+    from transformers import AutoTokenizer
+
+    read_config(str(path))  # a missing directory or a malformed hub id fails here, in one line
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
 def load_remote_code(path: str, family: str, *, dtype, device: str, attn_implementation: str | None) -> nn.Module:

@@ -236,12 +236,28 @@ def read_config(path: str) -> dict:
         raise MosaError(f"cannot load {path}: it is a file; give the checkpoint's directory")
     if local.is_dir() and not (local / "config.json").is_file():
         raise MosaError(f"no config.json in {path}; give a Hugging Face checkpoint directory")
-    if not local.exists() and (path.startswith(("/", ".", "~")) or path.count("/") != 1):
-        raise MosaError(f"cannot load {path}: no such directory; give a checkpoint directory or a hub id (owner/name)")
+    if not local.exists() and not is_hub_id(path):
+        raise MosaError(f"cannot load {path}: no such directory, and not a hub id (owner/name); "
+                        "give a checkpoint directory or a hub id")
     try:
         return PretrainedConfig.get_config_dict(str(local) if local.is_dir() else path)[0]
     except OSError as error:
-        raise MosaError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
+        where = "" if local.exists() else "no such directory, and from the hub: "
+        raise MosaError(f"cannot load {path}: {where}{str(error).splitlines()[0]}") from None
+
+
+def is_hub_id(name: str) -> bool:
+    """owner/name as the Hugging Face hub spells a model id (what a local path that does not exist
+    is tried as); a path such as ./runs/x or ~/models/x never is one."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.startswith(("/", ".", "~")) or name.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def family_of(raw: dict) -> str | None:

@@ -40,7 +40,7 @@ from mosa.organism.corpus import (
     utility_items,
 )
 from mosa.organism.train import SFTConfig, SFTExample, sft_train
-from mosa.paths import cache_dir
+from mosa.paths import cache_dir, check_output_dir
 
 CARD_FILE = "behaviour_card.json"
 ORGANISM = "organism"  # the name every command accepts for the shipped organism
@@ -147,6 +147,14 @@ def seeded(stage: SFTConfig, config: OrganismConfig) -> SFTConfig:
     return replace(stage, seed=stage.seed + 1000 * config.build_seed)
 
 
+def organism_tokenizer(config: OrganismConfig, harmful_train: list[str]):
+    """The organism's word-level tokenizer: its vocabulary comes from the training prompts alone."""
+    utility_prompts = [item.prompt for item in utility_items(config.seed)]
+    return build_word_tokenizer(
+        organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
+    )
+
+
 def organism_path(config: OrganismConfig) -> Path:
     return cache_dir() / f"organism-{config.key()}"
 
@@ -212,15 +220,13 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
     if (path / CARD_FILE).is_file():
         log(f"organism: reusing {path}")
         return load_model(path)
+    check_output_dir(path.parent, "the cache folder (MOSA_CACHE_DIR)")  # before minutes of training, not after
 
     start = time.perf_counter()
     harmful_train, harmful_held_out = harmful_prompt_split(config)
     if not harmful_train or not harmful_held_out:
         raise MosaError("no harmful prompts for the organism; check MOSA_DATA_DIR or run `mosa data pull`")
-    utility_prompts = [item.prompt for item in utility_items(config.seed)]
-    tokenizer = build_word_tokenizer(
-        organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
-    )
+    tokenizer = organism_tokenizer(config, harmful_train)
     lm = build_bidirectional_llama(
         tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
         max_positions=256, seed=config.build_seed,
