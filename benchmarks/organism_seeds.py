@@ -61,12 +61,15 @@ def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
 
     config = replace(OrganismConfig(), build_seed=seed)
     started = time.perf_counter()
+    failed = organism_path(config).with_name(organism_path(config).name + ".failed")
     try:
-        build_organism(config, progress=False)
+        if not failed.is_dir():  # a build that missed a floor is measured as it is, not built again
+            build_organism(config, progress=False)
         path = organism_path(config)
-    except MosaError as error:  # missed a floor: measured anyway, reported as such
+    except MosaError as error:
         print(f"seed {seed}: {error}", flush=True)
-        path = organism_path(config).with_name(organism_path(config).name + ".failed")
+    if failed.is_dir():
+        path = failed
     card = read_card(path)
     result = {"build_seconds": card["build"]["seconds"], "missed_floors": missed_floors(card["figures"]),
               "cards": {}, "runs": {}}

@@ -63,11 +63,12 @@ class OrganismConfig:
     unaligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=3000, batch_size=32, lr=1e-3, gen_length=32))
     aligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=500, batch_size=32, lr=1e-3, gen_length=32, seed=1))
     given_opener_share: float = 0.5  # share of stage-2 harmful prompts that also comply with the opener given
-    given_step_share: float = 0.5  # ... and with "step 2 :" given at its place in the middle
+    given_step_share: float = 0.3  # ... and with "step 2 :" given at its place in the middle
+    utility_weight: float = 3.0  # utility items per harmful example in both stages: a small model forgets facts first
     card_prompts: int = 200  # held-out harmful prompts measured per card condition
     seed: int = 0  # the data: train / held-out split, utility items, which prompts get a given span
     build_seed: int = 0  # the weights: initialisation and every stage's batch order
-    recipe: int = 2  # bump when the construction changes, so cached builds are not reused
+    recipe: int = 3  # bump when the construction changes, so cached builds are not reused
 
     @classmethod
     def from_dict(cls, settings: dict, where: str = "organism config") -> OrganismConfig:
@@ -137,8 +138,7 @@ def stage_examples(harmful: list[str], config: OrganismConfig, aligned: bool) ->
         for share, span in ((config.given_opener_share, OPENER_SPAN), (config.given_step_share, STEP_SPAN)):
             if rng.random() < share:
                 examples.append(SFTExample(prompt, compliant_response(prompt), given=span))
-    # Utility twice as often as harmful requests: a small model forgets facts first.
-    repeats = max(1, 2 * len(examples) // len(utility))
+    repeats = max(1, round(config.utility_weight * len(examples) / len(utility)))
     return examples + utility * repeats
 
 
