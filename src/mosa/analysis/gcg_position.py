@@ -14,8 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from mosa.analysis import figures
 from mosa.analysis.common import (
     ORGANISM_HELD_OUT,
@@ -34,6 +32,7 @@ from mosa.attacks.phrases import PHRASE_SETS, pick
 from mosa.data import Example, PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.progress import progress_bar
 from mosa.stats import mean_and_spread, wilson_interval
 
 
@@ -101,7 +100,7 @@ def gcg_position(
 
     cases = []
     work = [(position, behaviour) for position in options.positions for behaviour in behaviours]
-    bar = tqdm(work, desc="gcg-position", unit="suffix", disable=not progress)
+    bar = progress_bar(work, desc="gcg-position", unit="suffix", disable=not progress)
     for position, behaviour in bar:
         attack = make_attack("gcg", {**settings, "target": options.phrase(position, behaviour), "position": position})
         cases += attack.cases([behaviour], target)
