@@ -27,6 +27,12 @@ FITS = ("inside", "start")
 KL_REDUCTIONS = ("sum", "mean")
 
 
+def format_window(window) -> str:
+    """A window as every log, figure and report writes it: half-open, '[8, 24)'."""
+    start, end = window
+    return f"[{start}, {end})"
+
+
 def window_offsets(window: tuple[int, int], sentence_length: int, response_length: int, fit: str = "inside") -> torch.Tensor:
     """Start offsets a sentence may take. fit="inside": the whole sentence lies in [start, end);
     fit="start": it starts in the window and may run past its end, but not past the response."""
@@ -34,11 +40,11 @@ def window_offsets(window: tuple[int, int], sentence_length: int, response_lengt
     if fit not in FITS:
         raise MosaError(f"fit={fit!r} must be one of {FITS}")
     if not 0 <= start < end <= response_length:
-        raise MosaError(f"window {window} does not fit in a response of length {response_length}")
+        raise MosaError(f"window {format_window(window)} does not fit in a response of length {response_length}")
     last = end - sentence_length if fit == "inside" else min(end - 1, response_length - sentence_length)
     if last < start:
         raise MosaError(
-            f"a sentence of {sentence_length} tokens does not fit in window {window} (fit={fit!r}); "
+            f"a sentence of {sentence_length} tokens does not fit in window {format_window(window)} (fit={fit!r}); "
             "shorten the sentence or widen the window"
         )
     return torch.arange(start, last + 1)
