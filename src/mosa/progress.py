@@ -30,8 +30,9 @@ def progress_bar(iterable=None, **options) -> tqdm:
 
 
 def route_transformers_bars() -> None:
-    """transformers' own bars (loading weights: a minute for LLaDA-8B) behave as mosa's: lines in a
-    log. Where transformers' bars are switched off (`disable_progress_bar`), they stay off."""
+    """transformers' own bars (loading and writing weights: a minute each for LLaDA-8B) behave as
+    mosa's: lines in a log. Called where mosa loads or saves a model (transformers is imported only
+    there); where transformers' bars are switched off (`disable_progress_bar`), they stay off."""
     from transformers.utils import logging
 
     set_hook = getattr(logging, "set_tqdm_hook", None)  # not in every transformers mosa accepts

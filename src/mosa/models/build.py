@@ -13,6 +13,7 @@ import torch
 from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE
 from mosa.models.diffusion_lm import DiffusionLM, wrap_model
 from mosa.models.wrappers import BidirectionalLM
+from mosa.progress import route_transformers_bars
 
 SPECIAL_TOKENS = {
     "unk_token": "<|unk|>",
@@ -91,6 +92,7 @@ def build_bidirectional_llama(
 
 def save_model(lm: DiffusionLM, path: str | Path) -> Path:
     """Save as a standard Hugging Face checkpoint with its tokenizer; `load_model(path)` reads it back."""
+    route_transformers_bars()
     path = Path(path)
     inner = lm.module.lm if isinstance(lm.module, BidirectionalLM) else lm.module
     inner.save_pretrained(path)
