@@ -355,7 +355,7 @@ def analysis_section(analyses: dict, directory: Path) -> Section:
         "gcg-position": "Experiment B: GCG's loss (negative log-likelihood of the target at the chosen position, nats) per "
                         "iteration, target at position 0 and in the middle.",
         "decode-order": "Experiment C: mean position committed at each denoising step, benign against harmful prompts, one "
-                        "block and blocks of 8; right: Kendall's tau per response with and without EOS padding.",
+                        "block and blocks of 8; below: Kendall's tau per response with and without EOS padding.",
     }
     return Section("The paper's analyses on the organism", text,
                    figures=[Figure(directory / f"{name}.png", caption) for name, caption in captions.items() if name in analyses])
