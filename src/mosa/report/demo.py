@@ -30,7 +30,7 @@ from mosa.report import Figure, Section, Table, write_report
 
 @dataclass
 class DemoPlan:
-    """How much the demo measures. `full()` fits in 30 minutes on 2 CPU cores, `quick()` in about 5."""
+    """How much the demo measures. `full()` fits in 30 minutes on 2 CPU cores, `quick()` in about 2."""
 
     organism: dict  # OrganismConfig fields that differ from the default
     prefill_prompts: int
