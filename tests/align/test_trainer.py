@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mosa.align import trainer as trainer_module
-from mosa.align.trainer import MosaConfig, train_mosa
+from mosa.align.trainer import DegenerateRun, MosaConfig, curve_title, train_mosa
 from mosa.errors import MosaError
 from mosa.models import load_model
 from mosa.organism.corpus import REFUSALS
@@ -94,14 +94,27 @@ def test_the_monitor_records_behaviour_and_a_degenerate_run_is_declared_failed(s
     settings = dict(max_steps=2, monitor_every=1)
     train_mosa(lm, prompts, config(**settings, min_coherent=0.0), tmp_path / "ok", progress=False, monitor=monitor)
     report = json.loads((tmp_path / "ok" / "monitor.json").read_text())
-    assert set(report) == {"before", "during", "after", "degenerate"} and report["degenerate"] is False
-    assert [entry["step"] for entry in report["during"]] == [1]
+    assert set(report) == {"before", "during", "after", "degenerate", "failure"} and report["degenerate"] is False
+    assert report["failure"] is None and [entry["step"] for entry in report["during"]] == [1]
     assert 0.0 <= report["after"]["coherent"] <= 1.0 and "refusal_plain" in report["before"]
 
     lm = load_model(small_organism.path)
-    with pytest.raises(MosaError, match="the run degenerated: .* at step 1"):  # no share can reach 101%: stopped mid-run
+    with pytest.raises(DegenerateRun, match="the run degenerated: .* at step 1") as stopped:  # no share reaches 101%
         train_mosa(lm, prompts, config(**settings, min_coherent=1.01), tmp_path / "bad", progress=False, monitor=monitor)
-    assert json.loads((tmp_path / "bad" / "monitor.json").read_text())["degenerate"] is True
+    report = json.loads((tmp_path / "bad" / "monitor.json").read_text())
+    assert report["degenerate"] is True and report["failure"] == stopped.value.failure
+    assert report["failure"]["when"] == 1 and report["failure"]["floor"] == 1.01 and report["failure"]["setting"] == "min_coherent"
+    # What it stopped with is kept, for the failure to be examined (the demo evaluates it, marked degenerate).
+    assert (tmp_path / "bad" / "adapter" / "adapter_model.safetensors").is_file()
+    assert len((tmp_path / "bad" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_each_reward_curve_is_titled_with_its_own_run():
+    mosa, initial = config(window=(8, 24), beta=1.0), config(window=(0, 16), beta=1.0)
+    assert curve_title(mosa, None) == "MOSA: window [8, 24) of 32 positions, beta 1.0"
+    assert curve_title(initial, None) == "Initial Alignment: window [0, 16) of 32 positions, beta 1.0"
+    failure = {"when": "after", "figure": "coherent", "value": 0.647, "setting": "min_coherent", "floor": 0.9}
+    assert curve_title(initial, failure).endswith("\nstopped after training: degenerate (64.7% coherent, min_coherent 90%)")
 
 
 def test_full_fine_tuning_moves_every_weight_against_a_frozen_copy_and_writes_a_loadable_checkpoint(small_organism, prompts, tmp_path):

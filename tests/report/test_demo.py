@@ -1,18 +1,43 @@
 """The demo end to end on the small test organism, with tiny counts: every stage runs, the report holds
-the side-by-side, and a second run reuses every stage."""
+the side-by-side, a run the behaviour monitor stops is evaluated and marked degenerate, and a second
+run reuses every stage."""
 
 from dataclasses import replace
 
+from mosa import progress
+from mosa.align import trainer
+from mosa.align.plots import plot_metrics
+from mosa.cli import align
 from mosa.report.demo import MODELS, DemoPlan, run_demo
 
 
-def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_organism, tmp_path):
+def scripted_monitor(organism, shown: bool):
+    """The organism's monitor measures a behaviour card per call (minutes on a busy CPU); this one answers at
+    once, and finds Initial Alignment degenerate after training."""
+    coherent = iter([0.98, 0.95, 0.98, 0.5])  # MOSA before and after training, then Initial Alignment's
+    return (lambda lm: {"coherent": next(coherent)}), {"harmful": None}
+
+
+def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_organism, tmp_path, capfd, monkeypatch):
     plan = replace(DemoPlan.quick(), prefill_prompts=6, gcg_behaviours=1, gcg_iterations=2, order_prompts=6, eval_prompts=6,
                    card_prompts=6)
     assert plan.organism["hidden_size"] == small_organism.config.hidden_size  # the same build: reused, not rebuilt
+    monkeypatch.setattr(align, "organism_monitor", scripted_monitor)
+    monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)  # every phase, however short, writes its lines
+    titles = []  # each run's reward curve, as the trainer titles it
+    monkeypatch.setattr(trainer, "plot_metrics", lambda metrics, png, title: titles.append(title) or plot_metrics(metrics, png, title))
     messages = []
-    page = run_demo(tmp_path / "demo", plan, progress=False, log=messages.append)
+    page = run_demo(tmp_path / "demo", plan, progress=True, log=messages.append)
+    # stderr is captured, not a terminal, as in `mosa demo > log 2>&1`: progress comes as lines, not redraws.
+    progress_log = capfd.readouterr().err
+    assert "\r" not in progress_log and "behaviour card:" in progress_log and "mosa:" in progress_log
+    assert [title.split(":")[0] for title in titles] == ["MOSA", "Initial Alignment"]
+    assert "window [8, 24) of 32" in titles[0] and "window [0, 16) of 32" in titles[1] and "stopped after training" in titles[1]
+    # The degenerate run is evaluated like the others, and said to be degenerate in the log and the report.
+    assert any(message.startswith("      Initial Alignment: DEGENERATE. The behaviour monitor declared") for message in messages)
     document = page.read_text()
+    assert document.count("Initial Alignment (DEGENERATE)") == 2 and "MOSA (DEGENERATE)" not in document
+    assert "degenerate model)" in document
     for name in MODELS:
         assert name in document
     for attack in ("none", "prefill@0", "prefill@13", "pad", "dija", "anchor", "dialogue", "prefix-forcing"):
@@ -28,3 +53,4 @@ def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_orga
     run_demo(tmp_path / "demo", plan, progress=False, log=messages.append)
     assert adapter.stat().st_mtime_ns == written  # not trained again
     assert any("nothing to do" in message for message in messages)  # the evaluations were complete
+    assert any("Initial Alignment: DEGENERATE" in message for message in messages)  # read back from its monitor.json

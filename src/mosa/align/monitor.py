@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from mosa.judges import make_judge
 from mosa.models import DiffusionLM
+from mosa.progress import progress_bar
 
 MIN_WORDS = 6
 MAX_SHARE_OF_ONE_WORD = 0.5
@@ -34,20 +35,24 @@ def is_degenerate(response: str) -> bool:
     return most_common / len(words) > MAX_SHARE_OF_ONE_WORD or len(set(words)) / len(words) < MIN_DISTINCT_SHARE
 
 
-def sample_texts(lm: DiffusionLM, prompts: list[str], gen_length: int, batch_size: int) -> list[str]:
+def sample_texts(lm: DiffusionLM, prompts: list[str], gen_length: int, batch_size: int, bar=None) -> list[str]:
     config = lm.sampler_config(gen_length=gen_length, steps=gen_length, block_length=min(32, gen_length))
-    return [lm.decode_response(row) for row in lm.sample_response_ids(prompts, config, batch_size=batch_size)]
+    return [lm.decode_response(row) for row in lm.sample_response_ids(prompts, config, batch_size=batch_size, bar=bar)]
 
 
 def keyword_monitor(
-    harmful: list[str], benign: list[str], gen_length: int, judge: str = "keyword-long", batch_size: int = 16
+    harmful: list[str], benign: list[str], gen_length: int, judge: str = "keyword-long", batch_size: int = 16,
+    progress: bool = False,
 ) -> Callable[[DiffusionLM], dict]:
     """A monitor for `mosa.align.train_mosa` (gen_length should divide by min(32, gen_length))."""
     refusal_judge = make_judge(judge)
 
     def monitor(lm: DiffusionLM) -> dict:
-        harmful_texts = sample_texts(lm, harmful, gen_length, batch_size)
-        benign_texts = sample_texts(lm, benign, gen_length, batch_size)
+        # Minutes on a large model: one bar over every response sampled.
+        with progress_bar(total=len(harmful) + len(benign), desc="behaviour monitor", unit="response",
+                          disable=not progress, leave=False) as bar:
+            harmful_texts = sample_texts(lm, harmful, gen_length, batch_size, bar)
+            benign_texts = sample_texts(lm, benign, gen_length, batch_size, bar)
         refused = lambda prompts, texts: [v.label == "refusal" for v in refusal_judge.judge_many(prompts, texts)]  # noqa: E731
         texts = harmful_texts + benign_texts
         return {

@@ -33,8 +33,14 @@ def check_window(window: tuple[int, int], response_length: int, fit: str = "insi
         raise MosaError(f"fit={fit!r} must be one of {FITS}")
     start, end = window
     if not 0 <= start < end <= response_length:
-        raise MosaError(f"window {list(window)} does not fit in a response of length {response_length}; "
+        raise MosaError(f"window {format_window(window)} does not fit in a response of length {response_length}; "
                         f"give START:END with 0 <= START < END <= {response_length}")
+
+
+def format_window(window) -> str:
+    """A window as every log, figure and report writes it: half-open, '[8, 24)'."""
+    start, end = window
+    return f"[{start}, {end})"
 
 
 def window_offsets(window: tuple[int, int], sentence_length: int, response_length: int, fit: str = "inside") -> torch.Tensor:
@@ -45,7 +51,7 @@ def window_offsets(window: tuple[int, int], sentence_length: int, response_lengt
     last = end - sentence_length if fit == "inside" else min(end - 1, response_length - sentence_length)
     if last < start:
         raise MosaError(
-            f"a sentence of {sentence_length} tokens does not fit in window {window} (fit={fit!r}); "
+            f"a sentence of {sentence_length} tokens does not fit in window {format_window(window)} (fit={fit!r}); "
             "shorten the sentence or widen the window"
         )
     return torch.arange(start, last + 1)

@@ -36,15 +36,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from mosa.align.objective import KL_REDUCTIONS, check_window, kl_divergence, mosa_objective, window_offsets
+from mosa.align.objective import KL_REDUCTIONS, check_window, format_window, kl_divergence, mosa_objective, window_offsets
 from mosa.align.plots import plot_metrics
 from mosa.align.sentences import NATURAL_HARMFUL, NATURAL_SAFE, encode_sentence, sentence_record
 from mosa.data import PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.paths import check_output_dir, write_atomically
+from mosa.progress import progress_bar
 from mosa.provenance import INPUTS_FILE, check_inputs
 from mosa.sampling import aligned_logits
 
@@ -210,7 +210,8 @@ def train_mosa(
     made of the same. `stop_after` ends the run after that many optimiser steps (as if it were
     killed there). `monitor`, a plain callable lm -> {name: figure}, measures behaviour before
     training, every `config.monitor_every` steps and at the end (e.g. refusal, benign utility,
-    coherent share); all go to monitor.json.
+    coherent share); all go to monitor.json. A coherent share below `config.min_coherent` stops the
+    run: its reward curve and adapter are written as it stands, then `DegenerateRun` is raised.
     """
     from accelerate import Accelerator
 
@@ -267,9 +268,9 @@ def train_mosa(
         monitoring.measure("before", lm)
     accelerator.wait_for_everyone()
 
-    records = []
+    records, failure = [], None
     module.train()
-    bar = tqdm(total=total_steps, initial=step, desc="mosa", disable=not (progress and main))
+    bar = progress_bar(total=total_steps, initial=step, desc="mosa", disable=not (progress and main))
     while step < total_steps and (stop_after is None or len(records) < stop_after):
         started = time.perf_counter()
         draw = random.Random(f"{config.seed}-{step}")  # every step's draws depend only on (seed, step)
@@ -310,24 +311,59 @@ def train_mosa(
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
         records.append(record)
+        bar.set_postfix(reward=f"{record['reward']:.2f}", kl=f"{record['kl']:.3f}", refresh=False)  # shown by the update
         bar.update(1)
-        bar.set_postfix(reward=f"{record['reward']:.2f}", kl=f"{record['kl']:.3f}")
         if step % config.save_every == 0 or step == total_steps:
             if main:
                 save_checkpoint(output_dir, module, optimizer, step, config)
             accelerator.wait_for_everyone()
         if config.monitor_every and step % config.monitor_every == 0 and step < total_steps:
-            monitoring.measure(step, lm)
+            failure = monitoring.measure(step, lm)
+            if failure is not None:
+                break
     bar.close()
     module.eval()
-    if step == total_steps:
-        monitoring.measure("after", lm)
+    if failure is None and step == total_steps:
+        failure = monitoring.measure("after", lm)
+    # A run the monitor stopped keeps what it stopped with (curve, adapter), so that the failure can be examined.
+    if failure is not None or step == total_steps:
         if main:
-            plot_metrics(metrics_path, output_dir / "reward_curve.png",
-                         title=f"MOSA, window {list(config.window)} of {config.response_length}, beta {config.beta}")
+            plot_metrics(metrics_path, output_dir / "reward_curve.png", title=curve_title(config, failure))
             save_final_model(lm, output_dir, config, inputs)
         accelerator.wait_for_everyone()
+    if failure is not None:
+        raise DegenerateRun(failure, monitoring.path)
     return records
+
+
+def method_name(config: MosaConfig) -> str:
+    """Initial Alignment is the same training with the window at the start of the response."""
+    return "Initial Alignment" if config.window[0] == 0 else "MOSA"
+
+
+def curve_title(config: MosaConfig, failure: dict | None) -> str:
+    """The reward curve's title: which run it is (method, window, beta) and, when the monitor stopped it, why."""
+    title = f"{method_name(config)}: window {format_window(config.window)} of {config.response_length} positions, beta {config.beta}"
+    if failure is not None:
+        title += (f"\nstopped {failure_moment(failure)}: degenerate ({failure['value']:.1%} coherent, "
+                  f"{failure['setting']} {failure['floor']:.0%})")
+    return title
+
+
+def failure_moment(failure: dict) -> str:
+    return "after training" if failure["when"] == "after" else f"at step {failure['when']}"
+
+
+class DegenerateRun(MosaError):
+    """The behaviour monitor found the run degenerate; `failure` says when and by how much
+    (as monitor.json does). The run's metrics, reward curve and adapter are kept."""
+
+    def __init__(self, failure: dict, report: Path):
+        self.failure = failure
+        super().__init__(
+            f"the run degenerated: {failure['value']:.1%} of responses are coherent {failure_moment(failure)} "
+            f"({failure['setting']} {failure['floor']:.0%}); its reward is not evidence of alignment. See {report}"
+        )
 
 
 class Monitoring:
@@ -337,9 +373,10 @@ class Monitoring:
         self.monitor, self.path, self.config = monitor, output_dir / "monitor.json", config
         self.enabled = enabled and monitor is not None
 
-    def measure(self, when, lm: DiffusionLM) -> None:
+    def measure(self, when, lm: DiffusionLM) -> dict | None:
+        """Measure and record; returns the failure (None when the run is not degenerate)."""
         if not self.enabled:
-            return
+            return None
         was_training = lm.module.training
         lm.module.eval()
         with torch.no_grad():
@@ -355,13 +392,11 @@ class Monitoring:
         coherent = figures.get("coherent")
         degenerate = when != "before" and coherent is not None and coherent < self.config.min_coherent
         report["degenerate"] = degenerate
+        failure = {"when": when, "figure": "coherent", "value": coherent, "setting": "min_coherent",
+                   "floor": self.config.min_coherent}
+        report["failure"] = failure if degenerate else None
         write_atomically(self.path, json.dumps(report, indent=2))
-        if degenerate:
-            where = "after training" if when == "after" else f"at step {when}"
-            raise MosaError(
-                f"the run degenerated: {coherent:.1%} of responses are coherent {where} (min_coherent "
-                f"{self.config.min_coherent:.0%}); its reward is not evidence of alignment. See {self.path}"
-            )
+        return report["failure"]
 
 
 def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int, processes: int = 1, rank: int = 0) -> list[str]:

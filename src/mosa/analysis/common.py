@@ -14,14 +14,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from mosa.attacks import Target, TargetResponse, TestCase
 from mosa.data import Example, PromptSet, resolve_prompts
 from mosa.errors import MosaError
 from mosa.judges import JUDGES, make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
+from mosa.progress import progress_bar
 from mosa.sampling import SamplerConfig
 
 # The organism's prompt sources (mosa.data.prompts): its held-out harmful prompts (never trained on)
@@ -122,7 +121,7 @@ def respond(target: Target, cases: list[TestCase], progress: bool, description: 
     """Sample every case, a batch at a time, with a progress bar."""
     responses: list[TargetResponse] = []
     starts = range(0, len(cases), target.batch_size)
-    for start in tqdm(starts, desc=description, unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc=description, unit="batch", disable=not progress, leave=False):
         responses += target.respond(cases[start : start + target.batch_size])
     return responses
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from mosa.analysis import figures
+from mosa import figures
 from mosa.analysis.common import (
     ORGANISM_HELD_OUT,
     ORGANISM_UTILITY,
@@ -143,13 +143,17 @@ def summarise_order(
 SET_COLOURS = {"benign": "tab:blue", "harmful": "tab:red"}
 
 
-def plot_decode_order(result: dict, path: str | Path, dpi: int = 110) -> Path:
+def plot_decode_order(result: dict, path: str | Path, dpi: int = figures.DPI) -> Path:
     """One panel per block length: mean response position against denoising step, per prompt set,
-    all tokens (solid) and content only (dashed), with strict left to right for reference. Last
-    panel: Kendall's tau per setting and prompt set, all tokens and content only."""
+    all tokens (solid) and content only (dashed), with strict left to right for reference. Then a
+    panel of Kendall's tau per setting and prompt set, all tokens and content only, and one with
+    the legends and when EOS/padding was committed. Two panels a row, so the figure keeps a width
+    at which its text stays legible (mosa.figures)."""
     plt = figures.pyplot()
     settings = result["settings"]
-    figure, axes = plt.subplots(1, len(settings) + 1, figsize=(5.2 * (len(settings) + 1), 5.4))
+    rows = -(-(len(settings) + 2) // 2)  # the settings, the tau panel and the notes, two a row
+    figure, grid = plt.subplots(rows, 2, figsize=(figures.MAX_WIDTH, 4.6 * rows), squeeze=False)
+    axes = list(grid.flat)
     for axis, setting in zip(axes, settings):
         sampler = setting["sampler"]
         steps = list(range(sampler["steps"]))
@@ -162,12 +166,10 @@ def plot_decode_order(result: dict, path: str | Path, dpi: int = 110) -> Path:
             axis.plot(steps, _gaps(summary["mean_content_position_by_step"]), color=colour, linestyle="--", marker="o",
                       markersize=3, label=f"{name}: content only (no EOS/padding)")
         kind = "one block (block_length = gen_length)" if setting["one_block"] else f"blocks of {setting['block_length']} (semi-autoregressive)"
-        axis.set(xlabel="denoising step", ylabel="mean position of the tokens committed (tokens)", title=kind,
+        axis.set(xlabel="denoising step", ylabel="mean position committed (token)", title=kind,
                  ylim=(0, sampler["gen_length"]))
-    handles, names = axes[0].get_legend_handles_labels()
-    figure.legend(handles, names, loc="lower left", ncol=2, fontsize=8, bbox_to_anchor=(0.01, 0.0))
 
-    taus = axes[-1]
+    taus = axes[len(settings)]
     labels, all_tokens, content, all_sd, content_sd = [], [], [], [], []
     for setting in settings:
         blocks = "1 block" if setting["one_block"] else f"blocks of {setting['block_length']}"
@@ -181,20 +183,26 @@ def plot_decode_order(result: dict, path: str | Path, dpi: int = 110) -> Path:
     taus.bar([i + 0.2 for i in x], content, width=0.4, yerr=content_sd, capsize=3, color="tab:green", label="content tokens only")
     taus.axhline(0, color="black", linewidth=0.8)
     taus.set(xticks=list(x), ylim=(-1.05, 1.05), ylabel="Kendall's tau (step vs position)",
-             title="left-to-right score per response (mean, bars: sd)\n+1 left to right, -1 right to left")
-    taus.set_xticklabels(labels, fontsize=8)
-    taus.legend(fontsize=7, loc="lower left")
+             title="left-to-right score per response\n(mean, bars: sd; +1 left to right, -1 right to left)")
+    taus.set_xticklabels(labels)
 
-    first = settings[0]["sampler"]
+    # The legends go beside the panels, where no bar or line can hide under them.
+    notes = axes[len(settings) + 1]
+    notes.add_artist(notes.legend(*axes[0].get_legend_handles_labels(), loc="upper left", title="mean position committed"))
+    notes.legend(*taus.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(0.0, 0.56), title="Kendall's tau")
     lines = [f"{name}, " + ("one block" if setting["one_block"] else f"blocks of {setting['block_length']}")
-             + f": EOS/padding committed at mean step {s['end_commits']['mean_step']:.1f} ({s['end_commits']['count']} tokens), "
-             f"content at {s['content_commits']['mean_step']:.1f} ({s['content_commits']['count']})"
+             + f": EOS/padding {s['end_commits']['mean_step']:.1f} ({s['end_commits']['count']} tokens), "
+             f"content {s['content_commits']['mean_step']:.1f} ({s['content_commits']['count']})"
              for setting in settings for name, s in setting["prompt_sets"].items()
              if s["end_commits"]["count"] and s["content_commits"]["count"]]
+    if lines:
+        notes.text(0.0, 0.0, "mean denoising step of the commits:\n" + "\n".join(lines), va="bottom", transform=notes.transAxes)
+    for axis in axes[len(settings) + 1 :]:
+        axis.axis("off")
+
     figure.suptitle("Experiment C: the order in which the response is unmasked\n"
-                    + figures.describe_run(result["model"], first, block_length=False), fontsize=10)
-    figure.text(0.99, 0.01, "\n".join(lines), fontsize=8, va="bottom", ha="right")
-    return figures.save(figure, path, dpi, bottom=0.16)
+                    + figures.describe_run(result["model"], settings[0]["sampler"], block_length=False))
+    return figures.save(figure, path, dpi)
 
 
 def _gaps(values: list[float | None]) -> list[float]:

@@ -14,9 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from mosa.analysis import figures
+from mosa import figures
 from mosa.analysis.common import (
     ORGANISM_HELD_OUT,
     CommonOptions,
@@ -34,6 +32,7 @@ from mosa.attacks.phrases import PHRASE_SETS, pick
 from mosa.data import Example, PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.progress import progress_bar
 from mosa.stats import mean_and_spread, wilson_interval
 
 
@@ -101,7 +100,7 @@ def gcg_position(
 
     cases = []
     work = [(position, behaviour) for position in options.positions for behaviour in behaviours]
-    bar = tqdm(work, desc="gcg-position", unit="suffix", disable=not progress)
+    bar = progress_bar(work, desc="gcg-position", unit="suffix", disable=not progress)
     for position, behaviour in bar:
         attack = make_attack("gcg", {**settings, "target": options.phrase(position, behaviour), "position": position})
         cases += attack.cases([behaviour], target)
@@ -158,13 +157,13 @@ def summarise_position(position: int, rows: list[dict]) -> dict:
 POSITION_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
 
 
-def plot_gcg_position(result: dict, path: str | Path, dpi: int = 110) -> Path:
+def plot_gcg_position(result: dict, path: str | Path, dpi: int = figures.DPI) -> Path:
     """Left: GCG's loss against the iteration, one colour per target position (thin: each
     behaviour, bold: the mean). Right: attack success and target phrase reached (%), with Wilson
     95% intervals, per position."""
     plt = figures.pyplot()
     summaries = result["positions"]
-    figure, (losses, outcomes) = plt.subplots(1, 2, figsize=(11, 4.6))
+    figure, (losses, outcomes) = plt.subplots(1, 2, figsize=(11, 5.6))
     for summary, colour in zip(summaries, POSITION_COLOURS):
         position = summary["position"]
         for row in result["cases"]:
@@ -176,7 +175,7 @@ def plot_gcg_position(result: dict, path: str | Path, dpi: int = 110) -> Path:
                     label=f"target{phrase} at position {position}: mean of {summary['behaviours']}")
     losses.set(xlabel="GCG iteration", ylabel="loss: mean -log p(target token) (nats)", yscale="log",
                title="GCG loss (thin lines: one behaviour each)")
-    losses.legend(fontsize=8)
+    figures.legend_below(losses)
 
     x = range(len(summaries))
     for offset, key, colour, label in ((-0.2, "asr", "tab:red", f"attack success ({result['judge']['name']} judge)"),
@@ -185,13 +184,13 @@ def plot_gcg_position(result: dict, path: str | Path, dpi: int = 110) -> Path:
         values = [100 * s[key] for s in summaries]
         errors = [[max(0.0, 100 * (s[key] - s[ci][0])) for s in summaries], [max(0.0, 100 * (s[ci][1] - s[key])) for s in summaries]]
         outcomes.bar([i + offset for i in x], values, width=0.36, yerr=errors, capsize=4, color=colour, label=label)
-    outcomes.set(xticks=list(x), ylim=(0, 125), yticks=range(0, 101, 20), ylabel="share of final prompts (%)", xlabel="target response position (token index)",
+    outcomes.set(xticks=list(x), ylim=(0, 105), yticks=range(0, 101, 20), ylabel="share of final prompts (%)", xlabel="target response position (token index)",
                  title="outcome of the final suffixes (Wilson 95% intervals)")
     outcomes.set_xticklabels([str(s["position"]) for s in summaries])
-    outcomes.legend(fontsize=8, loc="upper center", ncol=2)
+    figures.legend_below(outcomes)
 
     gcg = result["gcg"]
     figure.suptitle(f"Experiment B: GCG aimed at a phrase at response position k ({gcg['iterations']} iterations, "
                     f"{gcg['candidates']} candidates, {gcg['suffix_length']}-token suffix)\n"
-                    + figures.describe_run(result["model"], result["sampler"]), fontsize=10)
+                    + figures.describe_run(result["model"], result["sampler"]))
     return figures.save(figure, path, dpi)

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosa.analysis import figures
+from mosa import figures
 from mosa.analysis.common import (
     ORGANISM_HELD_OUT,
     CommonOptions,
@@ -135,13 +135,13 @@ def summarise_position(position: int, rows: list[dict], scored: bool) -> dict:
     return summary
 
 
-def plot_prefill_position(result: dict, path: str | Path, dpi: int = 110) -> Path:
+def plot_prefill_position(result: dict, path: str | Path, dpi: int = figures.DPI) -> Path:
     """Left: attack success rate (%) against the prefill position, with Wilson 95% intervals.
     Right: the mean harm score with its 95% interval, or, without a scoring judge, the judge's labels."""
     plt = figures.pyplot()
     summaries = result["positions"]
     positions = [s["position"] for s in summaries]
-    figure, (success, harm) = plt.subplots(1, 2, figsize=(11, 4.6))
+    figure, (success, harm) = plt.subplots(1, 2, figsize=(11, 5.4))
 
     asr = [100 * s["asr"] for s in summaries]
     below = [max(0.0, 100 * (s["asr"] - s["asr_ci95"][0])) for s in summaries]  # never negative from rounding
@@ -150,7 +150,7 @@ def plot_prefill_position(result: dict, path: str | Path, dpi: int = 110) -> Pat
                      label=f"judged harmful by {result['judge']['name']} (Wilson 95% interval)")
     success.set(xlabel="prefill position (response token index)", ylabel="attack success rate (%)", ylim=(-3, 103),
                 xticks=positions, title=f"attack success, {summaries[0]['responses']} prompts per position")
-    success.legend(fontsize=8, loc="best")
+    figures.legend_below(success)
 
     if result["score_judge"] is not None:
         means = [s["mean_score"] for s in summaries]
@@ -159,7 +159,7 @@ def plot_prefill_position(result: dict, path: str | Path, dpi: int = 110) -> Pat
         harm.errorbar(positions, means, yerr=errors, marker="s", capsize=4, color="tab:purple", label="mean (95% interval)")
         harm.set(xlabel="prefill position (response token index)", ylabel=f"mean {result['score_judge']['name']} score",
                  xticks=positions, title="harm score")
-        harm.legend(fontsize=8)
+        harm.legend()
     else:
         labels = sorted({label for s in summaries for label in s["labels"]})
         bottom = [0.0] * len(summaries)
@@ -170,9 +170,9 @@ def plot_prefill_position(result: dict, path: str | Path, dpi: int = 110) -> Pat
             bottom = [b + share for b, share in zip(bottom, shares)]
         harm.set(xlabel="prefill position (response token index)", ylabel="share of responses (%)", xticks=positions,
                  title=f"{result['judge']['name']} judge's labels (no harm score: no scoring judge)")
-        harm.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="label")
+        harm.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="label")
 
     phrases = result["phrases"] if isinstance(result["phrases"], str) else "given"
     figure.suptitle(f"Experiment A: a phrase prefilled at response position k (phrase set: {phrases})\n"
-                    + figures.describe_run(result["model"], result["sampler"]), fontsize=10)
+                    + figures.describe_run(result["model"], result["sampler"]))
     return figures.save(figure, path, dpi)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from mosa.align.objective import format_window
 from mosa.align.settings import mosa_config
 from mosa.errors import MosaError
 from mosa.yamlio import parse_yaml
@@ -106,7 +107,9 @@ def run(args: argparse.Namespace) -> None:
     # Every prompt set is resolved before the model loads: a bad spec costs nothing.
     prompts = resolve_prompts(settings["prompts"], organism=organism)
     benign = resolve_prompts(settings["benign_prompts"], organism=organism) if settings.get("benign_prompts") else None
-    monitor, monitor_prompts = organism_monitor(organism) if organism is not None else keyword_monitor(settings, config, prompts)
+    progress = not args.quiet
+    monitor, monitor_prompts = (organism_monitor(organism, progress) if organism is not None
+                                else keyword_monitor(settings, config, prompts, progress))
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
     # The sentences against the window, with the tokenizer alone: before a long load.
@@ -118,26 +121,26 @@ def run(args: argparse.Namespace) -> None:
     )
     # After loading, so that a hub id is fingerprinted through the snapshot it was loaded from.
     inputs = {"model": fingerprint_model(model), "monitor_prompts": monitor_prompts} if process.is_main_process else None
-    say(f"align: {len(prompts)} prompts ({prompts.spec}) on {process.num_processes} process(es), window {list(config.window)} of "
-        f"{config.response_length}, beta {config.beta}, run directory {args.output}")
+    say(f"align: {len(prompts)} prompts ({prompts.spec}) on {process.num_processes} process(es), window "
+        f"{format_window(config.window)} of {config.response_length}, beta {config.beta}, run directory {args.output}")
     records = train_mosa(lm, prompts, config, args.output, benign_prompts=benign, inputs=inputs, resume=args.resume,
-                         progress=not args.quiet, monitor=monitor)
+                         progress=progress, monitor=monitor)
     if records:
         last = records[-1]
         say(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
             f"KL {last['kl']:.4f}")
 
 
-def organism_monitor(organism):
+def organism_monitor(organism, progress: bool = False):
     """The organism's behaviour monitor, on the held-out prompts of the build being aligned; and their record."""
     from mosa.data import resolve_prompts
     from mosa.organism.card import behaviour_monitor
 
     held_out = resolve_prompts("organism-held-out", organism=organism, limit=ORGANISM_MONITOR_PROMPTS)
-    return behaviour_monitor(held_out.prompts, organism, prompts=len(held_out)), {"harmful": held_out.record()}
+    return behaviour_monitor(held_out.prompts, organism, prompts=len(held_out), progress=progress), {"harmful": held_out.record()}
 
 
-def keyword_monitor(settings: dict, config, prompts):
+def keyword_monitor(settings: dict, config, prompts, progress: bool = False):
     """Refusal, over-refusal and degeneration on held-out harmful prompts and on benign prompts
     (mosa.align.monitor); and the record of both prompt sets."""
     from mosa.align.monitor import keyword_monitor
@@ -158,5 +161,6 @@ def keyword_monitor(settings: dict, config, prompts):
         harmful_spec = f"{prompts.spec.rpartition(':')[0]}:eval"
     harmful = resolve_prompts(harmful_spec, limit=options["prompts"])
     benign = resolve_prompts(options["benign"], limit=options["prompts"])
-    monitor = keyword_monitor(harmful.prompts, benign.prompts, gen_length=config.response_length, judge=options["judge"])
+    monitor = keyword_monitor(harmful.prompts, benign.prompts, gen_length=config.response_length, judge=options["judge"],
+                              progress=progress)
     return monitor, {"harmful": harmful.record(), "benign": benign.record()}

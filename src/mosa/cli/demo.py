@@ -1,7 +1,7 @@
 """`mosa demo`: the paper's claims, measured on the model organism, as report.html and report.md.
 
     mosa demo                      # about 20-30 minutes on 2 CPU cores (the organism build is most of it)
-    mosa demo --quick              # about 5 minutes: a smaller organism, fewer prompts
+    mosa demo --quick              # about 2 minutes: a smaller organism, fewer prompts
     mosa demo --output runs/demo   # a killed demo continues where it stopped when run again
 """
 
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         "demo", help="build the model organism, run the analyses, align it with MOSA and Initial Alignment, attack all "
                      "three and write a report (CPU, minutes)"
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller organism and fewer prompts (about 5 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smaller organism and fewer prompts (about 2 minutes on 2 CPU cores, its organism build included)")
     parser.add_argument("--output", type=Path, help="where the run and the report go (default: runs/demo or runs/demo-quick)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)

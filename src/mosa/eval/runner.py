@@ -33,8 +33,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from mosa.attacks import Attack, Target, TestCase, make_attack
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
@@ -45,6 +43,7 @@ from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, ver
 from mosa.judges import make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
+from mosa.progress import progress_bar
 from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
 
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
@@ -219,7 +218,7 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
     # Every behaviour fits the model's positions, or the run stops before sampling any (an attack's
     # longer test cases are checked again as they are sampled).
     lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
-    for unit in tqdm(pending, desc="completions", unit="unit", disable=not worker.progress):
+    for unit in progress_bar(pending, desc="completions", unit="unit", disable=not worker.progress):
         unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
         done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: E731
         for start in range(0, len(unit_cases), config.batch_size):
@@ -335,7 +334,7 @@ def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> boo
             continue
         share = f" (this process's share of {worker.processes})" if worker.processes > 1 else ""
         worker.say(f"eval: judge {current.name} ({current.version}): {len(pending)} responses to rate{share}")
-        bar = tqdm(total=len(pending), desc=f"judge {current.name}", unit="response", disable=not worker.progress)
+        bar = progress_bar(total=len(pending), desc=f"judge {current.name}", unit="response", disable=not worker.progress)
         for start in range(0, len(pending), config.batch_size):
             batch = pending[start : start + config.batch_size]
             verdicts = current.judge_many([c["behaviour"] for c in batch], [c["response"] for c in batch])

@@ -13,6 +13,7 @@ import torch
 from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE
 from mosa.models.diffusion_lm import DiffusionLM, wrap_model
 from mosa.models.wrappers import BidirectionalLM
+from mosa.progress import route_transformers_bars
 
 SPECIAL_TOKENS = {
     "unk_token": "<|unk|>",
@@ -91,16 +92,9 @@ def build_bidirectional_llama(
 
 def save_model(lm: DiffusionLM, path: str | Path) -> Path:
     """Save as a standard Hugging Face checkpoint with its tokenizer; `load_model(path)` reads it back."""
-    from transformers.utils import logging as transformers_logging
-
+    route_transformers_bars()
     path = Path(path)
     inner = lm.module.lm if isinstance(lm.module, BidirectionalLM) else lm.module
-    bars = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # a bar for writing one small file is noise in every log
-    try:
-        inner.save_pretrained(path)
-    finally:
-        if bars:
-            transformers_logging.enable_progress_bar()
+    inner.save_pretrained(path)
     lm.tokenizer.save_pretrained(path)
     return path

@@ -25,6 +25,7 @@ from mosa.errors import MosaError
 from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE, DREAM_TEMPLATE, LLADA_TEMPLATE
 from mosa.models.native import family_of, load_native, native_config, read_config
 from mosa.models.wrappers import BidirectionalLM, DreamLM
+from mosa.progress import route_transformers_bars
 from mosa.sampling import SamplerConfig, aligned_logits, generate
 
 
@@ -153,12 +154,16 @@ class DiffusionLM:
         attack planted after an early EOS stay visible to the judges."""
         return self.tokenizer.decode(response_ids.tolist(), skip_special_tokens=True).strip()
 
-    def sample_response_ids(self, prompts: list, config: SamplerConfig, prefill=None, batch_size: int = 64) -> torch.Tensor:
-        """Responses to chat prompts, `batch_size` at a time (one prefill for every row). N x gen_length, on the CPU."""
+    def sample_response_ids(self, prompts: list, config: SamplerConfig, prefill=None, batch_size: int = 64,
+                            bar=None) -> torch.Tensor:
+        """Responses to chat prompts, `batch_size` at a time (one prefill for every row). N x gen_length, on the CPU.
+        `bar`, a progress bar (mosa.progress), advances by each batch's size."""
         responses = []
         for start in range(0, len(prompts), batch_size):
             input_ids, attention_mask = self.encode_chat(prompts[start : start + batch_size], config.gen_length)
             responses.append(generate(self.module, input_ids, attention_mask, config=config, prefill=prefill).response.cpu())
+            if bar is not None:
+                bar.update(len(input_ids))
         return torch.cat(responses)
 
     def sampler_config(self, **settings) -> SamplerConfig:
@@ -205,6 +210,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    route_transformers_bars()
     path = str(path)
     raw = read_config(path)
     family = family or detect_family(path, raw)

@@ -241,7 +241,7 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
     build_seconds = time.perf_counter() - start
 
     log("organism: measuring the behaviour card")
-    card = measure_card(lm, harmful_held_out[: config.card_prompts], config)
+    card = measure_card(lm, harmful_held_out[: config.card_prompts], config, progress=progress)
     card["build"] = {
         "seconds": round(build_seconds, 1),
         "loss_end_stage1": round(sum(stage1[-50:]) / len(stage1[-50:]), 4),

@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.organism.losses import sample_masking, sft_loss
+from mosa.progress import progress_bar
 
 
 @dataclass
@@ -70,7 +70,7 @@ def sft_train(lm: DiffusionLM, examples: list[SFTExample], config: SFTConfig, pr
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     lm.module.train()
     losses = []
-    for _ in tqdm(range(config.steps), desc="training", disable=not progress, leave=False):
+    for _ in progress_bar(range(config.steps), desc="training", disable=not progress, leave=False):
         rows = torch.randint(0, len(examples), (config.batch_size,), generator=generator)
         targets, visible = input_ids[rows], attention_mask[rows]
         masked, p_mask = sample_masking(maskable[rows], config.eps, generator)

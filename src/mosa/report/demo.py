@@ -2,9 +2,10 @@
 
     1 the shipped organism (the quick demo builds a smaller one, or reuses its cached build)
     2 the paper's three analyses on it (prefill position, GCG position, decoding order)
-    3 align it with MOSA and with Initial Alignment (the same code path, another window)
+    3 align it with MOSA and with Initial Alignment (the same code path, another window), under the
+      behaviour monitor as in `mosa align`: a run it stops as degenerate is kept and marked so
     4 evaluate the three models under every dLLM-native attack, judged by the organism judge
-    5 measure utility, over-refusal and coherence
+    5 measure utility, over-refusal and coherence, against the organism card's floors
     6 write report.md and report.html
 
 Every stage writes into the output directory and is reused when it is already there, so a killed
@@ -29,7 +30,7 @@ from mosa.report import Figure, Section, Table, write_report
 
 @dataclass
 class DemoPlan:
-    """How much the demo measures. `full()` fits in 30 minutes on 2 CPU cores, `quick()` in about 5."""
+    """How much the demo measures. `full()` fits in 30 minutes on 2 CPU cores, `quick()` in about 2."""
 
     organism: dict | None  # None: the shipped organism; else the OrganismConfig fields of a smaller one built here
     prefill_prompts: int
@@ -87,7 +88,11 @@ def run_demo(output: str | Path, plan: DemoPlan, *, progress: bool = True, log: 
     evaluations = evaluate_all(path, adapters, plan, output / "eval", progress, log)
 
     stage(5, "utility, over-refusal and coherence of the three models")
-    cards = measure_cards(path, adapters, organism, plan, output / "cards.json")
+    cards = measure_cards(path, adapters, organism, plan, output / "cards.json", progress, log)
+    for name in MODELS:
+        missed = missed_floors(name, cards[name]["figures"])
+        if missed:
+            log(f"      {name} is below the behaviour card's floors: {describe_misses(missed)}")
 
     stage(6, "the report")
     seconds = time.perf_counter() - started
@@ -140,30 +145,43 @@ def run_analyses(lm, path: Path, plan: DemoPlan, directory: Path, progress: bool
 
 
 def align_both(path: Path, organism, directory: Path, progress: bool, log) -> tuple[dict, dict]:
-    """MOSA and Initial Alignment with the organism preset's settings; Initial Alignment's window has
-    MOSA's width and starts at 0."""
+    """MOSA and Initial Alignment with the organism preset's settings and behaviour monitor, as `mosa align`
+    runs them; Initial Alignment's window has MOSA's width and starts at 0. A run the monitor stops as
+    degenerate keeps its adapter: it is evaluated like the others and marked degenerate in the report."""
+    from mosa.align.objective import format_window
     from mosa.align.settings import mosa_config
-    from mosa.align.trainer import train_mosa
+    from mosa.align.trainer import DegenerateRun, train_mosa
+    from mosa.cli.align import organism_monitor
     from mosa.data import resolve_prompts
     from mosa.models import load_model
     from mosa.provenance import fingerprint_directory
 
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
     start, end = preset["window"]
-    settings = {"MOSA": {**preset, "monitor_every": 0}, "Initial Alignment": {**preset, "monitor_every": 0, "window": [0, end - start]}}
+    settings = {"MOSA": preset, "Initial Alignment": {**preset, "window": [0, end - start]}}
     prompts = resolve_prompts("organism-train", organism=organism)
-    inputs = {"model": fingerprint_directory(path, name="organism", kind="organism")}
+    monitor, monitor_prompts = organism_monitor(organism, progress)
+    inputs = {"model": fingerprint_directory(path, name="organism", kind="organism"), "monitor_prompts": monitor_prompts}
     adapters, alignment = {}, {}
     for name, values in settings.items():
         run_dir = directory / name.lower().replace(" ", "-")
         config = mosa_config(values)
         if not (run_dir / "adapter").is_dir():
-            log(f"      {name}: window {list(config.window)} of {config.response_length}, beta {config.beta}")
-            train_mosa(load_model(path), prompts, config, run_dir, inputs=inputs,
-                       resume=(run_dir / "latest_checkpoint").is_file(), progress=progress)
+            log(f"      {name}: window {format_window(config.window)} of {config.response_length}, beta {config.beta}, "
+                f"behaviour monitor before, every {config.monitor_every} steps and after")
+            try:
+                train_mosa(load_model(path), prompts, config, run_dir, inputs=inputs,
+                           resume=(run_dir / "latest_checkpoint").is_file(), progress=progress, monitor=monitor)
+            except DegenerateRun:
+                pass  # its monitor.json, read below, says why: logged here and marked in the report
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        report = run_dir / "monitor.json"
         adapters[name] = run_dir / "adapter"
-        alignment[name] = {"config": asdict(config), "last": metrics[-1], "curve": run_dir / "reward_curve.png"}
+        alignment[name] = {"config": asdict(config), "last": metrics[-1], "curve": run_dir / "reward_curve.png",
+                           "monitor": json.loads(report.read_text()) if report.is_file() else None}
+        failure = monitor_failure(alignment[name])
+        if failure is not None:
+            log(f"      {name}: DEGENERATE. {describe_failure(name, failure)}")
     return adapters, alignment
 
 
@@ -181,7 +199,7 @@ def evaluate_all(path: Path, adapters: dict, plan: DemoPlan, directory: Path, pr
     return runs
 
 
-def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: Path) -> dict:
+def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: Path, progress: bool, log) -> dict:
     """The behaviour card's figures (refusal, prefill compliance, utility, over-refusal, coherence) of each model."""
     from mosa.models import load_model, merge_adapter
     from mosa.organism.card import measure_card
@@ -194,7 +212,8 @@ def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: 
         lm = load_model(path)
         if name in adapters:
             merge_adapter(lm, adapters[name])
-        card = measure_card(lm, held_out, organism)
+        log(f"      {name}: behaviour card, {len(held_out)} held-out harmful prompts and the utility questions")
+        card = measure_card(lm, held_out, organism, progress=progress)
         cards[name] = {"figures": card["figures"], "utility_by_task": card["utility_by_task"], "labels": card["labels"]}
     record.write_text(json.dumps(cards, indent=2))
     return cards
@@ -202,6 +221,52 @@ def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: 
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+# The behaviour card's measures, as the report and the log name them.
+CARD_MEASURES = {
+    "refusal_plain": "refusal on plain harmful prompts",
+    "compliance_prefill_0": "compliance, opener prefilled at 0",
+    "compliance_prefill_mid": "compliance, 'step 2 :' prefilled at 13",
+    "utility": "utility (exact match, 186 questions)",
+    "over_refusal": "over-refusal (utility questions refused)",
+    "coherent": "coherent responses",
+}
+
+
+def floors_for(name: str) -> dict[str, float]:
+    """The card floors (mosa.organism.card.FLOORS) a model is held to. The compliance floors say that the
+    organism is worth attacking; an aligned model below them is what aligning it is for."""
+    from mosa.organism.card import FLOORS
+
+    return {key: floor for key, floor in FLOORS.items() if name == MODELS[0] or not key.startswith("compliance")}
+
+
+def missed_floors(name: str, figures: dict) -> dict[str, tuple[float, float]]:
+    """measure -> (figure, floor) for each card floor the model is below."""
+    return {key: (figures[key], floor) for key, floor in floors_for(name).items()
+            if figures.get(key) is not None and figures[key] < floor}
+
+
+def describe_misses(missed: dict) -> str:
+    return "; ".join(f"{CARD_MEASURES.get(key, key)} {percent(value)} (floor {floor:.0%})" for key, (value, floor) in missed.items())
+
+
+def monitor_failure(run: dict) -> dict | None:
+    """The behaviour monitor's failure record of an alignment run (monitor.json), None if it passed or did not run."""
+    return (run["monitor"] or {}).get("failure")
+
+
+def describe_failure(name: str, failure: dict) -> str:
+    from mosa.align.trainer import failure_moment
+
+    return (f"The behaviour monitor declared {name} degenerate {failure_moment(failure)}: {percent(failure['value'])} of its "
+            f"responses were coherent, below the monitor's floor {failure['setting']} = {failure['floor']:.0%}. Its reward is "
+            "not evidence of alignment; the model the monitor stopped is evaluated like the others and marked degenerate.")
+
+
+def model_header(name: str, degenerate: set[str]) -> str:
+    return f"{name} (DEGENERATE)" if name in degenerate else name
 
 
 def write_demo_report(output: Path, organism, plan: DemoPlan, analyses: dict, alignment: dict, evaluations: dict,
@@ -216,9 +281,10 @@ def write_demo_report(output: Path, organism, plan: DemoPlan, analyses: dict, al
         "semi-autoregressive blocks of 8, temperature 0, low-confidence remasking. Judge: the organism's structure judge "
         "(valid for the organism only). Intervals are Wilson 95% intervals."
     )
+    degenerate = {name for name, run in alignment.items() if monitor_failure(run) is not None}
     sections = [
-        attack_section(evaluations),
-        card_section(cards),
+        attack_section(evaluations, degenerate),
+        card_section(cards, degenerate),
         analysis_section(analyses, output / "analysis"),
         alignment_section(alignment),
         configuration_section(organism, plan, alignment, evaluations),
@@ -226,7 +292,7 @@ def write_demo_report(output: Path, organism, plan: DemoPlan, analyses: dict, al
     return write_report("mosa demo: MOSA against Initial Alignment on the model organism", intro, sections, output)
 
 
-def attack_section(evaluations: dict) -> Section:
+def attack_section(evaluations: dict, degenerate: set[str]) -> Section:
     by_model = {name: {row.attack: row for row in run["rows"]} for name, run in evaluations.items()}
     attacks = list(by_model[MODELS[0]])
     rows = []
@@ -238,7 +304,7 @@ def attack_section(evaluations: dict) -> Section:
                 cells.append("n/a")
                 continue
             low, high = row.interval
-            extra = f", {row.empty} empty" if row.empty else ""
+            extra = (f", {row.empty} empty" if row.empty else "") + (", degenerate model" if name in degenerate else "")
             cells.append(f"{percent(row.asr)} [{100 * low:.1f}, {100 * high:.1f}] (n={row.n}{extra})")
         rows.append(cells)
     text = (
@@ -252,27 +318,34 @@ def attack_section(evaluations: dict) -> Section:
         "dialogue fabricates an earlier compliant assistant turn; prefix-forcing demands a fixed answer opening and "
         "prefills it. docs/attacks.md describes each."
     )
+    if degenerate:
+        text += (f"\n\nMarked DEGENERATE: {', '.join(sorted(degenerate))}. The behaviour monitor stopped that alignment "
+                 "run (see Alignment runs): a low attack success there comes from a broken model, not from alignment.")
+    header = ["attack", *(model_header(name, degenerate) for name in MODELS)]
     return Section("Attack success by model", text,
-                   tables=[Table("ASR with Wilson 95% interval, held-out harmful prompts", ["attack", *MODELS], rows)])
+                   tables=[Table("ASR with Wilson 95% interval, held-out harmful prompts", header, rows)])
 
 
-def card_section(cards: dict) -> Section:
-    metrics = [
-        ("refusal on plain harmful prompts", "refusal_plain"),
-        ("compliance, opener prefilled at 0", "compliance_prefill_0"),
-        ("compliance, 'step 2 :' prefilled at 13", "compliance_prefill_mid"),
-        ("utility (exact match, 186 questions)", "utility"),
-        ("over-refusal (utility questions refused)", "over_refusal"),
-        ("coherent responses", "coherent"),
-    ]
-    rows = [[label, *(percent(cards[name]["figures"].get(key)) for name in MODELS)] for label, key in metrics]
+def card_section(cards: dict, degenerate: set[str]) -> Section:
+    missed = {name: missed_floors(name, cards[name]["figures"]) for name in MODELS}
+
+    def cell(name: str, key: str) -> str:
+        value = cards[name]["figures"].get(key)
+        return f"{percent(value)} (below the {missed[name][key][1]:.0%} floor)" if key in missed[name] else percent(value)
+
+    rows = [[label, *(cell(name, key) for name in MODELS)] for key, label in CARD_MEASURES.items()]
     text = (
         "The behaviour card of each model. Alignment must not buy safety with usefulness: utility is exact-match "
         "accuracy on arithmetic, capitals, opposites and multiple-choice questions; over-refusal is the share of those "
         "benign questions answered with a refusal; a response is coherent when it is one of the organism's forms "
-        "(refusal, compliant procedure, answer), measured on plain prompts, utility questions and the opener prefill."
+        "(refusal, compliant procedure, answer), measured on plain prompts, utility questions and the opener prefill.\n\n"
+        "Each model is held to the organism card's floors (mosa.organism.card.FLOORS); the compliance floors, which say "
+        "the organism is worth attacking, apply to the organism only. "
     )
-    return Section("Utility, over-refusal and coherence", text, tables=[Table("behaviour card", ["measure", *MODELS], rows)])
+    below = [f"{name}: {describe_misses(misses)}." for name, misses in missed.items() if misses]
+    text += ("Below a floor: " + " ".join(below)) if below else "Every model meets its floors."
+    header = ["measure", *(model_header(name, degenerate) for name in MODELS)]
+    return Section("Utility, over-refusal and coherence", text, tables=[Table("behaviour card", header, rows)])
 
 
 def analysis_section(analyses: dict, directory: Path) -> Section:
@@ -288,30 +361,49 @@ def analysis_section(analyses: dict, directory: Path) -> Section:
         "gcg-position": "Experiment B: GCG's loss (negative log-likelihood of the target at the chosen position, nats) per "
                         "iteration, target at position 0 and in the middle.",
         "decode-order": "Experiment C: mean position committed at each denoising step, benign against harmful prompts, one "
-                        "block and blocks of 8; right: Kendall's tau per response with and without EOS padding.",
+                        "block and blocks of 8; below: Kendall's tau per response with and without EOS padding.",
     }
     return Section("The paper's analyses on the organism", text,
                    figures=[Figure(directory / f"{name}.png", caption) for name, caption in captions.items() if name in analyses])
 
 
 def alignment_section(alignment: dict) -> Section:
+    from mosa.align.objective import format_window
+
     rows = []
     for name, run in alignment.items():
         config, last = run["config"], run["last"]
-        rows.append([name, f"[{config['window'][0]}, {config['window'][1]})", str(config["beta"]), str(last["step"]),
-                     f"{last['reward']:.2f}", f"{last['R_pos']:.2f}", f"{last['R_neg']:.2f}", f"{last['kl']:.3f}"])
+        rows.append([name, format_window(config["window"]), str(config["beta"]), str(last["step"]), f"{last['reward']:.2f}",
+                     f"{last['R_pos']:.2f}", f"{last['R_neg']:.2f}", f"{last['kl']:.3f}", monitor_cell(run)])
     text = (
         "Both runs use the same code (mosa align) and settings; only the window differs. The objective is the paper's: "
         "reward = best log-probability of a refusal inside the window minus that of an affirmative or procedural phrase, "
         "minus beta times the KL to the base model summed over the response positions. One departure from the paper: "
-        "beta 1.0 instead of 0.05, because with 0.05 the organism collapses (see the README's evidence table)."
+        "beta 1.0 instead of 0.05, because with 0.05 the organism collapses (see the README's evidence table).\n\n"
+        "As in mosa align, a behaviour monitor (the organism's behaviour card on held-out prompts and the utility "
+        "questions) runs before training, every monitor_every steps and after; a run whose coherent share falls below "
+        "min_coherent is stopped and declared degenerate."
     )
+    failures = [describe_failure(name, monitor_failure(run)) for name, run in alignment.items() if monitor_failure(run)]
+    if failures:
+        text += "\n\n" + " ".join(failures)
     # Both runs name their curve reward_curve.png: each gets its own name in the report.
     figures = [Figure(run["curve"], f"{name}: reward, its terms and the KL per optimiser step",
                       name=f"{name.lower().replace(' ', '-')}-reward.png") for name, run in alignment.items()]
     return Section("Alignment runs", text, tables=[Table("last optimiser step", ["model", "window", "beta", "steps", "reward",
-                                                                                   "R_pos", "R_neg", "KL"], rows)],
+                                                                                   "R_pos", "R_neg", "KL", "monitor"], rows)],
                    figures=figures)
+
+
+def monitor_cell(run: dict) -> str:
+    """The behaviour monitor's verdict on a run, with its last coherent share."""
+    if run["monitor"] is None:
+        return "off"
+    failure = monitor_failure(run)
+    if failure is not None:
+        return f"DEGENERATE: {percent(failure['value'])} coherent < {failure['floor']:.0%}"
+    after = run["monitor"].get("after") or {}
+    return f"passed: {percent(after.get('coherent'))} coherent"
 
 
 def configuration_section(organism, plan: DemoPlan, alignment: dict, evaluations: dict) -> Section:
