@@ -161,14 +161,14 @@ def test_align_needs_a_preset(tmp_path, capsys):
 @pytest.mark.usefixtures("no_model")
 def test_align_refuses_a_reversed_window_without_building_the_organism(tmp_path, capsys):
     fails(["align", "--preset", "organism", "--window", "30:10", "--output", tmp_path / "run"], capsys,
-          "window [30, 10] does not fit in a response of length 32; give START:END with 0 <= START < END <= 32")
+          "window [30, 10) does not fit in a response of length 32; give START:END with 0 <= START < END <= 32")
 
 
 @needs_data
 @pytest.mark.usefixtures("no_model")
 def test_align_refuses_a_window_too_narrow_for_the_sentences_without_building_the_organism(tmp_path, capsys):
     fails(["align", "--preset", "organism", "--window", "8:10", "--output", tmp_path / "run"], capsys,
-          "does not fit in window (8, 10)")
+          "does not fit in window [8, 10)")
 
 
 @pytest.mark.usefixtures("no_model")
