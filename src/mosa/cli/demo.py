@@ -1,6 +1,6 @@
 """`mosa demo`: the paper's claims, measured on the model organism, as report.html and report.md.
 
-    mosa demo                      # about 20-30 minutes on 2 CPU cores (the organism build is most of it)
+    mosa demo                      # about 4 minutes on 2 CPU cores, on the shipped organism
     mosa demo --quick              # about 2 minutes: a smaller organism, fewer prompts
     mosa demo --output runs/demo   # a killed demo continues where it stopped when run again
 """
@@ -15,7 +15,7 @@ from mosa.paths import check_output_dir
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="build the model organism, run the analyses, align it with MOSA and Initial Alignment, attack all "
+        "demo", help="take the shipped model organism, run the analyses, align it with MOSA and Initial Alignment, attack all "
                      "three and write a report (CPU, minutes)"
     )
     parser.add_argument("--quick", action="store_true",

@@ -30,7 +30,7 @@ from mosa.report import Figure, Section, Table, write_report
 
 @dataclass
 class DemoPlan:
-    """How much the demo measures. `full()` fits in 30 minutes on 2 CPU cores, `quick()` in about 2."""
+    """How much the demo measures. `full()` took 3.5 minutes on 2 quiet CPU cores, `quick()` about 2."""
 
     organism: dict | None  # None: the shipped organism; else the OrganismConfig fields of a smaller one built here
     prefill_prompts: int
