@@ -109,7 +109,8 @@ def report(results: dict) -> str:
             else:
                 cells = [f"{figures[key]:.1%}" for key in MEASURES]
             missed = ", ".join(result["missed_floors"]) or "none"
-            lines.append(f"| {seed} | {missed if name == 'organism' else ''} | {name} | " + " | ".join(cells) + " |")
+            label = f"{name} (degenerate: the monitor stopped it)" if run.get("degenerate") and figures is not None else name
+            lines.append(f"| {seed} | {missed if name == 'organism' else ''} | {label} | " + " | ".join(cells) + " |")
 
     count = lambda seed, name, key: round(results[seed]["cards"][name][key] * size(seed, key))  # noqa: E731
     size = lambda seed, key: responses_counted(MEASURES[key][1], results[seed]["prompts"], results[seed]["utility_items"])  # noqa: E731
