@@ -101,7 +101,6 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import mosa.analysis as analysis
     from mosa.analysis.common import with_backend, write_json
-
     from mosa.organism.build import organism_directory
 
     options_class = getattr(analysis, args.options_class)
@@ -151,7 +150,6 @@ def resolve_options(options_class, organism: bool, args: argparse.Namespace):
 def load_analysis_model(args: argparse.Namespace):
     """(the DiffusionLM, the name it is recorded under); the adapter, if any, merged into it."""
     from mosa.models import load_model, merge_adapter
-
     from mosa.organism.build import model_path
 
     lm = load_model(model_path(args.model), trust_remote_code=getattr(args, "trust_remote_code", False),

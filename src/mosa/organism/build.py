@@ -147,14 +147,6 @@ def seeded(stage: SFTConfig, config: OrganismConfig) -> SFTConfig:
     return replace(stage, seed=stage.seed + 1000 * config.build_seed)
 
 
-def organism_tokenizer(config: OrganismConfig, harmful_train: list[str]):
-    """The organism's word-level tokenizer: its vocabulary comes from the training prompts alone."""
-    utility_prompts = [item.prompt for item in utility_items(config.seed)]
-    return build_word_tokenizer(
-        organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
-    )
-
-
 def organism_path(config: OrganismConfig) -> Path:
     return cache_dir() / f"organism-{config.key()}"
 
@@ -226,7 +218,10 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
     harmful_train, harmful_held_out = harmful_prompt_split(config)
     if not harmful_train or not harmful_held_out:
         raise MosaError("no harmful prompts for the organism; check MOSA_DATA_DIR or run `mosa data pull`")
-    tokenizer = organism_tokenizer(config, harmful_train)
+    utility_prompts = [item.prompt for item in utility_items(config.seed)]
+    tokenizer = build_word_tokenizer(
+        organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
+    )
     lm = build_bidirectional_llama(
         tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
         max_positions=256, seed=config.build_seed,

@@ -188,4 +188,3 @@ def card_sampler_settings(directory: Path) -> dict:
     """The sampler settings an organism's card was measured with: its defaults in `mosa generate`."""
     sampler = read_card(directory)["sampler"]
     return {name: sampler[name] for name in ("gen_length", "steps", "block_length")}
-
