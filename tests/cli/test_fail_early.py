@@ -140,6 +140,15 @@ def test_organism_build_refuses_a_cache_folder_it_cannot_write_before_building(m
     fails(["organism", "build", "--quiet"], capsys, f"the cache folder (MOSA_CACHE_DIR) {a_file} is a file")
 
 
+@pytest.mark.parametrize("where", ["read-only", "a file", "another directory"])
+def test_organism_build_refuses_an_output_it_cannot_use_before_building(where, monkeypatch, a_file, a_directory, capsys):
+    guard(monkeypatch, "mosa.organism.build.build_organism")
+    output, message = {"read-only": (READ_ONLY / "organism", "cannot write in /proc"),
+                       "a file": (a_file, f"--output {a_file} is a file"),
+                       "another directory": (a_directory, f"--output {a_directory} exists and is not an organism build")}[where]
+    fails(["organism", "build", "--quiet", "--output", output], capsys, message)
+
+
 def test_data_pull_refuses_a_file_as_its_destination_before_downloading(monkeypatch, a_file, capsys):
     guard(monkeypatch, "mosa.data.pull")
     fails(["data", "pull", "--dest", a_file], capsys, f"--dest {a_file} is a file")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mosa.cli.options import read_yaml_settings
 from mosa.errors import MosaError
+from mosa.paths import check_output_dir
 
 
 def register(subparsers) -> None:
@@ -42,8 +43,10 @@ def run_build(args: argparse.Namespace) -> None:
     from mosa.organism.card import format_card, read_card
 
     config = organism_config(args.config)
-    if args.output is not None and args.output.exists() and not (args.output / CARD_FILE).is_file():
-        raise MosaError(f"--output {args.output} exists and is not an organism build; name a new directory")
+    if args.output is not None:  # before minutes of building, like every output path
+        check_output_dir(args.output)
+        if args.output.exists() and not (args.output / CARD_FILE).is_file():
+            raise MosaError(f"--output {args.output} exists and is not an organism build; name a new directory")
     build_organism(config, progress=not args.quiet)
     print(format_card(read_card(organism_path(config))))
     if args.output is not None:
