@@ -53,6 +53,7 @@ def newcombe_difference(a: int, n: int, b: int, m: int) -> tuple[float, float]:
 
 
 def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
+    from mosa.align.trainer import latest_checkpoint
     from mosa.cli import main as mosa
     from mosa.errors import MosaError
     from mosa.models import load_model, merge_adapter
@@ -77,7 +78,7 @@ def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
     for name, window in (("MOSA", []), ("Initial Alignment", ["--window", "initial"])):
         run_dir = output / f"seed-{seed}" / name.lower().replace(" ", "-")
         code = mosa(["align", "--preset", "organism", "--model", str(path), *window, "--output", str(run_dir), "--quiet",
-                     *(["--resume"] if (run_dir / "latest_checkpoint").is_file() else [])])
+                     *(["--resume"] if latest_checkpoint(run_dir) is not None else [])])
         monitor = json.loads((run_dir / "monitor.json").read_text()) if (run_dir / "monitor.json").is_file() else {}
         result["runs"][name] = {"exit": code, "degenerate": monitor.get("degenerate"), "monitor_after": monitor.get("after")}
     for name in MODELS:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from mosa.align.trainer import latest_checkpoint
 from mosa.cli import main
 from mosa.cli.align import parse_window
 
@@ -30,7 +31,7 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organ
     killed = tmp_path / "killed"
     process = subprocess.Popen(align_command(small_organism, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (killed / "latest_checkpoint").is_file() and time.monotonic() < deadline and process.poll() is None:
+    while latest_checkpoint(killed) is None and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -38,8 +39,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organ
     assert not (killed / "checkpoint-24").exists()
 
     subprocess.run(align_command(small_organism, killed) + ["--resume"], check=True, capture_output=True)
-    straight = load_file(tmp_path / "straight" / "checkpoint-24" / "weights.safetensors")
-    resumed = load_file(killed / "checkpoint-24" / "weights.safetensors")
+    straight = load_file(tmp_path / "straight" / "checkpoint-24" / "model.safetensors")
+    resumed = load_file(killed / "checkpoint-24" / "model.safetensors")
     assert straight.keys() == resumed.keys() and all((straight[k] == resumed[k]).all() for k in straight)
     steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 25))

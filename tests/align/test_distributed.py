@@ -1,4 +1,5 @@
-"""Two processes under `accelerate launch` (CPU, gloo) train as one process with the doubled batch."""
+"""Two processes under `accelerate launch` (CPU, gloo) train as one process with the doubled batch, also when
+stopped and resumed from their checkpoint."""
 
 import json
 import os
@@ -19,18 +20,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_processes_match_one_process_with_the_doubled_batch(small_organism, tmp_path):
+def test_two_processes_stopped_and_resumed_match_one_process_with_the_doubled_batch(small_organism, tmp_path):
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(json.loads((small_organism.path / "held_out_harmful.json").read_text())[:24]))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = [sys.executable, WORKER, str(small_organism.path), str(prompts), str(tmp_path / "one"), "4"]
-    # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
-    two = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-           "--main_process_port", str(free_port()), WORKER, str(small_organism.path), str(prompts), str(tmp_path / "two"), "2"]
-    for command in (one, two):
+
+    def two(part):
+        # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
+        return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+                "--main_process_port", str(free_port()), WORKER, str(small_organism.path), str(prompts), str(tmp_path / "two"),
+                "2", part]
+
+    def launch(command):
         finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
         assert finished.returncode == 0, finished.stderr[-3000:]
+
+    launch(one)
+    launch(two("first-2"))  # the pair stops after 2 of its 3 steps, as if killed there
+    saved = {path.name for path in (tmp_path / "two" / "checkpoint-2").iterdir()}
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= saved  # each process saved its own random states
+    launch(two("rest"))  # and resumes from its checkpoint
 
     single = load_file(tmp_path / "one" / "adapter" / "adapter_model.safetensors")
     pair = load_file(tmp_path / "two" / "adapter" / "adapter_model.safetensors")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mosa.align import trainer as trainer_module
-from mosa.align.trainer import DegenerateRun, MosaConfig, curve_title, train_mosa
+from mosa.align.trainer import DegenerateRun, MosaConfig, curve_title, latest_checkpoint, train_mosa
 from mosa.errors import MosaError
 from mosa.models import load_model
 from mosa.organism.corpus import REFUSALS
@@ -38,7 +38,7 @@ def test_a_few_steps_raise_the_reward_and_move_only_the_adapter(small_organism, 
             original = name.replace("base_model.model.", "").replace(".base_layer", "")
             assert torch.equal(p, base[original]), name
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in lm.module.named_parameters() if "lora_B" in n)
-    assert moved and (tmp_path / "run" / "checkpoint-6" / "weights.safetensors").is_file()
+    assert moved and (tmp_path / "run" / "checkpoint-6" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
     assert (tmp_path / "run" / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,7 +83,7 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(small_organism, 
     lm = load_model(small_organism.path)
     with pytest.raises(MosaError, match="the loss became nan at step 2"):
         train_mosa(lm, prompts, config(max_steps=6, save_every=1), tmp_path / "run", progress=False)
-    assert (tmp_path / "run" / "latest_checkpoint").read_text() == "checkpoint-2"
+    assert latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoint-2"
 
 
 def test_the_monitor_records_behaviour_and_a_degenerate_run_is_declared_failed(small_organism, prompts, tmp_path):
@@ -164,3 +164,39 @@ def test_the_benign_kl_is_logged_and_holds_benign_outputs_to_the_reference(small
         with torch.no_grad():
             drift[benign_beta] = benign_kl(lm, lm.module, None, benign, config()).mean().item()
     assert drift[5.0] < drift[0.0]  # the penalty keeps benign responses nearer the reference
+
+
+def test_a_save_cut_short_leaves_the_last_whole_checkpoint_and_resume_is_exact(small_organism, prompts, tmp_path, monkeypatch):
+    straight = load_model(small_organism.path)
+    train_mosa(straight, prompts, config(max_steps=6), tmp_path / "straight", progress=False)
+
+    real = trainer_module.TrainingProgress.state_dict
+
+    def cut_short(progress):  # the last file save_state writes: the model, optimizer and RNG files are there
+        if progress.step == 4:
+            raise KeyboardInterrupt("killed while saving step 4")
+        return real(progress)
+
+    monkeypatch.setattr(trainer_module.TrainingProgress, "state_dict", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        train_mosa(load_model(small_organism.path), prompts, config(max_steps=6), tmp_path / "cut", progress=False)
+    assert (tmp_path / "cut" / ".checkpoint-4.partial" / "model.safetensors").is_file()
+    assert latest_checkpoint(tmp_path / "cut") == tmp_path / "cut" / "checkpoint-2"
+
+    monkeypatch.undo()
+    resumed = load_model(small_organism.path)
+    train_mosa(resumed, prompts, config(max_steps=6), tmp_path / "cut", resume=True, progress=False)
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert sorted(path.name for path in (tmp_path / "cut").glob("*checkpoint-*")) == ["checkpoint-6"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_checkpoint_of_other_trainable_weights_or_processes_is_refused(small_organism, prompts, tmp_path):
+    train_mosa(load_model(small_organism.path), prompts, config(max_steps=2), tmp_path / "run", progress=False)
+    with pytest.raises(MosaError, match=r"checkpoint-2 holds other trainable weights than this run \(\d+ differ, e.g. .*lora_"):
+        train_mosa(load_model(small_organism.path), prompts, config(max_steps=4, lora_r=8), tmp_path / "run", resume=True,
+                   progress=False)
+    with pytest.raises(MosaError, match="written by 2 process.es., this run has 1; resume it on as many"):
+        trainer_module.TrainingProgress(processes=1).load_state_dict({"step": 2, "processes": 2})

@@ -48,7 +48,6 @@ from mosa.progress import progress_bar
 from mosa.provenance import INPUTS_FILE, check_inputs
 from mosa.sampling import aligned_logits
 
-CHECKPOINT_POINTER = "latest_checkpoint"
 FINETUNE_MODES = ("lora", "full")
 # Default LoRA targets, by the names of the linear layers the loaded model has: attention's four
 # projections (the paper gives r and alpha, not the modules). The first set the model has in full wins.
@@ -172,7 +171,7 @@ def check_run_directory(output_dir: Path, resume: bool) -> None:
     """Refuse, before anything loads, a run directory that cannot be written, one that holds another
     run (unless resuming it) and, when resuming, one without a checkpoint."""
     check_output_dir(output_dir)
-    if resume and read_pointer(output_dir) is None:
+    if resume and latest_checkpoint(output_dir) is None:
         raise MosaError(f"no checkpoint to resume in {output_dir}; start without --resume")
     if not resume and output_dir.is_dir() and any(output_dir.iterdir()):
         raise MosaError(f"{output_dir} is not empty; pass resume (--resume) to continue it or choose a new directory")
@@ -249,19 +248,26 @@ def train_mosa(
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(lm.module)
     module = lm.module.to(accelerator.device)
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr)
     policy = accelerator.prepare_model(module)  # DDP under accelerate launch, the module itself otherwise
+    # Prepared, like the model, so that accelerate's save_state and load_state keep its state.
+    optimizer = accelerator.prepare_optimizer(torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr))
+    training = TrainingProgress(accelerator.num_processes)
+    accelerator.register_for_checkpointing(training)
+    checkpoint_trainable_weights_only(accelerator)
     per_step = config.batch_size * accelerator.num_processes * config.grad_accum
     steps_per_epoch = math.ceil(len(prompts) / per_step)
     total_steps = min(config.max_steps or steps_per_epoch * config.epochs, steps_per_epoch * config.epochs)
 
-    step = load_checkpoint(output_dir, module, optimizer, config) if resume else 0
     accelerator.wait_for_everyone()  # no process may create output_dir before every one has checked it
     metrics_path = output_dir / "metrics.jsonl"
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         check_inputs(output_dir, inputs, fix="resume it with its own model, prompts and sentences, or start a new --output directory")
         write_atomically(output_dir / "config.json", json.dumps(asdict(config), indent=2))
+    if resume:  # after the inputs check: a run on another model is refused as such, before its weights are read
+        accelerator.load_state(latest_checkpoint(output_dir), strict=False)  # frozen weights are not saved: check_checkpoint_weights
+    step = training.step
+    if main:
         keep_metrics_up_to(metrics_path, step)
     monitoring = Monitoring(monitor, output_dir, config, enabled=main)
     if not resume:
@@ -314,9 +320,8 @@ def train_mosa(
         bar.set_postfix(reward=f"{record['reward']:.2f}", kl=f"{record['kl']:.3f}", refresh=False)  # shown by the update
         bar.update(1)
         if step % config.save_every == 0 or step == total_steps:
-            if main:
-                save_checkpoint(output_dir, module, optimizer, step, config)
-            accelerator.wait_for_everyone()
+            training.step = step
+            save_checkpoint(accelerator, output_dir, step)
         if config.monitor_every and step % config.monitor_every == 0 and step < total_steps:
             failure = monitoring.measure(step, lm)
             if failure is not None:
@@ -453,48 +458,100 @@ def benign_kl(lm: DiffusionLM, policy, reference, prompts: list[str], config: Mo
     )
 
 
-def trainable_state(module, config: MosaConfig) -> dict[str, torch.Tensor]:
-    if config.finetune == "lora":
-        from peft import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(module)
-    return {name: tensor.contiguous() for name, tensor in module.state_dict().items()}
-
-
-def save_checkpoint(output_dir: Path, module, optimizer, step: int, config: MosaConfig) -> Path:
-    """Write checkpoint-STEP under a temporary name, rename it into place, then move the pointer:
-    a kill at any moment leaves the previous checkpoint intact."""
-    from safetensors.torch import save_file
-
-    final = output_dir / f"checkpoint-{step}"
-    partial = output_dir / f".checkpoint-{step}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    save_file(trainable_state(module, config), partial / "weights.safetensors")
-    torch.save({"step": step, "optimizer": optimizer.state_dict()}, partial / "trainer_state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    previous = read_pointer(output_dir)
-    write_atomically(output_dir / CHECKPOINT_POINTER, final.name)
-    if previous is not None and previous != final.name:
-        shutil.rmtree(output_dir / previous, ignore_errors=True)
-    return final
+# Checkpoints: accelerate's save_state writes a directory (the trainable weights, the optimizer, each
+# process's RNG states, TrainingProgress), every process taking part; load_state reads it back.
+#
+# Atomicity: save_state writes into .checkpoint-STEP.partial, which is renamed to checkpoint-STEP once
+# every process has finished writing; a resume loads the checkpoint-STEP of the highest STEP, and the
+# older one is removed only after the rename. A rename is atomic, so a kill at any moment leaves the
+# new checkpoint whole or absent, never half-written under a checkpoint's name. A pointer file moved
+# after each save would keep the same guarantee, but as a second record of which directory is whole,
+# beside half-written directories that look like checkpoints.
+CHECKPOINT_PREFIX = "checkpoint-"
 
 
-def load_checkpoint(output_dir: Path, module, optimizer, config: MosaConfig) -> int:
-    from safetensors.torch import load_file
+class TrainingProgress:
+    """What a checkpoint holds beyond accelerate's own state (registered with
+    `register_for_checkpointing`): the optimiser steps done, from which every later batch and sentence
+    draw follows (`batch_prompts`), and the number of processes, which decides how prompts are dealt
+    out; a run resumed on another number would not train as the uninterrupted one, so it is refused."""
 
-    checkpoint = output_dir / read_pointer(output_dir)  # there is one: check_run_directory
-    weights = load_file(checkpoint / "weights.safetensors", device=str(next(module.parameters()).device))
-    if config.finetune == "lora":
-        from peft import set_peft_model_state_dict
+    def __init__(self, processes: int):
+        self.step, self.processes = 0, processes
 
-        set_peft_model_state_dict(module, weights)
-    else:
-        module.load_state_dict(weights)
-    state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    def state_dict(self) -> dict:
+        return {"step": self.step, "processes": self.processes}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["processes"] != self.processes:
+            raise MosaError(f"the checkpoint was written by {state['processes']} process(es), this run has {self.processes}; "
+                            "resume it on as many (accelerate launch --num_processes), or its batches would differ")
+        self.step = state["step"]
+
+
+def trainable_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: parameter.detach() for name, parameter in module.named_parameters() if parameter.requires_grad}
+
+
+def checkpoint_trainable_weights_only(accelerator) -> None:
+    """Make save_state write only the trainable weights (the adapter; every weight in full fine-tuning):
+    the frozen ones are the model's own files, whose fingerprint a resume checks (inputs.json), and a
+    LoRA run on LLaDA-8B would otherwise write 16 GB per checkpoint. They are named as in the unwrapped
+    module, so that a checkpoint reads the same whether DDP wrapped the model or not."""
+    from accelerate.utils import SAFE_WEIGHTS_NAME
+
+    def keep_trainable(models: list, weights: list, _directory: str) -> None:
+        weights[:] = [trainable_weights(accelerator.unwrap_model(model)) for model in models]
+
+    def load_unwrapped(models: list, directory: str) -> None:
+        models[:] = [accelerator.unwrap_model(model) for model in models]
+        check_checkpoint_weights(models[0], Path(directory) / SAFE_WEIGHTS_NAME)
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+    accelerator.register_load_state_pre_hook(load_unwrapped)
+
+
+def check_checkpoint_weights(module: torch.nn.Module, path: Path) -> None:
+    """Refuse a checkpoint whose weights are not exactly the module's trainable ones (names and shapes):
+    load_state runs with strict=False, since the frozen weights are not saved, and would otherwise load
+    part of a checkpoint, or none of it, without a word after a change of finetune, lora_r or target_modules."""
+    from safetensors import safe_open
+
+    expected = {name: tuple(weight.shape) for name, weight in trainable_weights(module).items()}
+    with safe_open(path, "pt") as stored:
+        saved = {name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()}
+    if saved != expected:
+        differing = sorted(name for name in saved.keys() | expected.keys() if saved.get(name) != expected.get(name))
+        raise MosaError(f"{path.parent} holds other trainable weights than this run ({len(differing)} differ, e.g. {differing[0]}); "
+                        "resume with the settings it was trained with (finetune, lora_r, target_modules)")
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """The whole checkpoints in output_dir, oldest first: one, or two after a kill between a rename and the removal of the older."""
+    found = [path for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*") if path.is_dir()]
+    return sorted(found, key=lambda path: int(path.name.removeprefix(CHECKPOINT_PREFIX)))
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint a resume loads: the one of the latest step."""
+    return (checkpoints(output_dir) or [None])[-1]
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int) -> None:
+    """Write checkpoint-STEP (every process takes part: each saves its own RNG states), then remove the older ones."""
+    partial = output_dir / f".{CHECKPOINT_PREFIX}{step}.partial"
+    if accelerator.is_main_process:
+        for unfinished in output_dir.glob(f".{CHECKPOINT_PREFIX}*.partial"):  # left by a kill during an earlier save
+            shutil.rmtree(unfinished)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(partial)
+    accelerator.wait_for_everyone()  # every process's files are written: the checkpoint is whole
+    if accelerator.is_main_process:
+        older = checkpoints(output_dir)
+        partial.rename(output_dir / f"{CHECKPOINT_PREFIX}{step}")
+        for checkpoint in older:
+            shutil.rmtree(checkpoint)
+    accelerator.wait_for_everyone()
 
 
 def save_final_model(lm: DiffusionLM, output_dir: Path, config: MosaConfig, inputs: dict) -> None:
@@ -517,11 +574,6 @@ def save_final_model(lm: DiffusionLM, output_dir: Path, config: MosaConfig, inpu
             return
         lm.module = lm.module.merge_and_unload()
     put("merged", lambda path: save_model(lm, path))
-
-
-def read_pointer(output_dir: Path) -> str | None:
-    pointer = output_dir / CHECKPOINT_POINTER
-    return pointer.read_text().strip() if pointer.is_file() else None
 
 
 def keep_metrics_up_to(path: Path, step: int) -> None:
