@@ -37,7 +37,6 @@ from mosa.attacks import Attack, Target, TestCase, make_attack
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
 from mosa.eval.config import EvalConfig, attack_label, attack_options
-from mosa.eval.order import decoding_order
 from mosa.eval.store import STAGES, append_lines, check_config, lock, read_stage, repair, stage_file, stage_files
 from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, verdict_key, write_tables
 from mosa.judges import make_judge
@@ -45,6 +44,7 @@ from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
 from mosa.progress import progress_bar
 from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
+from mosa.sampling import response_order
 
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
 INPUTS_FIX = "use a new --output directory, or restore the model, adapter and benchmark files it was run on"
@@ -310,8 +310,8 @@ def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour
         "response": response.text,
         "response_ids": response.response_ids,
         "commit_step": response.commit_step,
-        "order": decoding_order(response.response_ids, response.commit_step, written=written,
-                                eos_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id),
+        "order": response_order(response.response_ids, response.commit_step, written=written,
+                                end_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id),
     }
 
 
