@@ -8,7 +8,8 @@ attack builds its test cases (stage 1, saved per behaviour, so that an expensive
 is never run twice for a behaviour), then the target answers them in batches of `batch_size` cases
 (stage 2). A batch is fixed by the config (the unit's cases in order, cut every `batch_size`), so a
 resumed run, or a run on several processes, samples every response in the batch an uninterrupted
-single-process run would: left padding and the sampler's seed make a response depend on its batch.
+single-process run would: a case's noise follows its prompt id, but with LLaDA checkpoints left
+padding shifts positions and so the rounding of a response.
 When every response exists, each judge rates the ones it has not rated yet (stage 3), and the
 main process writes records.jsonl and the tables.
 
