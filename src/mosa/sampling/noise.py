@@ -27,7 +27,8 @@ UNUSED = 0.5
 
 
 def prompt_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, prompt_ids: Sequence[str] | None) -> list[str]:
-    """Each row's prompt key: its prompt id, or its prompt's token ids."""
+    """Each row's prompt key: its prompt id, or its prompt's token ids (each kind prefixed, so an id
+    never stands for a prompt's tokens)."""
     if prompt_ids is not None:
         if len(prompt_ids) != len(input_ids):
             raise MosaError(f"prompt_ids has {len(prompt_ids)} ids for a batch of {len(input_ids)}; give one per row")
