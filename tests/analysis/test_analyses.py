@@ -84,9 +84,10 @@ def test_decode_order_record_and_figure(lm, tmp_path):
             assert summary["responses"] == {"benign": 1, "harmful": 2}[name]
             for key in ("mean_position_by_step", "mean_content_position_by_step", "end_share_by_step"):
                 assert len(summary[key]) == 8  # one entry per denoising step
-            assert summary["end_commits"]["count"] + summary["content_commits"]["count"] == summary["decoded_positions"]
+            assert summary["end_commits"]["count"] + summary["content_commits"]["count"] == summary["decoded"]
             # A random model sometimes predicts the mask token itself; such positions stay undecoded.
-            assert summary["decoded_positions"] + summary["undecoded_positions"] == 16 * summary["responses"]
+            assert summary["decoded"] + summary["undecoded"] == 16 * summary["responses"]
+            assert summary["attack_written"] == 0
     assert json.loads(json.dumps(result)) == result
     assert_png(plot_decode_order(result, tmp_path / "decode-order.png"))
 

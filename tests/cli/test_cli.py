@@ -40,6 +40,19 @@ def test_generate_writes_records(checkpoint, tmp_path, capsys):
         assert record["commit_step"][3:5] == [-1, -1]  # the prefilled words
 
 
+def test_generate_samples_a_prompt_alike_alone_or_among_others_and_repeats_as_new_samples(checkpoint, tmp_path):
+    def responses(*prompts):
+        output = tmp_path / "out.jsonl"
+        arguments = [argument for prompt in prompts for argument in ("--prompt", prompt)]
+        assert main(["generate", "--model", str(checkpoint), *arguments, "--gen-length", "16", "--steps", "16",
+                     "--block-length", "8", "--temperature", "1", "--output", str(output)]) == 0
+        return [json.loads(line) for line in output.read_text().splitlines()]
+
+    records = responses("what is the cat", "hello world", "hello world")
+    assert [r["prompt_id"] for r in records] == ["what is the cat", "hello world", "hello world #2"]
+    assert records[1]["response_ids"] == responses("hello world")[0]["response_ids"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["generate", "--prompt", "hi"], "--model is required"),
     (["generate", "--model", "MODEL", "--prompt", "hi", "--block-length", "5"], "block_length=5 must divide gen_length=128"),

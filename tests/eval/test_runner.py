@@ -39,7 +39,7 @@ def test_records_carry_the_case_the_sampler_the_response_its_decoding_order_and_
         assert record["behaviour"] in GOALS and record["benchmark"] == "tiny"
         assert record["sampler"]["gen_length"] == 16 and record["sampler"]["mask_id"] is not None
         assert len(record["response_ids"]) == len(record["commit_step"]) == 16
-        assert record["order"]["decoded"] + record["order"]["attack_written"] == 16
+        assert record["order"]["decoded"] + record["order"]["attack_written"] + record["order"]["undecoded"] == 16
         assert [(v["judge"], v["judge_version"]) for v in record["verdicts"]] == [
             ("keyword-long", "keyword-long-d2cdcb67c0"), ("keyword-gcg", "keyword-gcg-0b9bdeb372")]
     assert sorted(by_attack) == ["anchor", "none", "prefill"]

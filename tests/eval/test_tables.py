@@ -1,11 +1,11 @@
-"""The Wilson interval, ASR rows with undecided verdicts, the table files, and the decoding-order summary."""
+"""The Wilson interval, ASR rows with undecided verdicts, the table files, and Kendall's tau."""
 
 import csv
 import io
 
 import pytest
 
-from mosa.eval import asr_csv, asr_markdown, asr_rows, decoding_order
+from mosa.eval import asr_csv, asr_markdown, asr_rows
 from mosa.stats import kendall_tau, wilson_interval
 
 
@@ -74,14 +74,3 @@ def test_kendall_tau_b_by_hand():
     assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6 ** 0.5)  # one tie: tau-b = 2 / sqrt(3 * 2)
     assert kendall_tau([1], [1]) is None and kendall_tau([1, 2], [5, 5]) is None
 
-
-def test_decoding_order_summary():
-    # 10 positions: 0-1 prefilled (-1), 2-3 written by an intervention at step 1, the rest decoded right
-    # to left, EOS at 8 and 9 committed first.
-    response = [5, 6, 7, 7, 9, 9, 9, 9, 2, 2]
-    steps = [-1, -1, 1, 1, 5, 4, 3, 2, 0, 0]
-    order = decoding_order(response, steps, written={2, 3}, eos_ids={2}, mask_id=3)
-    assert order["decoded"] == 6 and order["attack_written"] == 4
-    assert order["kendall_tau"] < -0.9 and order["kendall_tau_content"] == pytest.approx(-1.0)
-    assert order["commit_step_by_decile"] == [None, None, None, None, 5.0, 4.0, 3.0, 2.0, 0.0, 0.0]
-    assert (order["eos_tokens"], order["first_eos"], order["masks_left"]) == (2, 8, 0)

@@ -58,3 +58,5 @@ def test_bad_prompts(model, tokenizer):
         generate(model, torch.tensor([[5, 10_000]]), config=config)
     with pytest.raises(MosaError, match="integer tensor"):
         generate(model, torch.tensor([[0.5, 1.0]]), config=config)
+    with pytest.raises(MosaError, match="prompt_ids has 2 ids for a batch of 1; give one per row"):
+        generate(model, PROMPT, config=config, prompt_ids=["a", "b"])

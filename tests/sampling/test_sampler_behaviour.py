@@ -106,6 +106,28 @@ def test_remasking_rules_are_registered_and_ordered():
     assert margin[2].item() == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+def test_at_temperature_1_a_rows_sample_follows_its_prompt_not_its_batch(tokenizer, remasking):
+    lm = tiny_llama(tokenizer, seed=13)
+    cfg = config(tokenizer, temperature=1.0, remasking=remasking, seed=3)
+
+    def sample(rows, prompt_ids=None):
+        ids, mask = left_pad(rows, tokenizer.eos_token_id)
+        return generate(lm.module, ids, mask, config=cfg, prompt_ids=prompt_ids).response
+
+    prompt, first, second, third = PROMPTS
+    alone = sample([prompt])[0]
+    # First, middle and last of three; then batches of two and four.
+    for batch in ([prompt, first, second], [first, prompt, second], [third, second, prompt], [first, prompt], PROMPTS):
+        assert torch.equal(sample(batch)[batch.index(prompt)], alone), batch
+    # By default a row's noise follows its prompt's tokens; given ids, it follows the ids.
+    assert torch.equal(sample([prompt, first], prompt_ids=["a", "b"])[0], sample([second, prompt], prompt_ids=["c", "a"])[1])
+    copies = sample([prompt, prompt])
+    assert torch.equal(copies[0], copies[1])  # one prompt, one noise
+    named = sample([prompt, prompt], prompt_ids=["a", "b"])
+    assert not torch.equal(named[0], named[1])  # two prompt ids in one batch, two noises
+
+
 def test_sampling_is_reproducible_with_a_seed(tokenizer):
     lm = tiny_llama(tokenizer, seed=10)
     ids = torch.tensor([[5, 9, 12]])

@@ -12,7 +12,7 @@ returns a JSON-able record and a function that draws it as a PNG. Details: docs/
 """
 
 from mosa.analysis.common import ORGANISM_HELD_OUT, ORGANISM_UTILITY, CommonOptions, load_prompts, write_json
-from mosa.analysis.decode_order import DecodeOrderOptions, decode_order, plot_decode_order, summarise_order
+from mosa.analysis.decode_order import DecodeOrderOptions, decode_order, plot_decode_order
 from mosa.analysis.gcg_position import GcgPositionOptions, gcg_position, plot_gcg_position
 from mosa.analysis.prefill_position import PrefillPositionOptions, plot_prefill_position, prefill_position
 from mosa.stats import kendall_tau, mean_and_spread, wilson_interval
@@ -33,7 +33,6 @@ __all__ = [
     "plot_gcg_position",
     "plot_prefill_position",
     "prefill_position",
-    "summarise_order",
     "wilson_interval",
     "write_json",
 ]

@@ -36,7 +36,7 @@ from mosa.attacks import Target, TestCase, user_turn
 from mosa.data import Example, PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
-from mosa.stats import kendall_tau, mean_and_spread
+from mosa.sampling import summarise_order
 
 
 @dataclass
@@ -65,7 +65,7 @@ def decode_order(
     model_name: str | None = None, progress: bool = True,
 ) -> dict:
     """Sample every prompt set ({"benign": [...], "harmful": [...]}) under each block length and
-    summarise the decoding order (`summarise_order`). Returns the record (JSON-able)."""
+    summarise the decoding order (mosa.sampling.summarise_order). Returns the record (JSON-able)."""
     options.check()
     # EOS padding, the end-of-turn token and the pad token all end a response rather than say something.
     end_ids = sorted({lm.eos_id, lm.eot_id, lm.pad_id})
@@ -79,7 +79,8 @@ def decode_order(
             responses = respond(target, cases, progress, f"decode-order {name}, blocks of {block_length}")
             commit_step = torch.tensor([response.commit_step for response in responses])  # N x gen_length
             response_ids = torch.tensor([response.response_ids for response in responses])  # N x gen_length
-            summaries[name] = summarise_order(commit_step, response_ids, end_ids, sampler.steps, lm.mask_id)
+            summaries[name] = summarise_order(response_ids, commit_step, end_ids=end_ids, mask_id=lm.mask_id,
+                                              steps=sampler.steps)
         settings.append({"block_length": block_length, "one_block": block_length == options.gen_length,
                          "sampler": sampler_record(sampler), "prompt_sets": summaries})
     return {
@@ -89,54 +90,6 @@ def decode_order(
         "end_tokens": {str(token): lm.tokenizer.convert_ids_to_tokens(token) for token in end_ids},
         "prompts": {name: prompt_record(prompts) for name, prompts in prompt_sets.items()},
         "settings": settings,
-    }
-
-
-def summarise_order(
-    commit_step: torch.Tensor, response_ids: torch.Tensor, end_ids: list[int], steps: int, mask_id: int | None = None,
-) -> dict:
-    """The decoding order of N responses.
-
-    commit_step: N x L, the step that committed each response position (-1: prefilled or never
-    decoded, left out). response_ids: N x L, the tokens. end_ids: the tokens that count as
-    EOS/padding. mask_id: a position that still holds it was never decoded (a model may predict the
-    mask token itself; the sampler then leaves the position masked), so it is left out too.
-    Per step: the mean position of the tokens committed then (all, and content only) and the share
-    of EOS/padding among them. Per response: Kendall's tau between step and position, on all
-    committed positions and on content positions only. And the mean step of EOS/padding commits
-    against that of content commits."""
-    responses, length = commit_step.shape
-    positions = torch.arange(length).expand(responses, length)  # N x L
-    decoded = (commit_step >= 0) & (response_ids != mask_id)  # N x L
-    is_end = torch.isin(response_ids, torch.tensor(end_ids)) & decoded  # N x L
-    is_content = decoded & ~is_end
-
-    def mean_position_by_step(selected: torch.Tensor) -> list[float | None]:
-        counts = torch.bincount(commit_step[selected], minlength=steps)  # steps
-        totals = torch.bincount(commit_step[selected], weights=positions[selected].double(), minlength=steps)
-        return [float(total / count) if count else None for total, count in zip(totals, counts)]
-
-    def tau_per_response(selected: torch.Tensor) -> list[float | None]:
-        return [kendall_tau(commit_step[row][selected[row]], positions[row][selected[row]]) for row in range(responses)]
-
-    def commits(selected: torch.Tensor) -> dict:
-        count = int(selected.sum())
-        return {"count": count, "mean_step": float(commit_step[selected].double().mean()) if count else None}
-
-    committed_per_step = torch.bincount(commit_step[decoded], minlength=steps)  # steps
-    ends_per_step = torch.bincount(commit_step[is_end], minlength=steps)
-    return {
-        "responses": responses,
-        "steps": steps,
-        "mean_position_by_step": mean_position_by_step(decoded),
-        "mean_content_position_by_step": mean_position_by_step(is_content),
-        "end_share_by_step": [float(e / c) if c else None for e, c in zip(ends_per_step, committed_per_step)],
-        "kendall_tau_all": mean_and_spread(tau_per_response(decoded)),
-        "kendall_tau_content": mean_and_spread(tau_per_response(is_content)),
-        "end_commits": commits(is_end),
-        "content_commits": commits(is_content),
-        "decoded_positions": int(decoded.sum()),
-        "undecoded_positions": int((~decoded).sum()),
     }
 
 

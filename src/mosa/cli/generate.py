@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from mosa.cli.options import add_model_options, add_sampler_options, parse_prefill, sampler_settings
@@ -58,12 +59,14 @@ def run(args: argparse.Namespace) -> None:
         prompts = truncated_prompts(lm, prompts, config.gen_length)
     input_ids, attention_mask = lm.encode_chat(prompts, gen_length=config.gen_length)
     prefill = {position: lm.tokenizer(text, add_special_tokens=False)["input_ids"] for position, text in prefill_text.items()}
-    output = generate(lm.module, input_ids, attention_mask, config=config, prefill=prefill)
+    ids = prompt_ids(prompts)
+    output = generate(lm.module, input_ids, attention_mask, config=config, prefill=prefill, prompt_ids=ids)
 
     records = []
-    for prompt, response, steps in zip(prompts, output.response, output.commit_step):
+    for prompt_id, prompt, response, steps in zip(ids, prompts, output.response, output.commit_step):
         text = lm.decode_response(response)
-        records.append({"prompt": prompt, "response": text, "response_ids": response.tolist(), "commit_step": steps.tolist()})
+        records.append({"prompt_id": prompt_id, "prompt": prompt, "response": text, "response_ids": response.tolist(),
+                        "commit_step": steps.tolist()})
         print(f"> {prompt}\n{text}")
         if args.show_order:
             tokens = lm.tokenizer.convert_ids_to_tokens(response.tolist())
@@ -73,6 +76,17 @@ def run(args: argparse.Namespace) -> None:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
         print(f"wrote {len(records)} records to {args.output}", file=sys.stderr)
+
+
+def prompt_ids(prompts: list[str]) -> list[str]:
+    """The id a prompt's noise follows (at temperature > 0): its text, so a prompt is sampled alike
+    alone or among others; the n-th copy of a repeated prompt is "text #n", a sample of its own."""
+    copies: Counter[str] = Counter()
+    ids = []
+    for prompt in prompts:
+        copies[prompt] += 1
+        ids.append(prompt if copies[prompt] == 1 else f"{prompt} #{copies[prompt]}")
+    return ids
 
 
 def truncated_prompts(lm, prompts: list[str], gen_length: int) -> list[str]:

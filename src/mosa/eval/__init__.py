@@ -8,7 +8,6 @@ The stages, the run directory, the record schema and resume semantics: docs/eval
 """
 
 from mosa.eval.config import EvalConfig, load_config
-from mosa.eval.order import decoding_order
 from mosa.eval.runner import run_eval
 from mosa.eval.tables import AsrRow, asr_csv, asr_markdown, asr_rows, load_records, rows_of_runs, write_tables
 
@@ -18,7 +17,6 @@ __all__ = [
     "asr_csv",
     "asr_markdown",
     "asr_rows",
-    "decoding_order",
     "load_config",
     "load_records",
     "rows_of_runs",

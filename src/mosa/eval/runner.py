@@ -8,7 +8,8 @@ attack builds its test cases (stage 1, saved per behaviour, so that an expensive
 is never run twice for a behaviour), then the target answers them in batches of `batch_size` cases
 (stage 2). A batch is fixed by the config (the unit's cases in order, cut every `batch_size`), so a
 resumed run, or a run on several processes, samples every response in the batch an uninterrupted
-single-process run would: left padding and the sampler's seed make a response depend on its batch.
+single-process run would: a case's noise follows its prompt id, but with LLaDA checkpoints left
+padding shifts positions and so the rounding of a response.
 When every response exists, each judge rates the ones it has not rated yet (stage 3), and the
 main process writes records.jsonl and the tables.
 
@@ -37,7 +38,6 @@ from mosa.attacks import Attack, Target, TestCase, make_attack
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
 from mosa.eval.config import EvalConfig, attack_label, attack_options
-from mosa.eval.order import decoding_order
 from mosa.eval.store import STAGES, append_lines, check_config, lock, read_stage, repair, stage_file, stage_files
 from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, verdict_key, write_tables
 from mosa.judges import make_judge
@@ -45,6 +45,7 @@ from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
 from mosa.progress import progress_bar
 from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
+from mosa.sampling import response_order
 
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
 INPUTS_FIX = "use a new --output directory, or restore the model, adapter and benchmark files it was run on"
@@ -310,8 +311,8 @@ def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour
         "response": response.text,
         "response_ids": response.response_ids,
         "commit_step": response.commit_step,
-        "order": decoding_order(response.response_ids, response.commit_step, written=written,
-                                eos_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id),
+        "order": response_order(response.response_ids, response.commit_step, written=written,
+                                end_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id),
     }
 
 

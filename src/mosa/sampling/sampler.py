@@ -23,6 +23,11 @@ What makes it faster without changing a token:
 What it adds: tokens prefilled at any response positions, tokens written over the canvas at chosen
 denoising steps (interventions), the step at which each response position was committed, more
 remasking rules, Dream's shifted logits.
+
+Randomness per prompt: at temperature > 0 (Gumbel noise) and for `random` remasking, each row's
+noise derives from the run seed, the row's prompt id (by default its prompt's token ids) and the
+step (mosa.sampling.noise), so a row's sample depends neither on its batch, nor on its neighbours,
+nor on the batch size. Temperature 0 with a deterministic rule draws no noise at all.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from mosa.errors import MosaError
+from mosa.sampling.noise import StepNoise, prompt_keys
 from mosa.sampling.remasking import get_remasking_rule
 
 # {response position: token ids}, the same for every row, or one such mapping per row.
@@ -105,8 +111,8 @@ class SamplerConfig:
 @dataclass
 class GenerationOutput:
     sequences: torch.Tensor  # B x (P + gen_length): prompt and response
-    # B x gen_length: the global step that committed each position; -1 = not decoded (prefilled);
-    # a position an intervention wrote at step t records t
+    # B x gen_length: the global step that committed each position; -1 = prefilled, or never picked
+    # (a position may stay masked, mosa.sampling.order); a position an intervention wrote at step t records t
     commit_step: torch.Tensor
     prompt_length: int
 
@@ -124,6 +130,7 @@ def generate(
     config: SamplerConfig,
     prefill: Prefill | Sequence[Prefill] | None = None,
     interventions: Interventions | Sequence[Interventions] | None = None,
+    prompt_ids: Sequence[str] | None = None,
 ) -> GenerationOutput:
     """Sample responses for a left-padded batch of prompts (B x P).
 
@@ -131,11 +138,17 @@ def generate(
     later steps (anchoring, priming): at global step t, before that step's forward pass, the given
     response positions take the given tokens, whether they were masked or already decoded; they then
     count as committed at step t and are never remasked.
+
+    `prompt_ids`, one per row, key each row's noise (temperature > 0, random remasking): a row draws
+    from `config.seed` and its prompt id alone (its prompt's token ids when no ids are given), so its
+    sample does not depend on the batch it is sampled in. Rows with equal ids draw equal noise: give
+    each copy of a prompt an id of its own to get several samples of it.
     """
     cfg = config
     cfg.validate()
     confidence_rule = get_remasking_rule(cfg.remasking)
     _check_prompt(model, input_ids, attention_mask, cfg)
+    keys = prompt_keys(input_ids, attention_mask, prompt_ids)
     batch, prompt_len = input_ids.shape
     gen_length, mask_id, device = cfg.gen_length, cfg.mask_id, input_ids.device
 
@@ -153,8 +166,6 @@ def generate(
 
     num_blocks = gen_length // cfg.block_length
     steps_per_block = cfg.steps // num_blocks
-    stochastic = cfg.temperature > 0 or cfg.remasking == "random"
-    generator = torch.Generator(device=device).manual_seed(cfg.seed) if stochastic else None
     keep_supported = _accepts_logits_to_keep(model)
 
     for block in range(num_blocks):
@@ -180,18 +191,19 @@ def generate(
             window_start = int((x[:, :block_end] == mask_id).any(dim=0).nonzero()[0])
             window = x[:, window_start:block_end]  # B x K
             is_masked = window == mask_id
+            noise = StepNoise(cfg.seed, keys, global_step, is_masked, committing=k > 0)
 
             logits = _window_logits(
                 model, x, attention_mask, prompt_index, cfg, window_start, block_end, keep_supported
             )  # B x K x V
             if cfg.logits_eos_inf:
                 logits[:, :, cfg.eos_id] = -torch.inf
-            x0 = _choose_tokens(logits, cfg.temperature, generator)  # B x K
+            x0 = _choose_tokens(logits, cfg.temperature, noise)  # B x K
             if cfg.confidence_eos_eot_inf:
                 logits[:, :, cfg.eot_id] = -torch.inf
                 if cfg.temperature == 0:
                     logits[:, :, cfg.eos_id] = -torch.inf
-            confidence = confidence_rule(logits, x0, generator)  # B x K
+            confidence = confidence_rule(logits, x0, noise)  # B x K
 
             commit = top_k_commits(confidence, is_masked, k, window_start, x.shape[1])  # B x K
             x[:, window_start:block_end] = torch.where(commit, x0, window)
@@ -232,13 +244,12 @@ def top_k_commits(confidence, is_masked, k, window_start, canvas_length) -> torc
     return picked[:, window_start : window_start + width] & is_masked
 
 
-def _choose_tokens(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
+def _choose_tokens(logits: torch.Tensor, temperature: float, noise: StepNoise) -> torch.Tensor:
     if temperature == 0:
         return logits.argmax(dim=-1)
     # Gumbel-max in float64, as the reference: argmax exp(l) / (-log u)^T samples softmax(l / T).
-    logits64 = logits.to(torch.float64)
-    uniform = torch.rand(logits64.shape, dtype=torch.float64, generator=generator, device=logits.device)
-    return (logits64.exp() / (-torch.log(uniform)) ** temperature).argmax(dim=-1)
+    uniform = noise.uniform(logits.shape[-1], dtype=torch.float64)  # B x K x V
+    return (logits.to(torch.float64).exp() / (-torch.log(uniform)) ** temperature).argmax(dim=-1)
 
 
 def _window_logits(model, x, attention_mask, prompt_index, cfg, start, end, keep_supported):
