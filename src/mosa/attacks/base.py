@@ -63,7 +63,7 @@ class Target:
             interventions = [
                 {int(step): self.prefill_ids(spans) for step, spans in case.interventions.items()} for case in batch
             ]
-            # A case's noise (at temperature > 0) follows its prompt id, so its response does not depend on its batch.
+            # A case's noise (at temperature > 0) follows its prompt id and text, so its response does not depend on its batch.
             output = generate(
                 self.lm.module, input_ids, attention_mask, config=self.sampler, prefill=prefill, interventions=interventions,
                 prompt_ids=[case.prompt_id for case in batch],

@@ -8,8 +8,9 @@ of its own, seeded by (run seed, prompt key, step), over its own candidate posit
 first mask to the end of the block), whose number depends on the row alone. Seeding per step, not
 once per row, keeps a row's draws independent of the steps its batch happens to skip.
 
-The prompt key is the caller's prompt id, or else the prompt's token ids (padding left out). Rows
-with equal keys get equal noise: give copies of one prompt ids of their own to draw several samples.
+The prompt key is the prompt's token ids (padding left out), after the caller's prompt id when
+there is one. Rows with equal keys get equal noise: give copies of one prompt ids of their own to
+draw several samples.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ UNUSED = 0.5
 
 
 def prompt_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, prompt_ids: Sequence[str] | None) -> list[str]:
-    """Each row's prompt key: its prompt id, or its prompt's token ids (each kind prefixed, so an id
-    never stands for a prompt's tokens)."""
-    if prompt_ids is not None:
-        if len(prompt_ids) != len(input_ids):
-            raise MosaError(f"prompt_ids has {len(prompt_ids)} ids for a batch of {len(input_ids)}; give one per row")
-        return [f"id {prompt_id}" for prompt_id in prompt_ids]
+    """Each row's prompt key: its prompt's token ids (padding left out), after its prompt id when
+    there is one. Both count: copies of one prompt under ids of their own draw apart, and the
+    different prompts an attack sends under one behaviour's id do too."""
+    if prompt_ids is not None and len(prompt_ids) != len(input_ids):
+        raise MosaError(f"prompt_ids has {len(prompt_ids)} ids for a batch of {len(input_ids)}; give one per row")
     rows = input_ids.tolist() if attention_mask is None else [
         row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
-    return ["tokens " + " ".join(map(str, row)) for row in rows]
+    ids = prompt_ids if prompt_ids is not None else [""] * len(rows)
+    return [f"{prompt_id}\0" + " ".join(map(str, row)) for prompt_id, row in zip(ids, rows)]
 
 
 class StepNoise:

@@ -25,7 +25,7 @@ denoising steps (interventions), the step at which each response position was co
 remasking rules, Dream's shifted logits.
 
 Randomness per prompt: at temperature > 0 (Gumbel noise) and for `random` remasking, each row's
-noise derives from the run seed, the row's prompt id (by default its prompt's token ids) and the
+noise derives from the run seed, the row's prompt (its id when given, and its token ids) and the
 step (mosa.sampling.noise), so a row's sample depends neither on its batch, nor on its neighbours,
 nor on the batch size. Temperature 0 with a deterministic rule draws no noise at all.
 """
@@ -140,8 +140,8 @@ def generate(
     count as committed at step t and are never remasked.
 
     `prompt_ids`, one per row, key each row's noise (temperature > 0, random remasking): a row draws
-    from `config.seed` and its prompt id alone (its prompt's token ids when no ids are given), so its
-    sample does not depend on the batch it is sampled in. Rows with equal ids draw equal noise: give
+    from `config.seed`, its prompt id and its prompt's token ids alone, so its sample does not depend
+    on the batch it is sampled in. Equal prompts under equal ids (or none) draw equal noise: give
     each copy of a prompt an id of its own to get several samples of it.
     """
     cfg = config
