@@ -117,8 +117,8 @@ def main() -> None:
     build_organism(organism)
     path = organism_path(organism)
     held_out = json.loads((path / "held_out_harmful.json").read_text())[: args.card_prompts]
-    prompts = resolve_prompts("organism-train", organism=organism)
-    benign = resolve_prompts("organism-utility", organism=organism)
+    prompts = resolve_prompts("organism-train", model=path)
+    benign = resolve_prompts("organism-utility", model=path)
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
     args.output.mkdir(parents=True, exist_ok=True)
     results_path = args.output / "results.json"

@@ -65,7 +65,7 @@ def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> 
 
 def main() -> None:
     from mosa.data import resolve_prompts
-    from mosa.organism.build import OrganismConfig, build_organism, built_config, organism_path
+    from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -73,13 +73,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.model:
-        path, organism = args.model, built_config(args.model)
+        path = args.model
     else:
-        organism = OrganismConfig()
-        build_organism(organism)
-        path = organism_path(organism)
+        build_organism(OrganismConfig())
+        path = organism_path(OrganismConfig())
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
-    prompts = resolve_prompts("organism-train", organism=organism).prompts
+    prompts = resolve_prompts("organism-train", model=path).prompts
     results = {mode: run(mode, path, prompts, preset, args.steps) for mode in ("lora", "full")}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

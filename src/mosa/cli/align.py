@@ -25,11 +25,10 @@ from mosa.yamlio import parse_yaml
 
 PRESETS = ("organism", "paper-llada8b")
 RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "monitor", "dtype", "device", "mosa")
-# The monitor of a model that is not the organism: `prompts` held-out harmful prompts (`harmful`, a
-# prompt spec; by default the ':eval' side of ':train' training prompts) and as many benign ones,
-# judged by a refusal keyword list; `monitor: false` turns it off.
+# The monitor of a model whose profile (mosa.profiles) gives none of its own, as the organism's does:
+# `prompts` held-out harmful prompts (`harmful`, a prompt spec; by default the ':eval' side of ':train'
+# training prompts) and as many benign ones, judged by a refusal keyword list; `monitor: false` turns it off.
 MONITOR_DEFAULTS = {"prompts": 32, "harmful": None, "benign": "gsm8k", "judge": "keyword-long"}
-ORGANISM_MONITOR_PROMPTS = 40  # the organism's card, measured on its first 40 held-out prompts
 
 
 def register(subparsers) -> None:
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> None:
     from mosa.align.trainer import check_run_directory, sentence_ids, train_mosa
     from mosa.data import resolve_prompts
     from mosa.models import load_model, load_tokenizer
-    from mosa.organism.build import model_path, organism_of
+    from mosa.profiles import find_profile, model_path
     from mosa.provenance import fingerprint_model
 
     settings = resolve_run(args)
@@ -103,13 +102,13 @@ def run(args: argparse.Namespace) -> None:
     process = PartialState(cpu=device == "cpu")  # under accelerate launch: this process's rank and GPU
     say = print if process.is_main_process else (lambda *_: None)
     model = settings["model"]
-    organism = organism_of(model)
     # Every prompt set is resolved before the model loads: a bad spec costs nothing.
-    prompts = resolve_prompts(settings["prompts"], organism=organism)
-    benign = resolve_prompts(settings["benign_prompts"], organism=organism) if settings.get("benign_prompts") else None
+    prompts = resolve_prompts(settings["prompts"], model=model)
+    benign = resolve_prompts(settings["benign_prompts"], model=model) if settings.get("benign_prompts") else None
     progress = not args.quiet
-    monitor, monitor_prompts = (organism_monitor(organism, progress) if organism is not None
-                                else keyword_monitor(settings, config, prompts, progress))
+    profile = find_profile(model)
+    own_monitor = None if profile is None else profile.monitor(model, progress)
+    monitor, monitor_prompts = own_monitor or keyword_monitor(settings, config, prompts, progress)
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
     # The sentences against the window, with the tokenizer alone: before a long load.
@@ -129,15 +128,6 @@ def run(args: argparse.Namespace) -> None:
         last = records[-1]
         say(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
             f"KL {last['kl']:.4f}")
-
-
-def organism_monitor(organism, progress: bool = False):
-    """The organism's behaviour monitor, on the held-out prompts of the build being aligned; and their record."""
-    from mosa.data import resolve_prompts
-    from mosa.organism.card import behaviour_monitor
-
-    held_out = resolve_prompts("organism-held-out", organism=organism, limit=ORGANISM_MONITOR_PROMPTS)
-    return behaviour_monitor(held_out.prompts, organism, prompts=len(held_out), progress=progress), {"harmful": held_out.record()}
 
 
 def keyword_monitor(settings: dict, config, prompts, progress: bool = False):

@@ -167,11 +167,6 @@ def organism_directory(model: str | Path) -> Path | None:
     return Path(model) if (Path(model) / CARD_FILE).is_file() else None
 
 
-def model_path(model: str) -> str:
-    """What to load for a model name: the shipped organism's directory for "organism", else the name."""
-    return str(SHIPPED_ORGANISM) if model == ORGANISM else model
-
-
 def organism_of(model: str | Path) -> OrganismConfig | None:
     """The config of the organism a model name stands for, or None for any other model (its prompt
     sources, organism-train etc., then need one)."""

@@ -151,16 +151,16 @@ def align_both(path: Path, organism, directory: Path, progress: bool, log) -> tu
     from mosa.align.objective import format_window
     from mosa.align.settings import mosa_config
     from mosa.align.trainer import DegenerateRun, train_mosa
-    from mosa.cli.align import organism_monitor
     from mosa.data import resolve_prompts
     from mosa.models import load_model
+    from mosa.profiles import find_profile
     from mosa.provenance import fingerprint_directory
 
     preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
     start, end = preset["window"]
     settings = {"MOSA": preset, "Initial Alignment": {**preset, "window": [0, end - start]}}
-    prompts = resolve_prompts("organism-train", organism=organism)
-    monitor, monitor_prompts = organism_monitor(organism, progress)
+    prompts = resolve_prompts("organism-train", model=path)
+    monitor, monitor_prompts = find_profile(path).monitor(str(path), progress)
     inputs = {"model": fingerprint_directory(path, name="organism", kind="organism"), "monitor_prompts": monitor_prompts}
     adapters, alignment = {}, {}
     for name, values in settings.items():
