@@ -8,7 +8,7 @@ from mosa import progress
 from mosa.align import trainer
 from mosa.align.plots import plot_metrics
 from mosa.organism.plugin import OrganismProfile
-from mosa.report.demo import MODELS, DemoPlan, run_demo
+from mosa.pipelines.demo import MODELS, DemoPlan, run_demo
 
 
 def scripted_monitor(profile, model: str, progress: bool):
