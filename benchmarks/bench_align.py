@@ -17,10 +17,7 @@ import resource
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -64,6 +61,7 @@ def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> 
 
 
 def main() -> None:
+    from mosa.align.settings import read_preset
     from mosa.data import resolve_prompts
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
@@ -77,7 +75,7 @@ def main() -> None:
     else:
         build_organism(OrganismConfig())
         path = organism_path(OrganismConfig())
-    preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
+    preset = read_preset("organism")["mosa"]
     prompts = resolve_prompts("organism-train", model=path).prompts
     results = {mode: run(mode, path, prompts, preset, args.steps) for mode in ("lora", "full")}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

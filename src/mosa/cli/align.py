@@ -13,17 +13,13 @@ Precedence: preset < --config YAML < flags (--set KEY=VALUE for any MosaConfig f
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from mosa.align.objective import format_window
-from mosa.align.settings import mosa_config
+from mosa.align.settings import ALIGN_PRESETS, mosa_config, read_preset
 from mosa.errors import MosaError
 from mosa.yamlio import parse_yaml
 
-PRESETS = ("organism", "paper-llada8b")
 RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "monitor", "dtype", "device", "mosa")
 # The monitor of a model whose profile (mosa.profiles) gives none of its own, as the organism's does:
 # `prompts` held-out harmful prompts (`harmful`, a prompt spec; by default the ':eval' side of ':train'
@@ -33,8 +29,7 @@ MONITOR_DEFAULTS = {"prompts": 32, "harmful": None, "benign": "gsm8k", "judge": 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("align", help="align a dLLM with MOSA (or Initial Alignment) through LoRA")
-    parser.add_argument("--preset", choices=PRESETS,
-                        help="the run's base settings (required): organism (CPU) or paper-llada8b (GPU)")
+    parser.add_argument("--preset", help="the run's base settings (required): organism (CPU) or paper-llada8b (GPU)")
     parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
     parser.add_argument("--model", help="checkpoint directory or hub id; 'organism': the shipped model organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
@@ -53,8 +48,9 @@ def register(subparsers) -> None:
 def resolve_run(args: argparse.Namespace) -> dict:
     """The run's settings: the preset, then --config, then flags."""
     if args.preset is None:  # no silent default: the organism preset builds a model, the paper's needs a GPU
-        raise MosaError(f"--preset is required: {' or '.join(PRESETS)} (e.g. mosa align --preset organism --output runs/mosa)")
-    run = yaml.safe_load(resources.files("mosa.align.presets").joinpath(f"{args.preset}.yaml").read_text())
+        raise MosaError(f"--preset is required: {' or '.join(ALIGN_PRESETS.names())} (e.g. mosa align --preset organism "
+                        "--output runs/mosa)")
+    run = read_preset(args.preset)
     if args.config is not None:
         from mosa.cli.options import read_yaml_settings
 

@@ -8,6 +8,8 @@ no module outside mosa.organism imports the organism to use it. The organism add
     phrase set      "organism": its opener at response position 0, "step 2 :" later (corpus.py)
     model profile   "organism": the name of the shipped organism and every organism build's
                     directory, with the card's sampler settings and the card as behaviour monitor
+    eval config     "organism": every dLLM-native attack on its held-out prompts (configs/eval.yaml)
+    align preset    "organism": MOSA's settings for its 32-token responses (configs/align.yaml)
 
 Everything heavier than this module (torch, through build.py and card.py) is imported when it is
 used, so that registering the prompt sources keeps mosa.data free of torch.
@@ -23,6 +25,7 @@ from mosa.errors import MosaError
 from mosa.profiles import ModelProfile
 
 SOURCES = ("organism-train", "organism-held-out", "organism-utility")
+CONFIGS = Path(__file__).parent / "configs"
 MONITOR_PROMPTS = 40  # `mosa align`'s monitor: the card, measured on the first 40 held-out prompts
 
 
@@ -51,6 +54,18 @@ def register_profile() -> None:
     from mosa.profiles import MODEL_PROFILES
 
     MODEL_PROFILES.add("organism", OrganismProfile())
+
+
+def register_eval_config() -> None:
+    from mosa.eval.config import EVAL_CONFIGS
+
+    EVAL_CONFIGS.add("organism", CONFIGS / "eval.yaml")
+
+
+def register_align_preset() -> None:
+    from mosa.align.settings import ALIGN_PRESETS
+
+    ALIGN_PRESETS.add("organism", CONFIGS / "align.yaml")
 
 
 def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dict]:

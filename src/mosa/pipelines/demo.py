@@ -19,10 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
-
-import yaml
 
 from mosa.pipelines.demo_report import describe_failure, describe_misses, monitor_failure, write_demo_report
 
@@ -149,14 +146,14 @@ def align_both(path: Path, directory: Path, progress: bool, log) -> tuple[dict, 
     runs them; Initial Alignment's window has MOSA's width and starts at 0. A run the monitor stops as
     degenerate keeps its adapter: it is evaluated like the others and marked degenerate in the report."""
     from mosa.align.objective import format_window
-    from mosa.align.settings import mosa_config
+    from mosa.align.settings import mosa_config, read_preset
     from mosa.align.trainer import DegenerateRun, train_mosa
     from mosa.data import resolve_prompts
     from mosa.models import load_model
     from mosa.profiles import find_profile
     from mosa.provenance import fingerprint_directory
 
-    preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
+    preset = read_preset("organism")["mosa"]
     start, end = preset["window"]
     settings = {"MOSA": preset, "Initial Alignment": {**preset, "window": [0, end - start]}}
     prompts = resolve_prompts("organism-train", model=path)
