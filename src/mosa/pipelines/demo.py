@@ -10,7 +10,9 @@
 
 Every stage writes into the output directory and is reused when it is already there, so a killed
 demo continues where it stopped. `quick` builds a smaller organism and measures fewer prompts.
-Everything here is a small-model result, not LLaDA's.
+Everything here is a small-model result, not LLaDA's. The demo runs on the organism, so it imports
+mosa.organism (to build one and to hold the models to its card's floors), as only the organism's own
+command does besides (tests/test_imports.py); the rest it reaches as `mosa align` and `mosa eval` do.
 """
 
 from __future__ import annotations
