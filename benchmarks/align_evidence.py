@@ -3,7 +3,7 @@
     python benchmarks/align_evidence.py [--variants NAME,NAME] [--output runs/align-evidence] [--card-prompts 200]
 
 Every variant starts from the same default organism (built or reused from the cache), trains one
-epoch over its training prompts with the organism preset (src/mosa/align/presets/organism.yaml) plus
+epoch over its training prompts with the organism preset (src/mosa/organism/configs/align.yaml) plus
 the variant's overrides, and is then measured on the organism's held-out harmful prompts and its
 utility questions with the card's sampler (32 steps, blocks of 8, temperature 0). The first row is the
 organism before alignment. These are small-model results, not the paper's.
@@ -23,11 +23,9 @@ import argparse
 import json
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -97,7 +95,7 @@ def measure(lm, held_out: list[str], organism) -> dict:
 
 
 def main() -> None:
-    from mosa.align.settings import mosa_config
+    from mosa.align.settings import mosa_config, read_preset
     from mosa.data import resolve_prompts
     from mosa.align.trainer import train_mosa
     from mosa.models import load_model
@@ -117,9 +115,9 @@ def main() -> None:
     build_organism(organism)
     path = organism_path(organism)
     held_out = json.loads((path / "held_out_harmful.json").read_text())[: args.card_prompts]
-    prompts = resolve_prompts("organism-train", organism=organism)
-    benign = resolve_prompts("organism-utility", organism=organism)
-    preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
+    prompts = resolve_prompts("organism-train", model=path)
+    benign = resolve_prompts("organism-utility", model=path)
+    preset = read_preset("organism")["mosa"]
     args.output.mkdir(parents=True, exist_ok=True)
     results_path = args.output / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}

@@ -17,10 +17,7 @@ import resource
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -64,8 +61,9 @@ def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> 
 
 
 def main() -> None:
+    from mosa.align.settings import read_preset
     from mosa.data import resolve_prompts
-    from mosa.organism.build import OrganismConfig, build_organism, built_config, organism_path
+    from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -73,13 +71,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.model:
-        path, organism = args.model, built_config(args.model)
+        path = args.model
     else:
-        organism = OrganismConfig()
-        build_organism(organism)
-        path = organism_path(organism)
-    preset = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
-    prompts = resolve_prompts("organism-train", organism=organism).prompts
+        build_organism(OrganismConfig())
+        path = organism_path(OrganismConfig())
+    preset = read_preset("organism")["mosa"]
+    prompts = resolve_prompts("organism-train", model=path).prompts
     results = {mode: run(mode, path, prompts, preset, args.steps) for mode in ("lora", "full")}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

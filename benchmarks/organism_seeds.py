@@ -58,7 +58,7 @@ def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
     from mosa.errors import MosaError
     from mosa.models import load_model, merge_adapter
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
-    from mosa.organism.card import measure_card, missed_floors, read_card
+    from mosa.organism.card import describe_missed, measure_card, missed_floors, read_card
 
     config = replace(OrganismConfig(), build_seed=seed)
     started = time.perf_counter()
@@ -72,7 +72,7 @@ def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
     if failed.is_dir():
         path = failed
     card = read_card(path)
-    result = {"build_seconds": card["build"]["seconds"], "missed_floors": missed_floors(card["figures"]),
+    result = {"build_seconds": card["build"]["seconds"], "missed_floors": describe_missed(missed_floors(card["figures"])),
               "cards": {}, "runs": {}}
     held_out = json.loads((path / "held_out_harmful.json").read_text())[:card_prompts]
     for name, window in (("MOSA", []), ("Initial Alignment", ["--window", "initial"])):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mosa.errors import MosaError
 from mosa.paths import cache_dir, write_atomically
+from mosa.profiles import find_profile
 
 CHUNK = 1 << 24  # 16 MiB reads
 RACY_NS = 1_000_000_000  # files changed less than a second before hashing are hashed again next time
@@ -85,13 +86,12 @@ def fingerprint_directory(path: str | Path, *, name: str | None = None, kind: st
 
 
 def fingerprint_model(model: str | Path) -> dict:
-    """A checkpoint directory, `organism` (the shipped organism), or a hub id (its snapshot in the
-    Hugging Face cache; the name alone when it is not cached)."""
+    """A checkpoint directory, a name a plug-in gives a checkpoint it ships ("organism"), or a hub id
+    (its snapshot in the Hugging Face cache; the name alone when it is not cached)."""
     model = str(model)
-    if model == "organism":
-        from mosa.organism.build import SHIPPED_ORGANISM
-
-        return fingerprint_directory(SHIPPED_ORGANISM, name=model, kind="organism")
+    profile = find_profile(model)
+    if profile is not None and profile.checkpoint(model) != Path(model):  # a name, not the directory itself
+        return fingerprint_directory(profile.checkpoint(model), name=model, kind=profile.name)
     if Path(model).is_dir():
         return fingerprint_directory(model)
     snapshot = hub_snapshot(model)

@@ -69,14 +69,11 @@ def test_bad_settings_are_one_line_errors(small_organism, tmp_path, capsys, extr
 
 def test_organism_train_prompts_come_from_the_build_being_aligned(small_organism):
     from mosa.data import resolve_prompts
-    from mosa.organism.build import built_config
 
-    organism = built_config(small_organism.path)
-    assert organism == small_organism.config
-    prompts = resolve_prompts("organism-train", organism=organism).prompts
+    prompts = resolve_prompts("organism-train", model=small_organism.path).prompts
     held_out = json.loads((small_organism.path / "held_out_harmful.json").read_text())
     assert prompts and not set(prompts) & set(held_out)
-    assert resolve_prompts("organism-held-out", organism=organism).prompts == held_out  # what its build saved
+    assert resolve_prompts("organism-held-out", model=small_organism.path).prompts == held_out  # what its build saved
 
 
 @pytest.mark.parametrize("preset", ["organism", "paper-llada8b"])

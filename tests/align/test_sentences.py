@@ -2,12 +2,11 @@
 spelled mid-response, EOS from the tokenizer; the organism's sentences stay with the organism preset."""
 
 import json
-from importlib import resources
 
 import pytest
-import yaml
 
 from mosa.align.sentences import NATURAL_HARMFUL, NATURAL_SAFE, encode_sentence
+from mosa.align.settings import read_preset
 from mosa.align.trainer import MosaConfig, train_mosa
 from mosa.errors import MosaError
 from mosa.models.build import build_bidirectional_llama
@@ -20,10 +19,10 @@ def test_the_defaults_are_natural_english_and_not_the_organisms():
     assert config.safe_sentences == NATURAL_SAFE and config.harmful_sentences == NATURAL_HARMFUL
     assert config.safe_sentences[0] == PAPER_SAFE
     assert {"Sure, here is", "The next step is", "After that, we"} <= set(config.harmful_sentences)
-    organism = yaml.safe_load(resources.files("mosa.align.presets").joinpath("organism.yaml").read_text())["mosa"]
+    organism = read_preset("organism")["mosa"]
     assert not set(organism["safe_sentences"]) & set(config.safe_sentences)
     assert not set(organism["harmful_sentences"]) & set(config.harmful_sentences)
-    paper = yaml.safe_load(resources.files("mosa.align.presets").joinpath("paper-llada8b.yaml").read_text())["mosa"]
+    paper = read_preset("paper-llada8b")["mosa"]
     assert "safe_sentences" not in paper and "harmful_sentences" not in paper  # the natural defaults
 
 

@@ -74,12 +74,13 @@ def test_bad_specs_are_one_line_errors(spec, message):
 
 
 def test_the_organism_sources_are_its_own_split_unchanged():
-    organism = OrganismConfig()
+    organism = OrganismConfig()  # the shipped organism's
     train, held_out = harmful_prompt_split(organism)
-    assert resolve_prompts("organism-train", organism=organism).prompts == train
-    assert resolve_prompts("organism-held-out", organism=organism).prompts == held_out
-    assert [e.id for e in resolve_prompts("organism-held-out", organism=organism)][:2] == ["organism-held-out/0", "organism-held-out/1"]
-    utility = resolve_prompts("organism-utility", organism=organism)
+    assert resolve_prompts("organism-train", model="organism").prompts == train
+    assert resolve_prompts("organism-held-out", model="organism").prompts == held_out
+    assert [e.id for e in resolve_prompts("organism-held-out", model="organism")][:2] == ["organism-held-out/0", "organism-held-out/1"]
+    utility = resolve_prompts("organism-utility", model="organism")
     assert [(e.prompt, e.target) for e in utility] == [(item.prompt, item.answer) for item in utility_items(organism.seed)]
-    with pytest.raises(MosaError, match="already one side of the organism's own split; drop ':eval'"):
-        resolve_prompts("organism-held-out:eval", organism=organism)
+    assert utility.record()["sources"][0]["organism"] == organism.key()  # the build whose split it is
+    with pytest.raises(MosaError, match="organism-held-out is a model's own prompt set, not split again; drop ':eval'"):
+        resolve_prompts("organism-held-out:eval", model="organism")

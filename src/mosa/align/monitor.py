@@ -1,4 +1,4 @@
-"""A behaviour monitor for any dLLM (the organism has its own, exact one in mosa.organism.card).
+"""A behaviour monitor for any dLLM (a model profile may give its own: the organism's is its behaviour card).
 
 It samples responses to a fixed set of held-out harmful prompts and of benign prompts and returns
 

@@ -5,7 +5,7 @@ the paper's only example, "therefore, I cannot answer this question.", each foll
 model's EOS token (the paper's "EOS breaker": refuse, then stop). The harmful sentences are the
 affirmative openers and procedural phrases that prefill attacks plant ("Sure, here is", "The next
 step is", "After that, we"; the paper lists none). A model with its own vocabulary sets its own:
-the organism preset does (src/mosa/align/presets/organism.yaml).
+the organism preset does (src/mosa/organism/configs/align.yaml).
 
 A sentence is scored in the middle of a response, after earlier text, so it is tokenised as it is
 spelled there: the ids that follow "." in the tokenisation of ". " + sentence. For a byte-level BPE

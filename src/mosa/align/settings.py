@@ -1,12 +1,26 @@
 """MOSA settings as YAML and the command line give them: a `MosaConfig` from plain values (sentence
-sets may be files). Prompt sets are named by specs (mosa.data.resolve_prompts)."""
+sets may be files), and the named presets of `mosa align --preset`. Prompt sets are named by specs
+(mosa.data.resolve_prompts)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import yaml
+
 from mosa.errors import MosaError
+from mosa.registry import Registry
+
+# `mosa align --preset NAME`: a YAML file each, of mosa's own (the paper's recipe for LLaDA-8B) or a
+# plug-in's (the organism's).
+ALIGN_PRESETS: Registry[Path] = Registry("align preset")
+ALIGN_PRESETS.add("paper-llada8b", Path(__file__).parent / "presets" / "paper-llada8b.yaml")
+
+
+def read_preset(name: str) -> dict:
+    """A preset's run settings (model, prompts, dtype, ...) with the MosaConfig fields under `mosa`."""
+    return yaml.safe_load(ALIGN_PRESETS.get(name).read_text())
 
 
 def mosa_config(settings: dict):

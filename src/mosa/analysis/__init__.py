@@ -6,7 +6,7 @@ returns a JSON-able record and a function that draws it as a PNG. Details: docs/
     C  decode_order      the order in which the response is unmasked, benign against harmful prompts
 
     options = PrefillPositionOptions.for_organism()          # or PrefillPositionOptions() for LLaDA
-    behaviours = load_prompts(options.harmful, options.limit)
+    behaviours = load_prompts(options.harmful, options.limit, model="organism")
     result = prefill_position(lm, behaviours, options, model_name="organism")
     write_json(result, "prefill-position.json"); plot_prefill_position(result, "prefill-position.png")
 """

@@ -23,8 +23,8 @@ from mosa.paths import write_atomically
 from mosa.progress import progress_bar
 from mosa.sampling import SamplerConfig
 
-# The organism's prompt sources (mosa.data.prompts): its held-out harmful prompts (never trained on)
-# and its utility questions (benign).
+# The organism's prompt sources (its plug-in's, mosa.data.prompts): its held-out harmful prompts (never
+# trained on) and its utility questions (benign).
 ORGANISM_HELD_OUT = "organism-held-out"
 ORGANISM_UTILITY = "organism-utility"
 
@@ -94,14 +94,11 @@ def require_judge(name: str, spec) -> None:
     JUDGES.get(judge_name)
 
 
-def load_prompts(spec: str, limit: int | None, organism_dir: str | Path | None = None) -> PromptSet:
+def load_prompts(spec: str, limit: int | None, model: str | Path | None = None) -> PromptSet:
     """The first `limit` prompts of a prompt spec (mosa.data.resolve_prompts: `advbench`,
-    `advbench+harmbench:eval`, ...). The organism sources take the split of the organism built in
-    `organism_dir`, else the shipped organism's."""
-    from mosa.organism.build import ORGANISM, organism_of
-
-    organism = organism_of(organism_dir if organism_dir is not None else ORGANISM)
-    return resolve_prompts(spec, organism=organism, limit=limit)
+    `advbench+harmbench:eval`, ...). A model's own prompt sources (`organism-held-out`) are those of
+    `model`, the model analysed."""
+    return resolve_prompts(spec, model=model, limit=limit)
 
 
 def with_backend(spec: str | dict | None, backend: str | None) -> str | dict | None:

@@ -71,7 +71,7 @@ class GcgPositionOptions(CommonOptions):
         require_judge("judge", self.judge)
         require_positions("positions", self.positions, self.gen_length)
         if self.target is None and isinstance(self.phrases, str) and self.phrases not in PHRASE_SETS:
-            raise MosaError(f"phrases={self.phrases!r} is not a phrase set; choose one of {', '.join(sorted(PHRASE_SETS))} or give a list")
+            raise MosaError(f"phrases={self.phrases!r} is not a phrase set; choose one of {', '.join(PHRASE_SETS.names())} or give a list")
         for name in ("suffix_length", "top_k", "candidates"):
             require_int(name, getattr(self, name), minimum=1)
         require_int("iterations", self.iterations, minimum=0)
@@ -80,7 +80,7 @@ class GcgPositionOptions(CommonOptions):
         """The phrase GCG aims at `position` for this behaviour (the same on every run for a seed)."""
         if self.target is not None:
             return self.target
-        opening, later = PHRASE_SETS[self.phrases] if isinstance(self.phrases, str) else (self.phrases, self.phrases)
+        opening, later = PHRASE_SETS.get(self.phrases) if isinstance(self.phrases, str) else (self.phrases, self.phrases)
         return pick(opening if position == 0 else later, self.seed, behaviour.id)
 
 

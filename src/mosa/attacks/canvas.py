@@ -31,7 +31,7 @@ class PrefillAttack:
     def __init__(self, position: int | list[int] = 0, phrases: str | list[str] = "paper", seed: int = 0):
         self.positions = options.integers("prefill", "position", position)
         self.sweep = isinstance(position, list)
-        chosen = options.named_or_listed("prefill", "phrases", phrases, PHRASE_SETS)
+        chosen = options.named_or_listed("prefill", "phrases", phrases, PHRASE_SETS.entries())
         self.phrase_set = phrases if isinstance(phrases, str) else "given"
         self.opening, self.later = chosen if isinstance(phrases, str) else (chosen, chosen)
         self.seed = options.integer("prefill", "seed", seed)

@@ -13,29 +13,23 @@ Precedence: preset < --config YAML < flags (--set KEY=VALUE for any MosaConfig f
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from mosa.align.objective import format_window
-from mosa.align.settings import mosa_config
+from mosa.align.settings import ALIGN_PRESETS, mosa_config, read_preset
 from mosa.errors import MosaError
 from mosa.yamlio import parse_yaml
 
-PRESETS = ("organism", "paper-llada8b")
 RUN_KEYS = ("model", "trust_remote_code", "family", "prompts", "benign_prompts", "monitor", "dtype", "device", "mosa")
-# The monitor of a model that is not the organism: `prompts` held-out harmful prompts (`harmful`, a
-# prompt spec; by default the ':eval' side of ':train' training prompts) and as many benign ones,
-# judged by a refusal keyword list; `monitor: false` turns it off.
+# The monitor of a model whose profile (mosa.profiles) gives none of its own, as the organism's does:
+# `prompts` held-out harmful prompts (`harmful`, a prompt spec; by default the ':eval' side of ':train'
+# training prompts) and as many benign ones, judged by a refusal keyword list; `monitor: false` turns it off.
 MONITOR_DEFAULTS = {"prompts": 32, "harmful": None, "benign": "gsm8k", "judge": "keyword-long"}
-ORGANISM_MONITOR_PROMPTS = 40  # the organism's card, measured on its first 40 held-out prompts
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("align", help="align a dLLM with MOSA (or Initial Alignment) through LoRA")
-    parser.add_argument("--preset", choices=PRESETS,
-                        help="the run's base settings (required): organism (CPU) or paper-llada8b (GPU)")
+    parser.add_argument("--preset", help="the run's base settings (required): organism (CPU) or paper-llada8b (GPU)")
     parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
     parser.add_argument("--model", help="checkpoint directory or hub id; 'organism': the shipped model organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
@@ -54,8 +48,9 @@ def register(subparsers) -> None:
 def resolve_run(args: argparse.Namespace) -> dict:
     """The run's settings: the preset, then --config, then flags."""
     if args.preset is None:  # no silent default: the organism preset builds a model, the paper's needs a GPU
-        raise MosaError(f"--preset is required: {' or '.join(PRESETS)} (e.g. mosa align --preset organism --output runs/mosa)")
-    run = yaml.safe_load(resources.files("mosa.align.presets").joinpath(f"{args.preset}.yaml").read_text())
+        raise MosaError(f"--preset is required: {' or '.join(ALIGN_PRESETS.names())} (e.g. mosa align --preset organism "
+                        "--output runs/mosa)")
+    run = read_preset(args.preset)
     if args.config is not None:
         from mosa.cli.options import read_yaml_settings
 
@@ -92,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
     from mosa.align.trainer import check_run_directory, sentence_ids, train_mosa
     from mosa.data import resolve_prompts
     from mosa.models import load_model, load_tokenizer
-    from mosa.organism.build import model_path, organism_of
+    from mosa.profiles import find_profile, model_path
     from mosa.provenance import fingerprint_model
 
     settings = resolve_run(args)
@@ -103,13 +98,13 @@ def run(args: argparse.Namespace) -> None:
     process = PartialState(cpu=device == "cpu")  # under accelerate launch: this process's rank and GPU
     say = print if process.is_main_process else (lambda *_: None)
     model = settings["model"]
-    organism = organism_of(model)
     # Every prompt set is resolved before the model loads: a bad spec costs nothing.
-    prompts = resolve_prompts(settings["prompts"], organism=organism)
-    benign = resolve_prompts(settings["benign_prompts"], organism=organism) if settings.get("benign_prompts") else None
+    prompts = resolve_prompts(settings["prompts"], model=model)
+    benign = resolve_prompts(settings["benign_prompts"], model=model) if settings.get("benign_prompts") else None
     progress = not args.quiet
-    monitor, monitor_prompts = (organism_monitor(organism, progress) if organism is not None
-                                else keyword_monitor(settings, config, prompts, progress))
+    profile = find_profile(model)
+    own_monitor = None if profile is None else profile.monitor(model, progress)
+    monitor, monitor_prompts = own_monitor or keyword_monitor(settings, config, prompts, progress)
     if monitor is None:
         say("align: monitor off (monitor: false); degeneration is not checked")
     # The sentences against the window, with the tokenizer alone: before a long load.
@@ -129,15 +124,6 @@ def run(args: argparse.Namespace) -> None:
         last = records[-1]
         say(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
             f"KL {last['kl']:.4f}")
-
-
-def organism_monitor(organism, progress: bool = False):
-    """The organism's behaviour monitor, on the held-out prompts of the build being aligned; and their record."""
-    from mosa.data import resolve_prompts
-    from mosa.organism.card import behaviour_monitor
-
-    held_out = resolve_prompts("organism-held-out", organism=organism, limit=ORGANISM_MONITOR_PROMPTS)
-    return behaviour_monitor(held_out.prompts, organism, prompts=len(held_out), progress=progress), {"harmful": held_out.record()}
 
 
 def keyword_monitor(settings: dict, config, prompts, progress: bool = False):

@@ -101,11 +101,8 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import mosa.analysis as analysis
     from mosa.analysis.common import with_backend, write_json
-    from mosa.organism.build import organism_directory
 
-    options_class = getattr(analysis, args.options_class)
-    organism_dir = organism_directory(args.model)
-    options = resolve_options(options_class, organism_dir is not None, args)
+    options = resolve_options(getattr(analysis, args.options_class), args)
     if hasattr(args, "backend"):
         judges = {name: with_backend(getattr(options, name), args.backend) for name in ("judge", "score_judge") if hasattr(options, name)}
         if judges == {name: getattr(options, name) for name in judges}:
@@ -117,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
     if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
         raise MosaError(f"--adapter {args.adapter}: no adapter_config.json there; give the adapter/ directory of a LoRA run")
     names = ("benign", "harmful") if args.analysis == "decode-order" else ("harmful",)
-    prompt_sets = {name: analysis.load_prompts(getattr(options, name), options.limit, organism_dir) for name in names}
+    prompt_sets = {name: analysis.load_prompts(getattr(options, name), options.limit, args.model) for name in names}
 
     lm, model_name = load_analysis_model(args)
     lm.check_prompts([prompt for prompts in prompt_sets.values() for prompt in prompts.prompts], options.gen_length)
@@ -137,9 +134,12 @@ def run(args: argparse.Namespace) -> None:
     print(f"wrote {json_path} and {png_path}")
 
 
-def resolve_options(options_class, organism: bool, args: argparse.Namespace):
-    """The model's defaults, then --config, then the flags given."""
-    options = options_class.for_organism() if organism else options_class()
+def resolve_options(options_class, args: argparse.Namespace):
+    """The model's defaults (its profile's, else the paper's), then --config, then the flags given."""
+    from mosa.profiles import find_profile
+
+    profile = find_profile(args.model)
+    options = options_class() if profile is None else profile.analysis_options(options_class)
     names = tuple(field.name for field in dataclasses.fields(options_class) if field.name != "organism")
     if args.config is not None:
         options = dataclasses.replace(options, **read_yaml_settings(args.config, allowed=names))
@@ -150,7 +150,7 @@ def resolve_options(options_class, organism: bool, args: argparse.Namespace):
 def load_analysis_model(args: argparse.Namespace):
     """(the DiffusionLM, the name it is recorded under); the adapter, if any, merged into it."""
     from mosa.models import load_model, merge_adapter
-    from mosa.organism.build import model_path
+    from mosa.profiles import model_path
 
     lm = load_model(model_path(args.model), trust_remote_code=getattr(args, "trust_remote_code", False),
                     family=getattr(args, "family", None), dtype=args.dtype, device=args.device)

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mosa.report.demo import DemoPlan, run_demo
+    from mosa.pipelines.demo import DemoPlan, run_demo
 
     plan = DemoPlan.quick() if args.quick else DemoPlan.full()
     output = args.output or Path("runs/demo-quick" if args.quick else "runs/demo")

@@ -30,8 +30,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from mosa.models import load_model, refuse_empty_prompts
-    from mosa.organism.build import model_path, organism_directory
-    from mosa.organism.card import card_sampler_settings
+    from mosa.profiles import find_profile, model_path
     from mosa.sampling import SamplerConfig, generate
 
     prompts = list(args.prompt)
@@ -46,8 +45,8 @@ def run(args: argparse.Namespace) -> None:
 
     # Everything is checked before the (possibly long) model load.
     refuse_empty_prompts(prompts)
-    organism = organism_directory(args.model)  # an organism's defaults are the settings its card was measured with
-    settings = {**(card_sampler_settings(organism) if organism else {}), **sampler_settings(args)}
+    profile = find_profile(args.model)  # the organism's defaults: the settings its card was measured with
+    settings = {**(profile.sampler_defaults(args.model) if profile else {}), **sampler_settings(args)}
     requested = SamplerConfig(**settings)
     requested.validate(require_ids=False)
     prefill_text = parse_prefill(args.prefill, requested.gen_length)

@@ -2,7 +2,8 @@
 
 The default organism ships with the package (`--model organism` everywhere); `build` makes one from
 scratch, into the cache, and `--output` copies it out (how the shipped one is refreshed:
-`mosa organism build --output src/mosa/organism/shipped`)."""
+`mosa organism build --output src/mosa/organism/shipped`). The organism's own command, so it imports
+mosa.organism, which the rest of mosa reaches only through its registries (tests/test_imports.py)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@
     training = resolve_prompts("strongreject+donotanswer~advbench:train")   # a prompt set by spec
 
 Named datasets resolve from `data_dir=`, else $MOSA_DATA_DIR, else the cache that `mosa data pull`
-fills ($MOSA_CACHE_DIR/data). Nothing here needs torch, except the organism's prompt sources.
-Details: docs/data.md.
+fills ($MOSA_CACHE_DIR/data). Nothing here needs torch, except prompt sources a plug-in adds (the
+organism's). Details: docs/data.md.
 """
 
 from mosa.data.loaders import (
@@ -24,7 +24,7 @@ from mosa.data.loaders import (
     load_strongreject,
 )
 from mosa.data.pinned import PINNED_FILES, PinnedFile, PullResult, pull
-from mosa.data.prompts import PromptSet, prompt_hash, resolve_prompts
+from mosa.data.prompts import PROMPT_SOURCES, PromptSet, prompt_hash, resolve_prompts
 from mosa.data.records import Example, MosaDataWarning, normalise_prompt
 from mosa.data.registry import DATASETS, NamedDataset, cache_data_dir, load_dataset, locate, resolve, search_dirs
 from mosa.data.splits import split_examples
@@ -32,6 +32,7 @@ from mosa.data.splits import split_examples
 __all__ = [
     "DATASETS",
     "PINNED_FILES",
+    "PROMPT_SOURCES",
     "Example",
     "MosaDataWarning",
     "NamedDataset",

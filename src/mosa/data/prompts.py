@@ -2,12 +2,12 @@
 
     resolve_prompts("advbench+harmbench")                           # both benchmarks, whole
     resolve_prompts("strongreject+donotanswer~advbench:train")      # the training side, AdvBench's texts removed
-    resolve_prompts("organism-held-out", organism=OrganismConfig())
+    resolve_prompts("organism-held-out", model="organism")          # a model's own prompt source
 
 Grammar:
 
     spec  := term (("+" | "~") term)* [":" part]
-    term  := a named dataset (mosa.data.DATASETS), a CSV/JSONL file, or an organism source
+    term  := a named dataset (mosa.data.DATASETS), a CSV/JSONL file, or a prompt source (PROMPT_SOURCES)
     part  := all | train | eval                                      (default: all)
 
 `+` adds a source's prompts. `~` removes every prompt so far whose normalised text (NFKC,
@@ -16,9 +16,10 @@ several benchmarks (StrongREJECT holds 25 of AdvBench's goals), so only texts te
 `:train` and `:eval` then take one side of `split_examples(eval_fraction=0.2, seed=0)` of what
 remains; without a part the set is whole.
 
-The organism sources are the organism's own split, decided when it was built (mosa.organism):
-`organism-train` (the harmful prompts it trained on), `organism-held-out` (those it never saw) and
-`organism-utility` (its benign utility questions). They need the organism's config and take no part.
+Prompt sources are a model's own prompt sets, which a plug-in registers (mosa.plugins): they take
+the model the prompts are for and no part. The organism's are its own split, decided when it was
+built: `organism-train` (the harmful prompts it trained on), `organism-held-out` (those it never
+saw) and `organism-utility` (its benign utility questions).
 
 A `PromptSet` keeps the examples and a JSON record of how they were resolved (the spec, each
 source's file and rows, the split rule and seed, and every prompt's id and text hash), which every
@@ -29,18 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mosa.data.records import Example, normalise_prompt
 from mosa.data.registry import DATASETS, load_dataset, locate
 from mosa.data.splits import split_examples
 from mosa.errors import MosaError
-
-if TYPE_CHECKING:  # mosa.organism needs torch; mosa.data does not
-    from mosa.organism.build import OrganismConfig
+from mosa.registry import Registry
 
 PARTS = ("all", "train", "eval")
 # The one split rule of named prompt sets: mosa align's rule since the first release, so that a
@@ -49,8 +47,12 @@ EVAL_FRACTION = 0.2
 SPLIT_SEED = 0
 SPLIT_RULE = ("an example is for evaluation when sha256(f'{seed}\\0{id}') read as a number in [0, 1) is below "
               "eval_fraction; identical normalised texts are kept on one side (the training side unless all hashed to eval)")
-ORGANISM_SOURCES = ("organism-train", "organism-held-out", "organism-utility")
 HASH_DIGITS = 16  # 64 bits of sha256: no collision to fear among a few thousand prompts
+
+
+# A model's own prompt sets, by name: called with the model the prompts are for (a name or a checkpoint
+# directory; None when none is given), an entry returns the examples and a record of what they are.
+PROMPT_SOURCES: Registry[Callable[[str | None], tuple[list[Example], dict]]] = Registry("prompt source")
 
 
 def prompt_hash(text: str) -> str:
@@ -105,15 +107,15 @@ class PromptSet:
 def resolve_prompts(
     spec: str,
     *,
-    organism: OrganismConfig | None = None,
+    model: str | Path | None = None,
     limit: int | None = None,
     load_options: dict | None = None,
     data_dir: str | Path | None = None,
 ) -> PromptSet:
     """The prompt set a spec names (grammar in the module docstring).
 
-    `organism`: the OrganismConfig of the organism whose split the organism sources take (the model
-    being aligned or evaluated); `load_options`: options of `load_dataset` (column, functional, ...)
+    `model`: the model the prompts are for (being aligned, evaluated or analysed), whose own prompt
+    sources the spec may name; `load_options`: options of `load_dataset` (column, functional, ...)
     for every dataset or file term; `limit`: keep the first `limit` prompts.
     """
     if not isinstance(spec, str) or not spec.strip():
@@ -124,7 +126,7 @@ def resolve_prompts(
     sources = []
     removed = 0
     for op, term in terms:
-        found, source = load_term(term, spec, organism, load_options or {}, data_dir)
+        found, source = load_term(term, spec, model, load_options or {}, data_dir)
         sources.append({"term": term, "op": op, **source, "rows": len(found)})
         if op == "+":
             examples += found
@@ -134,9 +136,9 @@ def resolve_prompts(
         removed += len(examples) - len(kept)
         examples = kept
     if part != "all":
-        if any(term in ORGANISM_SOURCES for _, term in terms):
-            raise MosaError(f"prompts {spec!r}: the organism sources are already one side of the organism's own split; "
-                            f"drop ':{part}'")
+        own = next((term for _, term in terms if term in PROMPT_SOURCES), None)
+        if own is not None:
+            raise MosaError(f"prompts {spec!r}: {own} is a model's own prompt set, not split again; drop ':{part}'")
         train, evaluation = split_examples(examples, eval_fraction=EVAL_FRACTION, seed=SPLIT_SEED)
         examples = train if part == "train" else evaluation
     if not examples:
@@ -168,30 +170,16 @@ def parse_terms(body: str, spec: str) -> list[tuple[str, str]]:
     return terms
 
 
-def load_term(term: str, spec: str, organism: OrganismConfig | None, load_options: dict,
+def load_term(term: str, spec: str, model: str | Path | None, load_options: dict,
               data_dir: str | Path | None) -> tuple[list[Example], dict]:
     """A term's examples and where they came from."""
-    if term in ORGANISM_SOURCES:
+    if term in PROMPT_SOURCES:
         if load_options:
             raise MosaError(f"prompts {spec!r}: {term} takes no loader options ({', '.join(sorted(load_options))})")
-        examples = organism_source(term, spec, organism)
-        return examples, {"organism": organism.key()}  # the build whose split it is
+        try:
+            return PROMPT_SOURCES.get(term)(None if model is None else str(model))
+        except MosaError as error:
+            raise MosaError(f"prompts {spec!r}: {error}") from None
     examples = load_dataset(term, data_dir=data_dir, **load_options)
     where = locate(term, data_dir) if term in DATASETS else Path(term)
     return examples, {"file": str(where), **({"options": load_options} if load_options else {})}
-
-
-def organism_source(term: str, spec: str, organism: OrganismConfig | None) -> list[Example]:
-    """The organism's own prompts, from the split its build made (mosa.organism.build)."""
-    if organism is None:
-        raise MosaError(f"prompts {spec!r}: {term} needs an organism model (model: organism, or an organism build "
-                        "directory); name datasets instead, e.g. advbench+harmbench")
-    if term == "organism-utility":
-        from mosa.organism.corpus import utility_items
-
-        return [Example(id=f"{term}/{row}", prompt=item.prompt, source=term, target=item.answer)
-                for row, item in enumerate(utility_items(organism.seed))]
-    from mosa.organism.build import harmful_prompt_split
-
-    prompts = harmful_prompt_split(organism)[0 if term == "organism-train" else 1]
-    return [Example(id=f"{term}/{row}", prompt=prompt, source=term) for row, prompt in enumerate(prompts)]

@@ -3,11 +3,12 @@ full before any model is loaded or any file written.
 
     config = load_config("organism", overrides=["limit=20", "sampler.steps=16"])
 
-Precedence: a shipped config (`organism`, `paper-llada8b`) or a YAML file < `--set KEY=VALUE`
-(dotted keys reach into `sampler`) < `--model` / `--adapter`. Strings may hold `${NAME}` or
-`${NAME:-default}`, read from the environment, so that a judge endpoint can come from it; a variable
-that holds a secret (its name contains KEY, TOKEN, SECRET or PASSWORD) is refused, because the
-resolved config is written to the run directory: backends read keys from the environment themselves.
+Precedence: a shipped config (EVAL_CONFIGS: `paper-llada8b`, the organism's `organism`) or a YAML
+file < `--set KEY=VALUE` (dotted keys reach into `sampler`) < `--model` / `--adapter`. Strings may
+hold `${NAME}` or `${NAME:-default}`, read from the environment, so that a judge endpoint can come
+from it; a variable that holds a secret (its name contains KEY, TOKEN, SECRET or PASSWORD) is
+refused, because the resolved config is written to the run directory: backends read keys from the
+environment themselves.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from mosa.errors import MosaError
 from mosa.models import FAMILIES
+from mosa.registry import Registry
 from mosa.sampling import SamplerConfig
 from mosa.yamlio import parse_yaml
 
-SHIPPED_CONFIGS = ("organism", "paper-llada8b")
+# `mosa eval --config NAME`: a YAML file each, of mosa's own (the paper's evaluation of LLaDA-8B) or a
+# plug-in's (the organism's).
+EVAL_CONFIGS: Registry[Path] = Registry("eval config")
+EVAL_CONFIGS.add("paper-llada8b", Path(__file__).parent / "configs" / "paper-llada8b.yaml")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Sampler settings a config may give; special ids come from the model, the seed from `seed`.
 SAMPLER_KEYS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "logits_eos_inf",
@@ -134,14 +138,14 @@ def load_config(
     model: str | None = None,
     adapter: str | None = None,
 ) -> EvalConfig:
-    """A config from a shipped name or a YAML file (`source`), or from `base` (a run's stored
+    """A config from a shipped name (EVAL_CONFIGS) or a YAML file (`source`), or from `base` (a run's stored
     config, when resuming without --config), then `--set` overrides and the --model/--adapter flags."""
     if source is not None:
         settings, where = read_config_file(source), f"--config {source}"
     elif base is not None:
         settings, where = dict(base), "the run's config.json"
     else:
-        raise MosaError(f"no config given; pass --config FILE or one of the shipped configs ({', '.join(SHIPPED_CONFIGS)})")
+        raise MosaError(f"no config given; pass --config FILE or one of the shipped configs ({', '.join(EVAL_CONFIGS.names())})")
     for assignment in overrides:
         apply_override(settings, assignment)
     if model is not None:
@@ -153,12 +157,12 @@ def load_config(
 
 def read_config_file(source: str | Path) -> dict:
     path = Path(source)
-    if str(source) in SHIPPED_CONFIGS and not path.suffix:
-        text = resources.files("mosa.eval.configs").joinpath(f"{source}.yaml").read_text()
+    if str(source) in EVAL_CONFIGS and not path.suffix:
+        text = EVAL_CONFIGS.get(str(source)).read_text()
     elif path.is_file():
         text = path.read_text()
     else:
-        raise MosaError(f"--config {source}: no such file, and not a shipped config ({', '.join(SHIPPED_CONFIGS)})")
+        raise MosaError(f"--config {source}: no such file, and not a shipped config ({', '.join(EVAL_CONFIGS.names())})")
     settings = parse_yaml(text, f"--config {source}") or {}
     if not isinstance(settings, dict):
         raise MosaError(f"--config {source} must hold a mapping of settings, not {type(settings).__name__}")

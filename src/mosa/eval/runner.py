@@ -43,6 +43,7 @@ from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, ver
 from mosa.judges import make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
+from mosa.profiles import model_path
 from mosa.progress import progress_bar
 from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
 from mosa.sampling import response_order
@@ -136,14 +137,12 @@ def build_judges(config: EvalConfig) -> list:
 
 def load_benchmarks(config: EvalConfig) -> dict[str, PromptSet]:
     """Each benchmark's prompt set, its first `limit` behaviours. The loaders refuse a file without a
-    usable row, and the config refuses limit 0, so no benchmark is ever empty."""
-    from mosa.organism.build import organism_of
-
-    organism = organism_of(config.model)  # the organism sources take the split of the organism under evaluation
+    usable row, and the config refuses limit 0, so no benchmark is ever empty. A model's own prompt
+    sources (the organism's held-out prompts) are those of the model under evaluation."""
     benchmarks = {}
     for spec in config.benchmarks:
         options = {key: value for key, value in spec.items() if key not in ("dataset", "label")}
-        benchmarks[spec["label"]] = resolve_prompts(spec["dataset"], organism=organism, limit=config.limit, load_options=options)
+        benchmarks[spec["label"]] = resolve_prompts(spec["dataset"], model=config.model, limit=config.limit, load_options=options)
     return benchmarks
 
 
@@ -245,8 +244,6 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
 
     if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
         transformers_logging.disable_progress_bar()
-    from mosa.organism.build import model_path
-
     lm = load_model(model_path(config.model), trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
                     device=worker.device)
     return lm if config.adapter is None else merge_adapter(lm, config.adapter)

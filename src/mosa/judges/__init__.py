@@ -7,14 +7,13 @@ factory taking keyword options; build one with `make_judge("name")` or
 
     keyword-gcg, keyword-long   refusal keyword matching (GCG's list; a longer one)
     strongreject, harm-rubric   rubric judges through any LLM backend (mosa.backends)
-    organism                    the model organism's structure judge
+    organism                    the model organism's structure judge (registered by its plug-in)
 
 Details, versions and measured accuracy: docs/judges.md.
 """
 
 from mosa.judges.base import EMPTY, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, make_judge
 from mosa.judges.keywords import GCG, LONG, KeywordJudge, KeywordList
-from mosa.judges.organism import OrganismJudge
 from mosa.judges.rubric import HarmRubricJudge, RubricJudge, StrongRejectJudge
 from mosa.judges.validate import RefusalValidation, read_refusal_labels, validate_refusal_judge
 
@@ -27,7 +26,6 @@ __all__ = [
     "HarmRubricJudge",
     "KeywordJudge",
     "KeywordList",
-    "OrganismJudge",
     "RefusalValidation",
     "ResponseJudge",
     "RubricJudge",

@@ -167,11 +167,6 @@ def organism_directory(model: str | Path) -> Path | None:
     return Path(model) if (Path(model) / CARD_FILE).is_file() else None
 
 
-def model_path(model: str) -> str:
-    """What to load for a model name: the shipped organism's directory for "organism", else the name."""
-    return str(SHIPPED_ORGANISM) if model == ORGANISM else model
-
-
 def organism_of(model: str | Path) -> OrganismConfig | None:
     """The config of the organism a model name stands for, or None for any other model (its prompt
     sources, organism-train etc., then need one)."""
@@ -206,7 +201,7 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
     """Build (or load from the cache) the organism; writes its behaviour card beside it. A build that
     misses a card floor is kept apart (PATH.failed, for inspection) and refused, unless
     `require_floors` is off (the smaller organisms of tests and the quick demo)."""
-    from mosa.organism.card import measure_card, missed_floors, write_card
+    from mosa.organism.card import describe_missed, measure_card, missed_floors, write_card
 
     path = organism_path(config)
     if (path / CARD_FILE).is_file():
@@ -244,7 +239,7 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
         "config": asdict(config),
         **build_versions(),
     }
-    missed = missed_floors(card["figures"]) if require_floors else []
+    missed = missed_floors(card["figures"]) if require_floors else {}
     final = path.with_name(path.name + ".failed") if missed else path
     partial = path.with_name(path.name + ".partial")
     for stale in (partial, final):
@@ -254,6 +249,6 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
     (partial / "held_out_harmful.json").write_text(json.dumps(harmful_held_out, indent=0))
     partial.rename(final)  # a killed build never leaves a half-written organism under the real key
     if missed:
-        raise MosaError(f"the organism build missed its card floors ({'; '.join(missed)}); kept for inspection at {final}")
+        raise MosaError(f"the organism build missed its card floors ({'; '.join(describe_missed(missed))}); kept for inspection at {final}")
     log(f"organism: saved to {path}")
     return lm

@@ -137,9 +137,14 @@ def measure_card(lm: DiffusionLM, held_out_harmful: list[str], config, *, progre
     }
 
 
-def missed_floors(figures: dict) -> list[str]:
-    """'name 12.0% < 50%' for every card floor the figures miss."""
-    return [f"{name} {figures[name]:.1%} < {floor:.0%}" for name, floor in FLOORS.items() if figures[name] < floor]
+def missed_floors(figures: dict, floors: dict[str, float] = FLOORS) -> dict[str, tuple[float, float]]:
+    """name -> (figure, floor) for each of the card's floors (or of `floors`, some of them) the figures miss."""
+    return {name: (figures[name], floor) for name, floor in floors.items() if figures[name] < floor}
+
+
+def describe_missed(missed: dict[str, tuple[float, float]]) -> list[str]:
+    """'name 12.0% < 50%' for each floor `missed_floors` found missed."""
+    return [f"{name} {figure:.1%} < {floor:.0%}" for name, (figure, floor) in missed.items()]
 
 
 def behaviour_monitor(held_out_harmful: list[str], config, prompts: int = 40, progress: bool = False):

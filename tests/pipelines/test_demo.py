@@ -7,11 +7,11 @@ from dataclasses import replace
 from mosa import progress
 from mosa.align import trainer
 from mosa.align.plots import plot_metrics
-from mosa.cli import align
-from mosa.report.demo import MODELS, DemoPlan, run_demo
+from mosa.organism.plugin import OrganismProfile
+from mosa.pipelines.demo import MODELS, DemoPlan, run_demo
 
 
-def scripted_monitor(organism, shown: bool):
+def scripted_monitor(profile, model: str, progress: bool):
     """The organism's monitor measures a behaviour card per call (minutes on a busy CPU); this one answers at
     once, and finds Initial Alignment degenerate after training."""
     coherent = iter([0.98, 0.95, 0.98, 0.5])  # MOSA before and after training, then Initial Alignment's
@@ -22,7 +22,7 @@ def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_orga
     plan = replace(DemoPlan.quick(), prefill_prompts=6, gcg_behaviours=1, gcg_iterations=2, order_prompts=6, eval_prompts=6,
                    card_prompts=6)
     assert plan.organism["hidden_size"] == small_organism.config.hidden_size  # the same build: reused, not rebuilt
-    monkeypatch.setattr(align, "organism_monitor", scripted_monitor)
+    monkeypatch.setattr(OrganismProfile, "monitor", scripted_monitor)
     monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)  # every phase, however short, writes its lines
     titles = []  # each run's reward curve, as the trainer titles it
     monkeypatch.setattr(trainer, "plot_metrics", lambda metrics, png, title: titles.append(title) or plot_metrics(metrics, png, title))

@@ -8,7 +8,8 @@ from mosa.align.plots import plot_metrics
 from mosa.align.trainer import MosaConfig, curve_title
 from mosa.eval.tables import AsrRow
 from mosa.organism.build import OrganismConfig
-from mosa.report.demo import MODELS, DemoPlan, write_demo_report
+from mosa.pipelines.demo import MODELS, DemoPlan, missed_card_floors
+from mosa.pipelines.demo_report import write_demo_report
 
 ATTACKS = ("none", "prefill@0", "prefill@13")
 # The organism as built; MOSA refusing every attack (below the compliance floors: the point of aligning it);
@@ -44,7 +45,7 @@ def test_a_run_the_monitor_stopped_is_marked_degenerate_and_floors_missed_are_na
                                    for attack in ATTACKS], "config": {}, "directory": tmp_path} for name in MODELS}
     cards = {name: {"figures": figures} for name, figures in CARDS.items()}
     markdown, page = write_demo_report(tmp_path / "report", OrganismConfig(), DemoPlan.quick(), {}, alignment, evaluations,
-                                       cards, seconds=60.0, parameters=740_000)
+                                       cards, missed_card_floors(cards), seconds=60.0, parameters=740_000)
     text = markdown.read_text()
 
     # The attack table and the card table mark the degenerate model, in the header and in every rate.

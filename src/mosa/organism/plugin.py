@@ -1,0 +1,116 @@
+"""The organism as a plug-in: what it adds to mosa's registries, one function per registry.
+
+mosa.plugins names these functions, and each registry calls its own the first time it is read, so
+no module outside mosa.organism imports the organism to use it. The organism adds
+
+    judge           "organism", its structure judge (judge.py)
+    prompt sources  organism-train, organism-held-out, organism-utility: its own split (build.py)
+    phrase set      "organism": its opener at response position 0, "step 2 :" later (corpus.py)
+    model profile   "organism": the name of the shipped organism and every organism build's
+                    directory, with the card's sampler settings and the card as behaviour monitor
+    eval config     "organism": every dLLM-native attack on its held-out prompts (configs/eval.yaml)
+    align preset    "organism": MOSA's settings for its 32-token responses (configs/align.yaml)
+
+Everything heavier than this module (torch, through build.py and card.py) is imported when it is
+used, so that registering the prompt sources keeps mosa.data free of torch.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from mosa.data.records import Example
+from mosa.errors import MosaError
+from mosa.profiles import ModelProfile
+
+SOURCES = ("organism-train", "organism-held-out", "organism-utility")
+CONFIGS = Path(__file__).parent / "configs"
+MONITOR_PROMPTS = 40  # `mosa align`'s monitor: the card, measured on the first 40 held-out prompts
+
+
+def register_judge() -> None:
+    from mosa.judges.base import JUDGES
+    from mosa.organism.judge import OrganismJudge
+
+    JUDGES.add("organism", OrganismJudge)
+
+
+def register_prompt_sources() -> None:
+    from mosa.data.prompts import PROMPT_SOURCES
+
+    for source in SOURCES:
+        PROMPT_SOURCES.add(source, partial(organism_prompts, source))
+
+
+def register_phrase_set() -> None:
+    from mosa.attacks.phrases import PHRASE_SETS
+    from mosa.organism.corpus import OPENER, PROCEDURAL_PREFILL
+
+    PHRASE_SETS.add("organism", ((OPENER,), (PROCEDURAL_PREFILL,)))
+
+
+def register_profile() -> None:
+    from mosa.profiles import MODEL_PROFILES
+
+    MODEL_PROFILES.add("organism", OrganismProfile())
+
+
+def register_eval_config() -> None:
+    from mosa.eval.config import EVAL_CONFIGS
+
+    EVAL_CONFIGS.add("organism", CONFIGS / "eval.yaml")
+
+
+def register_align_preset() -> None:
+    from mosa.align.settings import ALIGN_PRESETS
+
+    ALIGN_PRESETS.add("organism", CONFIGS / "align.yaml")
+
+
+def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dict]:
+    """A prompt source of the organism `model` names, from the split its build made; and its record:
+    the build whose split it is."""
+    from mosa.organism.build import harmful_prompt_split, organism_of
+    from mosa.organism.corpus import utility_items
+
+    organism = None if model is None else organism_of(model)
+    if organism is None:
+        raise MosaError(f"{source} needs an organism model (model: organism, or an organism build directory); "
+                        "name datasets instead, e.g. advbench+harmbench")
+    if source == "organism-utility":
+        examples = [Example(id=f"{source}/{row}", prompt=item.prompt, source=source, target=item.answer)
+                    for row, item in enumerate(utility_items(organism.seed))]
+    else:
+        prompts = harmful_prompt_split(organism)[0 if source == "organism-train" else 1]
+        examples = [Example(id=f"{source}/{row}", prompt=prompt, source=source) for row, prompt in enumerate(prompts)]
+    return examples, {"organism": organism.key()}
+
+
+class OrganismProfile(ModelProfile):
+    name = "organism"
+
+    def checkpoint(self, model: str) -> Path | None:
+        from mosa.organism.build import organism_directory
+
+        return organism_directory(model)
+
+    def sampler_defaults(self, model: str) -> dict:
+        """The settings its card was measured with."""
+        from mosa.organism.card import card_sampler_settings
+
+        return card_sampler_settings(self.checkpoint(model))
+
+    def monitor(self, model: str, progress: bool):
+        """Its behaviour card, on the held-out prompts of the build being aligned."""
+        from mosa.data import resolve_prompts
+        from mosa.organism.build import organism_of
+        from mosa.organism.card import behaviour_monitor
+
+        held_out = resolve_prompts("organism-held-out", model=model, limit=MONITOR_PROMPTS)
+        monitor = behaviour_monitor(held_out.prompts, organism_of(model), prompts=len(held_out), progress=progress)
+        return monitor, {"harmful": held_out.record()}
+
+    def analysis_options(self, options_class):
+        """Fitted to its 32-token responses (each options class's `for_organism`)."""
+        return options_class.for_organism()
