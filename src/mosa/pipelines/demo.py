@@ -149,7 +149,7 @@ def align_both(path: Path, directory: Path, progress: bool, log) -> tuple[dict, 
     degenerate keeps its adapter: it is evaluated like the others and marked degenerate in the report."""
     from mosa.align.objective import format_window
     from mosa.align.settings import mosa_config, read_preset
-    from mosa.align.trainer import DegenerateRun, train_mosa
+    from mosa.align.trainer import DegenerateRun, latest_checkpoint, train_mosa
     from mosa.data import resolve_prompts
     from mosa.models import load_model
     from mosa.profiles import find_profile
@@ -170,7 +170,7 @@ def align_both(path: Path, directory: Path, progress: bool, log) -> tuple[dict, 
                 f"behaviour monitor before, every {config.monitor_every} steps and after")
             try:
                 train_mosa(load_model(path), prompts, config, run_dir, inputs=inputs,
-                           resume=(run_dir / "latest_checkpoint").is_file(), progress=progress, monitor=monitor)
+                           resume=latest_checkpoint(run_dir) is not None, progress=progress, monitor=monitor)
             except DegenerateRun:
                 pass  # its monitor.json, read below, says why: logged here and marked in the report
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
