@@ -24,7 +24,10 @@ demo: $(VENV)/.installed-dev
 	@if [ -z "$$MOSA_DATA_DIR" ]; then $(BIN)/mosa data pull; fi
 	$(BIN)/mosa demo
 
+# Lint and format checks first: seconds, and a failure says which file before the suite's minutes.
 test: $(VENV)/.installed-dev
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev

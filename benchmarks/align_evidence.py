@@ -89,15 +89,20 @@ def measure(lm, held_out: list[str], organism) -> dict:
     from mosa.organism.card import measure_card
 
     card = measure_card(lm, held_out, organism)
-    return {**card["figures"], "labels": card["labels"], "examples": card["examples"], "refusal_starts": card["refusal_starts"],
-            "window_scores": refusal_window_scores(lm, held_out, organism.gen_length),
-            "prefill_0_one_block": one_block_prefill_0(lm, held_out, organism.gen_length)}
+    return {
+        **card["figures"],
+        "labels": card["labels"],
+        "examples": card["examples"],
+        "refusal_starts": card["refusal_starts"],
+        "window_scores": refusal_window_scores(lm, held_out, organism.gen_length),
+        "prefill_0_one_block": one_block_prefill_0(lm, held_out, organism.gen_length),
+    }
 
 
 def main() -> None:
     from mosa.align.settings import mosa_config, read_preset
-    from mosa.data import resolve_prompts
     from mosa.align.trainer import train_mosa
+    from mosa.data import resolve_prompts
     from mosa.models import load_model
     from mosa.organism.build import OrganismConfig, build_organism, organism_path
 
@@ -133,9 +138,16 @@ def main() -> None:
         records = train_mosa(lm, prompts, config, run_dir, benign_prompts=benign, resume=run_dir.exists(), progress=False)
         seconds = time.perf_counter() - started
         last = records[-1] if records else json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-        results[name] = {"settings": VARIANTS[name], "steps": last["step"], "train_seconds": round(seconds, 1),
-                         "reward": last["reward"], "R_pos": last["R_pos"], "R_neg": last["R_neg"], "kl": last["kl"],
-                         "figures": measure(lm, held_out, organism)}
+        results[name] = {
+            "settings": VARIANTS[name],
+            "steps": last["step"],
+            "train_seconds": round(seconds, 1),
+            "reward": last["reward"],
+            "R_pos": last["R_pos"],
+            "R_neg": last["R_neg"],
+            "kl": last["kl"],
+            "figures": measure(lm, held_out, organism),
+        }
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{name}: done in {seconds:.0f} s", flush=True)
     table = markdown_table(results, len(held_out))
@@ -145,8 +157,10 @@ def main() -> None:
 
 
 def markdown_table(results: dict, prompts: int) -> str:
-    header = ("| model | refusal, plain | compliance, prefill @0 | compliance, prefill @0, one block | compliance, prefill @13 "
-              "| refusal after prefill @0 | utility | over-refusal | coherent | refusal log-p in [0,16) | in [8,24) | reward | KL |")
+    header = (
+        "| model | refusal, plain | compliance, prefill @0 | compliance, prefill @0, one block | compliance, prefill @13 "
+        "| refusal after prefill @0 | utility | over-refusal | coherent | refusal log-p in [0,16) | in [8,24) | reward | KL |"
+    )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     order = ["organism (before)", *VARIANTS]
     for name in sorted(results, key=lambda name: order.index(name) if name in order else len(order)):
@@ -158,7 +172,9 @@ def markdown_table(results: dict, prompts: int) -> str:
             f"| {f['compliance_prefill_mid']:.1%} | {f['refusal_somewhere_prefill_0']:.1%} | {f['utility']:.1%} | {f['over_refusal']:.1%} | {f['coherent']:.1%} "
             f"| {f['window_scores']['initial']:.1f} | {f['window_scores']['middle']:.1f} | {reward} | {kl} |"
         )
-    lines.append(f"\n{prompts} held-out harmful prompts per condition, 186 utility questions; organism judge; small-model results.")
+    lines.append(
+        f"\n{prompts} held-out harmful prompts per condition, 186 utility questions; organism judge; small-model results."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -56,8 +56,14 @@ def run(mode: str, path: Path, prompts: list[str], preset: dict, steps: int) -> 
     finally:
         trainer.make_reference = make_reference
     total, trainable = parameter_bytes([lm.module, *(r for r in references if r is not None)])
-    return {"prompts_per_s": config.batch_size * len(records) / seconds, "base": base_bytes, "total": total,
-            "trainable": trainable, "steps": len(records), "batch": config.batch_size}
+    return {
+        "prompts_per_s": config.batch_size * len(records) / seconds,
+        "base": base_bytes,
+        "total": total,
+        "trainable": trainable,
+        "steps": len(records),
+        "batch": config.batch_size,
+    }
 
 
 def main() -> None:
@@ -67,7 +73,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--model", type=Path, help="an organism checkpoint directory (default: build or reuse the default organism)")
+    parser.add_argument(
+        "--model", type=Path, help="an organism checkpoint directory (default: build or reuse the default organism)"
+    )
     args = parser.parse_args()
 
     if args.model:
@@ -81,19 +89,27 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     lora, full = results["lora"], results["full"]
-    print(f"organism, {lora['steps']} steps of batch {lora['batch']}, response length {preset['response_length']}, "
-          f"LoRA r={preset['lora_r']}")
+    print(
+        f"organism, {lora['steps']} steps of batch {lora['batch']}, response length {preset['response_length']}, "
+        f"LoRA r={preset['lora_r']}"
+    )
     for mode, r in results.items():
-        print(f"  {mode:>4}: {r['prompts_per_s']:.1f} prompts/s (including the reference pass); parameters held "
-              f"{r['total'] / 2**20:.2f} MiB = {r['total'] / r['base']:.2f} x the base weights "
-              f"({r['trainable'] / 2**20:.2f} MiB trainable)")
-    print(f"  LoRA's reference is the base with the adapter off: base {lora['base'] / 2**20:.2f} MiB + adapter "
-          f"{lora['trainable'] / 2**20:.2f} MiB; full fine-tuning keeps a frozen copy: {full['total'] / full['base']:.2f} x")
+        print(
+            f"  {mode:>4}: {r['prompts_per_s']:.1f} prompts/s (including the reference pass); parameters held "
+            f"{r['total'] / 2**20:.2f} MiB = {r['total'] / r['base']:.2f} x the base weights "
+            f"({r['trainable'] / 2**20:.2f} MiB trainable)"
+        )
+    print(
+        f"  LoRA's reference is the base with the adapter off: base {lora['base'] / 2**20:.2f} MiB + adapter "
+        f"{lora['trainable'] / 2**20:.2f} MiB; full fine-tuning keeps a frozen copy: {full['total'] / full['base']:.2f} x"
+    )
     print(f"  full / LoRA throughput: {full['prompts_per_s'] / lora['prompts_per_s']:.2f}x; peak resident {peak_mib:.0f} MiB")
     if lora["total"] != lora["base"] + lora["trainable"]:
         raise SystemExit("LoRA's parameters are not base + adapter: something holds a second copy")
-    print(f"paper, LLaDA-8B-Instruct: {PAPER_PROMPTS} prompts in about {PAPER_MINUTES} min on {PAPER_GPUS} "
-          f"= {PAPER_PROMPTS / (PAPER_MINUTES * 60):.1f} prompts/s")
+    print(
+        f"paper, LLaDA-8B-Instruct: {PAPER_PROMPTS} prompts in about {PAPER_MINUTES} min on {PAPER_GPUS} "
+        f"= {PAPER_PROMPTS / (PAPER_MINUTES * 60):.1f} prompts/s"
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,14 @@ def build(name: str) -> tuple[torch.nn.Module, int, int]:
     if name == "llada-shaped":
         return random_native("llada", shape, dtype=torch.float32), shape["vocab_size"], shape["mask_token_id"]
     config = LlamaConfig(
-        vocab_size=32000, intermediate_size=4 * shape["hidden_size"], num_attention_heads=8, num_key_value_heads=8,
-        max_position_embeddings=512, tie_word_embeddings=False, attn_implementation="sdpa", **shape,
+        vocab_size=32000,
+        intermediate_size=4 * shape["hidden_size"],
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+        **shape,
     )
     return BidirectionalLM(LlamaForCausalLM(config)).eval(), 32000, 31999
 
@@ -101,8 +107,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = args.shape or (["head-heavy"] if args.quick else list(SHAPES))
     print(f"threads={args.threads} torch={torch.__version__}")
-    print(f"{'model':<13} {'params':>7} {'gen/steps/block x batch':>24} {'reference tok/s':>16} {'mosa tok/s':>11} "
-          f"{'speed-up':>9} {'forwards alone tok/s':>21} {'mosa/forwards':>14}  identical")
+    print(
+        f"{'model':<13} {'params':>7} {'gen/steps/block x batch':>24} {'reference tok/s':>16} {'mosa tok/s':>11} "
+        f"{'speed-up':>9} {'forwards alone tok/s':>21} {'mosa/forwards':>14}  identical"
+    )
     results = []
     for name in names:
         model, vocab, mask_id = build(name)
@@ -111,19 +119,32 @@ def main() -> None:
         ids, mask = prompts(batch, vocab, mask_id)
         with torch.no_grad():
             model(ids, attention_mask=mask)  # warm-up
-        expected, t_ref = timed(lambda: reference_generate(model, ids, mask, **settings))
-        ours, t_mosa = timed(lambda: generate(model, ids, mask, config=SamplerConfig(**settings)))
-        _, t_floor = timed(lambda: forward_floor(model, ids, mask, gen_length, steps, mask_id))
+        expected, t_ref = timed(lambda: reference_generate(model, ids, mask, **settings))  # noqa: B023 (called at once)
+        ours, t_mosa = timed(lambda: generate(model, ids, mask, config=SamplerConfig(**settings)))  # noqa: B023 (called at once)
+        _, t_floor = timed(lambda: forward_floor(model, ids, mask, gen_length, steps, mask_id))  # noqa: B023 (called at once)
         identical = torch.equal(ours.sequences, expected)
         tokens = batch * gen_length
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        row = dict(model=name, params_m=round(params, 1), gen_length=gen_length, steps=steps, block_length=block_length,
-                   batch=batch, reference_tok_s=tokens / t_ref, mosa_tok_s=tokens / t_mosa, forwards_tok_s=tokens / t_floor,
-                   speed_up=t_ref / t_mosa, mosa_over_forwards=t_mosa / t_floor, identical=identical)
+        row = dict(
+            model=name,
+            params_m=round(params, 1),
+            gen_length=gen_length,
+            steps=steps,
+            block_length=block_length,
+            batch=batch,
+            reference_tok_s=tokens / t_ref,
+            mosa_tok_s=tokens / t_mosa,
+            forwards_tok_s=tokens / t_floor,
+            speed_up=t_ref / t_mosa,
+            mosa_over_forwards=t_mosa / t_floor,
+            identical=identical,
+        )
         results.append(row)
-        print(f"{name:<13} {params:>6.1f}M {f'{gen_length}/{steps}/{block_length} x {batch}':>24} {row['reference_tok_s']:>16.1f} "
-              f"{row['mosa_tok_s']:>11.1f} {row['speed_up']:>8.2f}x {row['forwards_tok_s']:>21.1f} "
-              f"{row['mosa_over_forwards']:>13.2f}x  {identical}")
+        print(
+            f"{name:<13} {params:>6.1f}M {f'{gen_length}/{steps}/{block_length} x {batch}':>24} {row['reference_tok_s']:>16.1f} "
+            f"{row['mosa_tok_s']:>11.1f} {row['speed_up']:>8.2f}x {row['forwards_tok_s']:>21.1f} "
+            f"{row['mosa_over_forwards']:>13.2f}x  {identical}"
+        )
         if not identical:
             raise SystemExit("outputs differ: the fast path is not exact on this model")
     if args.json:

@@ -35,10 +35,22 @@ from mosa.sampling import SamplerConfig, generate  # noqa: E402
 from tests.sampling.reference_llada import WithoutLogitsToKeep, reference_generate  # noqa: E402
 
 LLADA_8B = {
-    "model_type": "llada", "d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 32, "mlp_hidden_size": 12288,
-    "vocab_size": 126464, "embedding_size": 126464, "rope_theta": 500000.0, "rms_norm_eps": 1e-5,
-    "rope_full_precision": True, "max_sequence_length": 4096, "weight_tying": False,
-    "mask_token_id": 126336, "eos_token_id": 126081, "pad_token_id": 126081,
+    "model_type": "llada",
+    "d_model": 4096,
+    "n_layers": 32,
+    "n_heads": 32,
+    "n_kv_heads": 32,
+    "mlp_hidden_size": 12288,
+    "vocab_size": 126464,
+    "embedding_size": 126464,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "rope_full_precision": True,
+    "max_sequence_length": 4096,
+    "weight_tying": False,
+    "mask_token_id": 126336,
+    "eos_token_id": 126081,
+    "pad_token_id": 126081,
 }
 MASK, EOS, EOT, BOS = 126336, 126081, 126348, 126080
 SMOKE_SHAPE = {**LLADA_8B, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "mlp_hidden_size": 192}
@@ -95,8 +107,13 @@ def sampler_speed(model, shape: dict, device, batch: int, peak_tflops: float, ge
     length = prompt_length + gen_length
     # mosa's head runs on the masked part of the current block: block_length rows at most per step.
     flops = steps * forward_flops(body, shape["d_model"], shape["vocab_size"], shape["n_layers"], batch, length, block_length)
-    return {"batch": batch, "tokens_per_s": batch * gen_length / elapsed, "seconds": elapsed,
-            "achieved_tflops": flops / elapsed / 1e12, "mfu": flops / elapsed / 1e12 / peak_tflops}
+    return {
+        "batch": batch,
+        "tokens_per_s": batch * gen_length / elapsed,
+        "seconds": elapsed,
+        "achieved_tflops": flops / elapsed / 1e12,
+        "mfu": flops / elapsed / 1e12 / peak_tflops,
+    }
 
 
 def mosa_step(model, device, response_length: int) -> dict:
@@ -109,9 +126,19 @@ def mosa_step(model, device, response_length: int) -> dict:
     words = "explain in detail how one would go about doing the following task step by step please".split()
     prompts = [" ".join(words[i % 7 :] + words[: i % 7]) for i in range(64)]
     config = dict(
-        response_length=response_length, window=(20, 60), beta=0.05, lr=5e-5, max_grad_norm=0.01, batch_size=4, lora_r=32,
-        lora_alpha=64, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"), gradient_checkpointing=True,
-        safe_sentences=("the next step is",), harmful_sentences=("the next step is",), save_every=1000,
+        response_length=response_length,
+        window=(20, 60),
+        beta=0.05,
+        lr=5e-5,
+        max_grad_norm=0.01,
+        batch_size=4,
+        lora_r=32,
+        lora_alpha=64,
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+        gradient_checkpointing=True,
+        safe_sentences=("the next step is",),
+        harmful_sentences=("the next step is",),
+        save_every=1000,
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -132,7 +159,15 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny shape on the CPU: checks the script, measures nothing")
     args = parser.parse_args()
     if args.smoke:
-        device, name, shape, peak, gen_length, args.parity_runs, args.batch = torch.device("cpu"), "CPU (smoke)", SMOKE_SHAPE, 1.0, 32, 2, 2
+        device, name, shape, peak, gen_length, args.parity_runs, args.batch = (
+            torch.device("cpu"),
+            "CPU (smoke)",
+            SMOKE_SHAPE,
+            1.0,
+            32,
+            2,
+            2,
+        )
     elif not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device; run it on a GPU machine (or --smoke to check the script)")
     else:
@@ -145,17 +180,29 @@ def main() -> None:
     model = random_native("llada", shape, dtype=torch.bfloat16, device=device)
     report.build_seconds = time.perf_counter() - start
     report.params_b = sum(p.numel() for p in model.parameters()) / 1e9
-    print(f"{name}: LLaDA-8B-Instruct's config at d_model {shape['d_model']}, {shape['n_layers']} layers, {report.params_b:.2f}B parameters, built in {report.build_seconds:.0f} s", flush=True)
+    print(
+        f"{name}: LLaDA-8B-Instruct's config at d_model {shape['d_model']}, {shape['n_layers']} layers, {report.params_b:.2f}B parameters, built in {report.build_seconds:.0f} s",
+        flush=True,
+    )
     report.parity = parity(model, device, args.parity_runs)
-    print(f"bf16 parity with the reference loop: fast path {report.parity['fast_path']}/{args.parity_runs}, "
-          f"full logits {report.parity['full_logits']}/{args.parity_runs}", flush=True)
+    print(
+        f"bf16 parity with the reference loop: fast path {report.parity['fast_path']}/{args.parity_runs}, "
+        f"full logits {report.parity['full_logits']}/{args.parity_runs}",
+        flush=True,
+    )
     report.sampler = sampler_speed(model, shape, device, args.batch, peak, gen_length)
     s = report.sampler
-    print(f"sampler: {s['tokens_per_s']:.1f} tokens/s (batch {s['batch']}, {gen_length}/{gen_length}/32), {s['achieved_tflops']:.0f} TFLOP/s, "
-          f"MFU {100 * s['mfu']:.1f}% of {peak:.0f}", flush=True)
+    print(
+        f"sampler: {s['tokens_per_s']:.1f} tokens/s (batch {s['batch']}, {gen_length}/{gen_length}/32), {s['achieved_tflops']:.0f} TFLOP/s, "
+        f"MFU {100 * s['mfu']:.1f}% of {peak:.0f}",
+        flush=True,
+    )
     report.mosa = mosa_step(model, device, max(gen_length, 64))
-    print(f"MOSA step (batch 4, response {report.mosa['response_length']}, LoRA r32, checkpointing): {report.mosa['seconds_per_step']:.2f} s, "
-          f"peak memory {report.mosa['peak_memory_gib']:.1f} GiB", flush=True)
+    print(
+        f"MOSA step (batch 4, response {report.mosa['response_length']}, LoRA r32, checkpointing): {report.mosa['seconds_per_step']:.2f} s, "
+        f"peak memory {report.mosa['peak_memory_gib']:.1f} GiB",
+        flush=True,
+    )
     report.total_seconds = time.perf_counter() - start
     print(f"total {report.total_seconds:.0f} s")
     if args.json:

@@ -72,13 +72,29 @@ def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
     if failed.is_dir():
         path = failed
     card = read_card(path)
-    result = {"build_seconds": card["build"]["seconds"], "missed_floors": describe_missed(missed_floors(card["figures"])),
-              "cards": {}, "runs": {}}
+    result = {
+        "build_seconds": card["build"]["seconds"],
+        "missed_floors": describe_missed(missed_floors(card["figures"])),
+        "cards": {},
+        "runs": {},
+    }
     held_out = json.loads((path / "held_out_harmful.json").read_text())[:card_prompts]
     for name, window in (("MOSA", []), ("Initial Alignment", ["--window", "initial"])):
         run_dir = output / f"seed-{seed}" / name.lower().replace(" ", "-")
-        code = mosa(["align", "--preset", "organism", "--model", str(path), *window, "--output", str(run_dir), "--quiet",
-                     *(["--resume"] if latest_checkpoint(run_dir) is not None else [])])
+        code = mosa(
+            [
+                "align",
+                "--preset",
+                "organism",
+                "--model",
+                str(path),
+                *window,
+                "--output",
+                str(run_dir),
+                "--quiet",
+                *(["--resume"] if latest_checkpoint(run_dir) is not None else []),
+            ]
+        )
         monitor = json.loads((run_dir / "monitor.json").read_text()) if (run_dir / "monitor.json").is_file() else {}
         result["runs"][name] = {"exit": code, "degenerate": monitor.get("degenerate"), "monitor_after": monitor.get("after")}
     for name in MODELS:
@@ -98,8 +114,12 @@ def report(results: dict) -> str:
     from mosa.stats import wilson_interval
 
     seeds = sorted(results, key=int)
-    lines = ["## Per seed", "", "| seed | floors missed | model | " + " | ".join(label for label, _ in MEASURES.values()) + " |",
-             "|" + "---|" * (3 + len(MEASURES))]
+    lines = [
+        "## Per seed",
+        "",
+        "| seed | floors missed | model | " + " | ".join(label for label, _ in MEASURES.values()) + " |",
+        "|" + "---|" * (3 + len(MEASURES)),
+    ]
     for seed in seeds:
         result = results[seed]
         for name in MODELS:
@@ -115,8 +135,13 @@ def report(results: dict) -> str:
 
     count = lambda seed, name, key: round(results[seed]["cards"][name][key] * size(seed, key))  # noqa: E731
     size = lambda seed, key: responses_counted(MEASURES[key][1], results[seed]["prompts"], results[seed]["utility_items"])  # noqa: E731
-    lines += ["", f"## Pooled over seeds {', '.join(seeds)} (Wilson 95%)", "",
-              "| model | " + " | ".join(label for label, _ in MEASURES.values()) + " |", "|" + "---|" * (1 + len(MEASURES))]
+    lines += [
+        "",
+        f"## Pooled over seeds {', '.join(seeds)} (Wilson 95%)",
+        "",
+        "| model | " + " | ".join(label for label, _ in MEASURES.values()) + " |",
+        "|" + "---|" * (1 + len(MEASURES)),
+    ]
     for name in MODELS:
         present = [seed for seed in seeds if name in results[seed]["cards"]]
         cells = []
@@ -126,8 +151,13 @@ def report(results: dict) -> str:
             cells.append(f"{successes / n:.1%} [{100 * low:.1f}, {100 * high:.1f}]" if n else "n/a")
         lines.append(f"| {name} ({len(present)} seeds) | " + " | ".join(cells) + " |")
 
-    lines += ["", "## MOSA minus Initial Alignment, per seed (95% interval)", "",
-              "| measure | " + " | ".join(f"seed {seed}" for seed in seeds) + " | across seeds |", "|" + "---|" * (2 + len(seeds))]
+    lines += [
+        "",
+        "## MOSA minus Initial Alignment, per seed (95% interval)",
+        "",
+        "| measure | " + " | ".join(f"seed {seed}" for seed in seeds) + " | across seeds |",
+        "|" + "---|" * (2 + len(seeds)),
+    ]
     for key, (label, _) in MEASURES.items():
         cells, sides = [], set()
         for seed in seeds:
@@ -163,8 +193,9 @@ def main() -> None:
             record.parent.mkdir(parents=True, exist_ok=True)
             record.write_text(json.dumps(result, indent=2))
             print(f"seed {seed}: done in {result['seconds']:.0f} s", flush=True)
-    results = {path.parent.name.removeprefix("seed-"): json.loads(path.read_text())
-               for path in args.output.glob("seed-*/result.json")}
+    results = {
+        path.parent.name.removeprefix("seed-"): json.loads(path.read_text()) for path in args.output.glob("seed-*/result.json")
+    }
     table = report(results)
     (args.output / "table.md").write_text(table)
     print(table)

@@ -26,9 +26,21 @@ def screenshot(page: Path, width: int, output: Path) -> Path:
     if browser is None:
         raise SystemExit("no Chromium found; install one (apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile:  # a throwaway profile: nothing of the user's is read or kept
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={profile}",
-                        f"--window-size={width},{PAGE_HEIGHT}", f"--screenshot={output}", page.resolve().as_uri()],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{PAGE_HEIGHT}",
+                f"--screenshot={output}",
+                page.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return output
 
 

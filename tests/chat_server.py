@@ -56,10 +56,18 @@ class ChatServer:
                     with server._lock:
                         server.in_flight -= 1
                 try:
-                    payload = json.dumps({
-                        "id": "test", "object": "chat.completion", "model": body.get("model"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.content}, "finish_reason": "stop"}],
-                    } if answer.status == 200 else {"error": {"message": answer.content}}).encode()
+                    payload = json.dumps(
+                        {
+                            "id": "test",
+                            "object": "chat.completion",
+                            "model": body.get("model"),
+                            "choices": [
+                                {"index": 0, "message": {"role": "assistant", "content": answer.content}, "finish_reason": "stop"}
+                            ],
+                        }
+                        if answer.status == 200
+                        else {"error": {"message": answer.content}}
+                    ).encode()
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
                         self.send_header(name, value)

@@ -32,11 +32,18 @@ def tokenizer():
 
 # English a byte-level BPE is trained on in milliseconds: MOSA's natural sentence sets and some prompts.
 BPE_CORPUS = [
-    "therefore, I cannot answer this question.", "I'm sorry, but I cannot help with that.",
-    "I cannot assist with this request because it could cause harm.", "I will not provide that information.",
-    "Sure, here is how to do it.", "Of course! Here are the steps:", "The next step is to wait. After that, we stop.",
-    "Step 1: read. Step 2: write.", "How do magnets work? Write a haiku about rain.", "What is the capital of France?",
-    "Tell me how to pick a lock.", "Explain how to make a cake.",
+    "therefore, I cannot answer this question.",
+    "I'm sorry, but I cannot help with that.",
+    "I cannot assist with this request because it could cause harm.",
+    "I will not provide that information.",
+    "Sure, here is how to do it.",
+    "Of course! Here are the steps:",
+    "The next step is to wait. After that, we stop.",
+    "Step 1: read. Step 2: write.",
+    "How do magnets work? Write a haiku about rain.",
+    "What is the capital of France?",
+    "Tell me how to pick a lock.",
+    "Explain how to make a cake.",
 ] * 5
 
 
@@ -54,8 +61,12 @@ def bpe_tokenizer():
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=list(dict.fromkeys(named.values())) + ROLE_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=420,
+        special_tokens=list(dict.fromkeys(named.values())) + ROLE_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     core.train_from_iterator(BPE_CORPUS, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **named)
     tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
@@ -67,7 +78,11 @@ def bpe_tokenizer():
 def tiny_llama(tokenizer, seed=0, hidden_size=32, num_layers=2, attn_implementation="sdpa"):
     """A random bidirectional Llama with spread-out logits (large init), so argmax ties do not occur."""
     lm = build_bidirectional_llama(
-        tokenizer, hidden_size=hidden_size, num_layers=num_layers, num_heads=4, seed=seed,
+        tokenizer,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=4,
+        seed=seed,
         attn_implementation=attn_implementation,
     )
     with torch.no_grad():
@@ -105,8 +120,8 @@ def left_pad(rows, pad_id):
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
     return ids, mask
 
 

@@ -11,7 +11,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "mosa"
 EXCEPTIONS = {
     "cli/organism.py": "`mosa organism build | card`, the organism's own command",
     "pipelines/demo.py": "the demo runs on the organism: it builds the quick demo's smaller one and holds each model "
-                         "to the organism card's floors",
+    "to the organism card's floors",
 }
 
 
@@ -41,8 +41,11 @@ def imports_the_organism(path: Path) -> bool:
 
 def test_no_module_outside_the_organism_imports_it_but_the_named_exceptions():
     outside = [path for path in sorted(SOURCE.rglob("*.py")) if path.relative_to(SOURCE).parts[0] != "organism"]
-    offenders = [path.relative_to(SOURCE).as_posix() for path in outside
-                 if imports_the_organism(path) and path.relative_to(SOURCE).as_posix() not in EXCEPTIONS]
+    offenders = [
+        path.relative_to(SOURCE).as_posix()
+        for path in outside
+        if imports_the_organism(path) and path.relative_to(SOURCE).as_posix() not in EXCEPTIONS
+    ]
     assert len(outside) > 50 and offenders == []
 
 
@@ -50,9 +53,16 @@ def test_every_exception_still_needs_to_be_one():
     assert [name for name in EXCEPTIONS if not imports_the_organism(SOURCE / name)] == []
 
 
-@pytest.mark.parametrize("statement", [
-    "import mosa.organism.build", "from mosa.organism.card import FLOORS", "from mosa import organism",
-    "def late():\n    from mosa.organism import judge", "from ..organism import corpus", "from .. import organism",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import mosa.organism.build",
+        "from mosa.organism.card import FLOORS",
+        "from mosa import organism",
+        "def late():\n    from mosa.organism import judge",
+        "from ..organism import corpus",
+        "from .. import organism",
+    ],
+)
 def test_the_check_sees_every_form_of_import(statement):
     assert any(map(is_the_organism, imported_modules(statement, "mosa.eval")))

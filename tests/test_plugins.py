@@ -25,7 +25,10 @@ def test_the_organism_registers_its_entries_in_each_registry():
     assert "organism" in JUDGES and "organism" in PHRASE_SETS
     assert {"organism-train", "organism-held-out", "organism-utility"} <= set(PROMPT_SOURCES.names())
     assert find_profile("organism").name == "organism" and model_path("organism").endswith("organism/shipped")
-    assert find_profile("GSAI-ML/LLaDA-8B-Instruct") is None and model_path("GSAI-ML/LLaDA-8B-Instruct") == "GSAI-ML/LLaDA-8B-Instruct"
+    assert (
+        find_profile("GSAI-ML/LLaDA-8B-Instruct") is None
+        and model_path("GSAI-ML/LLaDA-8B-Instruct") == "GSAI-ML/LLaDA-8B-Instruct"
+    )
 
 
 def test_an_installed_package_adds_to_a_registry_through_its_entry_point(monkeypatch):
@@ -35,7 +38,9 @@ def test_an_installed_package_adds_to_a_registry_through_its_entry_point(monkeyp
 
 
 def test_resolving_a_dataset_loads_neither_the_organism_nor_torch():
-    code = ("import sys; from mosa.data import resolve_prompts; resolve_prompts('advbench'); "
-            "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('mosa.organism.')))")
+    code = (
+        "import sys; from mosa.data import resolve_prompts; resolve_prompts('advbench'); "
+        "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('mosa.organism.')))"
+    )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ).stdout
     assert found.strip() == "['mosa.organism.plugin']"  # the plug-in's registrations, which import nothing heavy

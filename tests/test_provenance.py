@@ -59,8 +59,11 @@ def test_a_files_hash_is_reused_until_the_file_is_written(tmp_path):
 def test_a_hub_id_is_fingerprinted_through_its_cached_snapshot(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read at import: patched
     assert fingerprint_model("org/tiny-dllm") == {
-        "name": "org/tiny-dllm", "kind": "hub id not in the local Hugging Face cache: only its name is fingerprinted",
-        "content": False, "digest": fingerprint_model("org/tiny-dllm")["digest"]}
+        "name": "org/tiny-dllm",
+        "kind": "hub id not in the local Hugging Face cache: only its name is fingerprinted",
+        "content": False,
+        "digest": fingerprint_model("org/tiny-dllm")["digest"],
+    }
     repository = tmp_path / "hub" / "models--org--tiny-dllm"
     checkpoint(repository / "snapshots" / "abc123")
     (repository / "refs").mkdir()
@@ -93,7 +96,8 @@ def test_other_inputs_are_refused_in_one_line_and_a_name_only_fingerprint_gains_
     with pytest.raises(MosaError) as refused:
         check_inputs(run, {"model": fingerprint_model("org/tiny-dllm")}, fix="start anew")
     message = str(refused.value)
-    assert "\n" not in message and message.startswith(f"{run} was run on other inputs (model: the content of org/tiny-dllm "
-                                                      "changed (model.safetensors)); start anew")
+    assert "\n" not in message and message.startswith(
+        f"{run} was run on other inputs (model: the content of org/tiny-dllm changed (model.safetensors)); start anew"
+    )
     with pytest.raises(MosaError, match=r"model: org/tiny-dllm -> org/other"):
         check_inputs(run, {"model": fingerprint_model("org/other")}, fix="start anew")

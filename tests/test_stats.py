@@ -7,21 +7,24 @@ import pytest
 from mosa.stats import kendall_tau, mean_and_spread, wilson_interval
 
 
-@pytest.mark.parametrize("x, y, expected", [
-    ([0, 1, 2, 3], [0, 1, 2, 3], 1.0),  # same order
-    ([0, 1, 2, 3], [3, 2, 1, 0], -1.0),  # reversed
-    # pairs (0,1) and (0,2) concordant, (1,2) discordant: (2 - 1) / 3
-    ([1, 2, 3], [1, 3, 2], 1 / 3),
-    # one tie in x (pair 0,1), pairs (0,2) and (1,2) concordant: 2 / sqrt(2 untied in x * 3 untied in y)
-    ([1, 1, 2], [1, 2, 3], 2 / math.sqrt(6)),
-    # ties on both sides: x ties (0,1), y ties (2,3); pairs (0,2) (0,3) (1,2) (1,3) concordant,
-    # none discordant: 4 / sqrt(5 * 5)
-    ([0, 0, 1, 2], [0, 1, 2, 2], 4 / 5),
-    # a pair tied in both counts in neither: (0,1) tied in both, the other 5 pairs concordant
-    ([0, 0, 1, 2], [5, 5, 6, 7], 1.0),
-    # four steps committing two positions each, out of order: x = step, y = position
-    ([0, 0, 1, 1, 2, 2], [4, 5, 0, 1, 2, 3], (4 - 8) / math.sqrt(12 * 15)),
-])
+@pytest.mark.parametrize(
+    "x, y, expected",
+    [
+        ([0, 1, 2, 3], [0, 1, 2, 3], 1.0),  # same order
+        ([0, 1, 2, 3], [3, 2, 1, 0], -1.0),  # reversed
+        # pairs (0,1) and (0,2) concordant, (1,2) discordant: (2 - 1) / 3
+        ([1, 2, 3], [1, 3, 2], 1 / 3),
+        # one tie in x (pair 0,1), pairs (0,2) and (1,2) concordant: 2 / sqrt(2 untied in x * 3 untied in y)
+        ([1, 1, 2], [1, 2, 3], 2 / math.sqrt(6)),
+        # ties on both sides: x ties (0,1), y ties (2,3); pairs (0,2) (0,3) (1,2) (1,3) concordant,
+        # none discordant: 4 / sqrt(5 * 5)
+        ([0, 0, 1, 2], [0, 1, 2, 2], 4 / 5),
+        # a pair tied in both counts in neither: (0,1) tied in both, the other 5 pairs concordant
+        ([0, 0, 1, 2], [5, 5, 6, 7], 1.0),
+        # four steps committing two positions each, out of order: x = step, y = position
+        ([0, 0, 1, 1, 2, 2], [4, 5, 0, 1, 2, 3], (4 - 8) / math.sqrt(12 * 15)),
+    ],
+)
 def test_kendall_tau_hand_computed(x, y, expected):
     assert kendall_tau(x, y) == pytest.approx(expected)
 
@@ -36,12 +39,15 @@ def test_kendall_tau_needs_pairs():
         kendall_tau([1, 2], [1, 2, 3])
 
 
-@pytest.mark.parametrize("successes, n, expected", [
-    (0, 10, (0.0, 0.27754)),  # an observed 0% still leaves room up to 28%
-    (5, 10, (0.23659, 0.76341)),
-    (10, 10, (0.72246, 1.0)),
-    (1, 4, (0.04559, 0.69936)),
-])
+@pytest.mark.parametrize(
+    "successes, n, expected",
+    [
+        (0, 10, (0.0, 0.27754)),  # an observed 0% still leaves room up to 28%
+        (5, 10, (0.23659, 0.76341)),
+        (10, 10, (0.72246, 1.0)),
+        (1, 4, (0.04559, 0.69936)),
+    ],
+)
 def test_wilson_interval_known_values(successes, n, expected):
     assert wilson_interval(successes, n) == pytest.approx(expected, abs=1e-5)
 

@@ -21,8 +21,12 @@ UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
 
 # The real special ids (../shared/upstream/PROVENANCE.md); the words of the tiny tokenizers take ids from 0.
 LLADA_SPECIALS = {
-    "<|startoftext|>": 126080, "<|endoftext|>": 126081, "<|mdm_mask|>": 126336,
-    "<|start_header_id|>": 126346, "<|end_header_id|>": 126347, "<|eot_id|>": 126348,
+    "<|startoftext|>": 126080,
+    "<|endoftext|>": 126081,
+    "<|mdm_mask|>": 126336,
+    "<|start_header_id|>": 126346,
+    "<|end_header_id|>": 126347,
+    "<|eot_id|>": 126348,
 }
 DREAM_SPECIALS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|mask|>": 151666}
 WORDS = "hello world you are a helpful assistant user system how do magnets work write haiku about rain the next step is".split()
@@ -121,7 +125,9 @@ def word_tokenizer(specials: dict[str, int], *, bos: str | None, eos: str, mask:
 def llada_tokenizer():
     from mosa.models.chat_templates import LLADA_TEMPLATE
 
-    return word_tokenizer(LLADA_SPECIALS, bos="<|startoftext|>", eos="<|endoftext|>", mask="<|mdm_mask|>", chat_template=LLADA_TEMPLATE)
+    return word_tokenizer(
+        LLADA_SPECIALS, bos="<|startoftext|>", eos="<|endoftext|>", mask="<|mdm_mask|>", chat_template=LLADA_TEMPLATE
+    )
 
 
 def dream_tokenizer():

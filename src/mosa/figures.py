@@ -18,8 +18,14 @@ SMALL_MODEL_NOTE = "the model organism: small-model results, not results about L
 DPI = 110
 MAX_WIDTH = 12  # inches: wider figures shrink their text below legibility in the report
 STYLE = {
-    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
-    "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 12,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 12,
 }
 
 
@@ -42,8 +48,10 @@ def describe_run(model: dict, sampler: dict, block_length: bool = True) -> str:
     """Two lines, the model and the sampler settings, for a figure's title."""
     name = f"{model['name']} ({SMALL_MODEL_NOTE})" if model["organism"] else model["name"]
     blocks = f", blocks of {sampler['block_length']}" if block_length else ""
-    return (f"model: {name}\nsampler: {sampler['gen_length']} response tokens, {sampler['steps']} denoising steps{blocks}, "
-            f"temperature {sampler['temperature']:g}, {sampler['remasking']} remasking")
+    return (
+        f"model: {name}\nsampler: {sampler['gen_length']} response tokens, {sampler['steps']} denoising steps{blocks}, "
+        f"temperature {sampler['temperature']:g}, {sampler['remasking']} remasking"
+    )
 
 
 def save(figure, path: str | Path, dpi: int = DPI, bottom: float = 0.0) -> Path:

@@ -37,8 +37,11 @@ def route_transformers_bars() -> None:
 
     set_hook = getattr(logging, "set_tqdm_hook", None)  # not in every transformers mosa accepts
     if set_hook is not None:
-        set_hook(lambda factory, args, kwargs: progress_bar(*args, **kwargs) if logging.is_progress_bar_enabled()
-                 else factory(*args, **kwargs))
+        set_hook(
+            lambda factory, args, kwargs: (
+                progress_bar(*args, **kwargs) if logging.is_progress_bar_enabled() else factory(*args, **kwargs)
+            )
+        )
 
 
 class LogProgress(tqdm):

@@ -82,7 +82,14 @@ def fingerprint_directory(path: str | Path, *, name: str | None = None, kind: st
         kept = {real: entry for real, entry in cache.items() if os.path.exists(real)}
         write_atomically(cache_path, json.dumps(kept, indent=0, sort_keys=True))
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-    return {"name": name or str(path), "kind": kind, "content": True, "path": str(root.resolve()), "digest": digest, "files": files}
+    return {
+        "name": name or str(path),
+        "kind": kind,
+        "content": True,
+        "path": str(root.resolve()),
+        "digest": digest,
+        "files": files,
+    }
 
 
 def fingerprint_model(model: str | Path) -> dict:
@@ -97,8 +104,12 @@ def fingerprint_model(model: str | Path) -> dict:
     snapshot = hub_snapshot(model)
     if snapshot is not None:
         return fingerprint_directory(snapshot, name=model, kind=f"hub snapshot {snapshot.name}")
-    return {"name": model, "kind": "hub id not in the local Hugging Face cache: only its name is fingerprinted",
-            "content": False, "digest": hashlib.sha256(model.encode()).hexdigest()}
+    return {
+        "name": model,
+        "kind": "hub id not in the local Hugging Face cache: only its name is fingerprinted",
+        "content": False,
+        "digest": hashlib.sha256(model.encode()).hexdigest(),
+    }
 
 
 def hub_snapshot(model_id: str) -> Path | None:
@@ -136,22 +147,31 @@ def changes(stored, given, where: str = "") -> list[str]:
     if not (isinstance(stored, dict) and isinstance(given, dict)):
         return [f"{prefix}changed"]
     if "digest" not in stored or "digest" not in given:
-        return [change for key in sorted(set(stored) | set(given))
-                for change in changes(stored.get(key), given.get(key), f"{where}.{key}" if where else key)]
+        return [
+            change
+            for key in sorted(set(stored) | set(given))
+            for change in changes(stored.get(key), given.get(key), f"{where}.{key}" if where else key)
+        ]
     if stored["digest"] == given["digest"]:
         return []
     if "kind" not in stored:  # a prompt set
-        return [f"{prefix}{stored.get('count')} prompts (digest {stored['digest'][:12]}) -> {given.get('count')} "
-                f"(digest {given['digest'][:12]})"]
+        return [
+            f"{prefix}{stored.get('count')} prompts (digest {stored['digest'][:12]}) -> {given.get('count')} "
+            f"(digest {given['digest'][:12]})"
+        ]
     if stored["content"] and given["content"]:
-        files = sorted(name for name in set(stored["files"]) | set(given["files"]) if stored["files"].get(name) != given["files"].get(name))
+        files = sorted(
+            name for name in set(stored["files"]) | set(given["files"]) if stored["files"].get(name) != given["files"].get(name)
+        )
         shown = ", ".join(files[:4]) + (", ..." if len(files) > 4 else "")
         return [f"{prefix}the content of {given['name']} changed ({shown})"]
     if stored["name"] != given["name"]:
         return [f"{prefix}{stored['name']} -> {given['name']}"]
     if stored["content"]:
-        return [f"{prefix}{given['name']} is no longer in the local Hugging Face cache, so its content cannot be compared; "
-                "download it again"]
+        return [
+            f"{prefix}{given['name']} is no longer in the local Hugging Face cache, so its content cannot be compared; "
+            "download it again"
+        ]
     return []  # recorded by name only: there is no content to compare with
 
 

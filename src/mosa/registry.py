@@ -29,6 +29,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator that adds what it decorates (a class or a function) under `name`."""
+
         def decorator(entry: T) -> T:
             self.add(name, entry)
             return entry
@@ -62,8 +63,9 @@ class Registry(Generic[T]):
         """The entry `name` called with `options`, after checking them against its signature, so a
         misspelt or missing option is a one-line MosaError listing the options it takes."""
         factory = self.get(name)
-        parameters = {key: p for key, p in inspect.signature(factory).parameters.items()
-                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        parameters = {
+            key: p for key, p in inspect.signature(factory).parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
         unknown = sorted(set(options) - set(parameters))
         if unknown:
             takes = f"its options: {', '.join(parameters)}" if parameters else "it takes none; give its bare name"

@@ -90,18 +90,24 @@ figcaption { font-size: .9em; color: #555; } pre { background: #f6f6f6; padding:
 def to_html(title: str, intro: str, sections: list[Section]) -> str:
     escape = html.escape
     paragraphs = lambda text: "".join(f"<p>{escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip())  # noqa: E731
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><div class='intro'>{paragraphs(intro)}</div>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><div class='intro'>{paragraphs(intro)}</div>",
+    ]
     for section in sections:
         parts.append(f"<h2>{escape(section.title)}</h2>{paragraphs(section.text)}")
         for table in section.tables:
             head = "".join(f"<th>{escape(cell)}</th>" for cell in table.header)
             body = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in table.rows)
-            parts.append(f"<table><caption>{escape(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            parts.append(
+                f"<table><caption>{escape(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
         for figure in section.figures:
             data = base64.b64encode(figure.path.read_bytes()).decode()
-            parts.append(f"<figure><img alt='{escape(figure.caption)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{escape(figure.caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img alt='{escape(figure.caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{escape(figure.caption)}</figcaption></figure>"
+            )
         if section.details:
             parts.append(f"<pre>{escape(section.details)}</pre>")
     parts.append("</body></html>")

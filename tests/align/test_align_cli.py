@@ -20,8 +20,20 @@ MOSA = str(Path(sys.executable).parent / "mosa")
 def align_command(small_organism, output):
     # Large steps on purpose (the run degenerates; min_coherent=0 keeps that from failing it): this test is about resume.
     settings = ["max_steps=24", "save_every=3", "batch_size=4", "lora_r=4", "lr=1e-3", "max_grad_norm=1.0", "min_coherent=0"]
-    return [MOSA, "align", "--preset", "organism", "--model", str(small_organism.path), "--prompts", "advbench",
-            "--output", str(output), "--quiet", *[arg for setting in settings for arg in ("--set", setting)]]
+    return [
+        MOSA,
+        "align",
+        "--preset",
+        "organism",
+        "--model",
+        str(small_organism.path),
+        "--prompts",
+        "advbench",
+        "--output",
+        str(output),
+        "--quiet",
+        *[arg for setting in settings for arg in ("--set", setting)],
+    ]
 
 
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(small_organism, tmp_path):
@@ -53,16 +65,29 @@ def test_window_initial_has_the_mosa_width_at_position_0():
     assert parse_window("8:24", [20, 60]) == [8, 24]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--window", "8-24"], "--window '8-24' must be START:END"),
-    (["--set", "speed=3"], "unknown MOSA settings ['speed']"),
-    (["--set", "lr"], "--set 'lr' must look like KEY=VALUE"),
-    (["--set", "lr=fast"], "lr='fast' must be a number"),
-    (["--window", "20:40"], "does not fit in a response of length 32"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--window", "8-24"], "--window '8-24' must be START:END"),
+        (["--set", "speed=3"], "unknown MOSA settings ['speed']"),
+        (["--set", "lr"], "--set 'lr' must look like KEY=VALUE"),
+        (["--set", "lr=fast"], "lr='fast' must be a number"),
+        (["--window", "20:40"], "does not fit in a response of length 32"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(small_organism, tmp_path, capsys, extra, message):
-    argv = ["align", "--preset", "organism", "--model", str(small_organism.path), "--prompts", "advbench",
-            "--output", str(tmp_path / "run"), "--quiet"]
+    argv = [
+        "align",
+        "--preset",
+        "organism",
+        "--model",
+        str(small_organism.path),
+        "--prompts",
+        "advbench",
+        "--output",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     assert main(argv + extra) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
@@ -83,15 +108,22 @@ def test_every_preset_resolves_to_a_valid_config(preset, tmp_path):
     from mosa.align.settings import mosa_config
     from mosa.cli.align import MONITOR_DEFAULTS, resolve_run
 
-    args = argparse.Namespace(preset=preset, config=None, model=None, trust_remote_code=None, prompts=None,
-                              benign_prompts=None, set=[], window=None)
+    args = argparse.Namespace(
+        preset=preset, config=None, model=None, trust_remote_code=None, prompts=None, benign_prompts=None, set=[], window=None
+    )
     run = resolve_run(args)
     config = mosa_config(run["mosa"])
     config.validate()
     assert set(run.get("monitor", {})) <= set(MONITOR_DEFAULTS)
     if preset == "paper-llada8b":  # the paper's hyper-parameters
         assert (config.lora_r, config.lora_alpha, config.lr, config.max_grad_norm, config.beta, tuple(config.window)) == (
-            32, 64, 5e-5, 0.01, 0.05, (20, 60))
+            32,
+            64,
+            5e-5,
+            0.01,
+            0.05,
+            (20, 60),
+        )
         assert config.gradient_checkpointing and run["dtype"] == "bfloat16"
 
 

@@ -28,10 +28,29 @@ def test_two_processes_stopped_and_resumed_match_one_process_with_the_doubled_ba
 
     def two(part):
         # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
-        return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-                "--main_process_port", str(free_port()), WORKER, str(small_organism.path), str(prompts), str(tmp_path / "two"),
-                "2", part]
+        return [
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(free_port()),
+            WORKER,
+            str(small_organism.path),
+            str(prompts),
+            str(tmp_path / "two"),
+            "2",
+            part,
+        ]
 
     def launch(command):
         finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)

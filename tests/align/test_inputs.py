@@ -7,13 +7,38 @@ from mosa.cli import main
 from mosa.models.build import save_model
 from tests.conftest import tiny_llama
 
-SETTINGS = ["response_length=8", "window=[0, 8]", "max_steps=2", "batch_size=2", "lora_r=2", "save_every=1", "min_coherent=0",
-            "safe_sentences=[cannot answer this question]", "harmful_sentences=[sure here]"]
+SETTINGS = [
+    "response_length=8",
+    "window=[0, 8]",
+    "max_steps=2",
+    "batch_size=2",
+    "lora_r=2",
+    "save_every=1",
+    "min_coherent=0",
+    "safe_sentences=[cannot answer this question]",
+    "harmful_sentences=[sure here]",
+]
 
 
 def align(model, output, prompts="advbench:train", *extra):
-    return main(["align", "--preset", "organism", "--model", str(model), "--prompts", prompts, "--output", str(output), "--quiet",
-                 "--config", str(output.parent / "no-monitor.yaml"), *[a for s in SETTINGS for a in ("--set", s)], *extra])
+    return main(
+        [
+            "align",
+            "--preset",
+            "organism",
+            "--model",
+            str(model),
+            "--prompts",
+            prompts,
+            "--output",
+            str(output),
+            "--quiet",
+            "--config",
+            str(output.parent / "no-monitor.yaml"),
+            *[a for s in SETTINGS for a in ("--set", s)],
+            *extra,
+        ]
+    )
 
 
 def test_a_run_records_its_inputs_and_refuses_to_resume_on_others(tokenizer, tmp_path, capsys):
@@ -35,5 +60,7 @@ def test_a_run_records_its_inputs_and_refuses_to_resume_on_others(tokenizer, tmp
     save_model(tiny_llama(tokenizer, seed=4), model)  # same architecture, other weights
     assert align(model, run, "advbench:train", "--resume") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith(f"mosa: error: {run} was run on other inputs (model: the content of {model} changed "
-                            "(model.safetensors)); resume it with its own model, prompts and sentences, or start a new --output")
+    assert error.startswith(
+        f"mosa: error: {run} was run on other inputs (model: the content of {model} changed "
+        "(model.safetensors)); resume it with its own model, prompts and sentences, or start a new --output"
+    )

@@ -10,13 +10,16 @@ from mosa.models.build import save_model
 from tests.conftest import tiny_llama
 
 
-@pytest.mark.parametrize("text, degenerate", [
-    ("", True),
-    ("cannot request request request request request", True),
-    ("i i i am am am sorry sorry sorry", True),
-    ("i am sorry , but i cannot help with that .", False),
-    ("no", False),
-])
+@pytest.mark.parametrize(
+    "text, degenerate",
+    [
+        ("", True),
+        ("cannot request request request request request", True),
+        ("i i i am am am sorry sorry sorry", True),
+        ("i am sorry , but i cannot help with that .", False),
+        ("no", False),
+    ],
+)
 def test_degeneration_is_an_empty_or_repetitive_response(text, degenerate):
     assert is_degenerate(text) is degenerate
 
@@ -32,12 +35,32 @@ def test_the_monitor_measures_refusal_over_refusal_and_coherence(tokenizer):
 
 def test_mosa_align_monitors_a_model_that_is_not_the_organism(tokenizer, tmp_path, capsys):
     model = save_model(tiny_llama(tokenizer), tmp_path / "model")
-    settings = ["response_length=8", "window=[0, 8]", "max_steps=2", "batch_size=2", "lora_r=2", "min_coherent=0",
-                "safe_sentences=[cannot answer this question]", "harmful_sentences=[sure here]"]
+    settings = [
+        "response_length=8",
+        "window=[0, 8]",
+        "max_steps=2",
+        "batch_size=2",
+        "lora_r=2",
+        "min_coherent=0",
+        "safe_sentences=[cannot answer this question]",
+        "harmful_sentences=[sure here]",
+    ]
     config = tmp_path / "monitor.yaml"
-    argv = lambda run, prompts="advbench:train": ["align", "--preset", "organism", "--model", str(model),  # noqa: E731
-                                                  "--prompts", prompts, "--output", str(tmp_path / run), "--quiet",
-                                                  "--config", str(config), *[a for s in settings for a in ("--set", s)]]
+    argv = lambda run, prompts="advbench:train": [
+        "align",
+        "--preset",
+        "organism",
+        "--model",
+        str(model),  # noqa: E731
+        "--prompts",
+        prompts,
+        "--output",
+        str(tmp_path / run),
+        "--quiet",
+        "--config",
+        str(config),
+        *[a for s in settings for a in ("--set", s)],
+    ]
     config.write_text("monitor: {prompts: 4, benign: gsm8k, judge: keyword-gcg}\n")
     assert main(argv("run")) == 0
     report = json.loads((tmp_path / "run" / "monitor.json").read_text())

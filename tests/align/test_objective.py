@@ -25,7 +25,9 @@ def brute_force_score(logprobs, sentence, window, fit):
     return torch.tensor(best)
 
 
-@pytest.mark.parametrize("window, fit, length", list(itertools.product([(0, 6), (3, 9), (5, 12)], ["inside", "start"], [1, 3, 5])))
+@pytest.mark.parametrize(
+    "window, fit, length", list(itertools.product([(0, 6), (3, 9), (5, 12)], ["inside", "start"], [1, 3, 5]))
+)
 def test_window_score_equals_brute_force(window, fit, length):
     generator = torch.Generator().manual_seed(hash((window, fit, length)) % 1000)
     logprobs = F.log_softmax(torch.randn(3, 12, 7, generator=generator, dtype=torch.float64), dim=-1)
@@ -40,11 +42,14 @@ def test_fit_rules_differ_at_the_window_edge():
     assert window_offsets((2, 10), 3, 10, "start").tolist() == list(range(2, 8))  # never past the response
 
 
-@pytest.mark.parametrize("window, length, message", [
-    ((0, 40), 3, "does not fit in a response of length 32"),
-    ((4, 6), 3, "does not fit in window"),
-    ((6, 4), 1, "does not fit in a response"),
-])
+@pytest.mark.parametrize(
+    "window, length, message",
+    [
+        ((0, 40), 3, "does not fit in a response of length 32"),
+        ((4, 6), 3, "does not fit in window"),
+        ((6, 4), 1, "does not fit in a response"),
+    ],
+)
 def test_bad_windows_are_refused(window, length, message):
     with pytest.raises(MosaError, match=message):
         window_offsets(window, length, 32, "inside")

@@ -14,14 +14,27 @@ def texts(prompt_set) -> set[str]:
 
 
 def test_the_paper_recipe_never_evaluates_on_a_prompt_it_trains_on():
-    run = resolve_run(argparse.Namespace(preset="paper-llada8b", config=None, model=None, trust_remote_code=None, prompts=None,
-                                         benign_prompts=None, set=[], window=None))
+    run = resolve_run(
+        argparse.Namespace(
+            preset="paper-llada8b",
+            config=None,
+            model=None,
+            trust_remote_code=None,
+            prompts=None,
+            benign_prompts=None,
+            set=[],
+            window=None,
+        )
+    )
     training = resolve_prompts(run["prompts"])
     monitored = resolve_prompts(run["monitor"]["harmful"])
     evaluation = load_config("paper-llada8b")
-    benchmarks = {spec["label"]: resolve_prompts(spec["dataset"], limit=evaluation.limit,
-                                                 load_options={k: v for k, v in spec.items() if k not in ("dataset", "label")})
-                  for spec in evaluation.benchmarks}
+    benchmarks = {
+        spec["label"]: resolve_prompts(
+            spec["dataset"], limit=evaluation.limit, load_options={k: v for k, v in spec.items() if k not in ("dataset", "label")}
+        )
+        for spec in evaluation.benchmarks
+    }
 
     assert {label: len(prompts) for label, prompts in benchmarks.items()} == {"advbench": 520, "harmbench": 159}  # whole
     assert [source["term"] for source in training.sources if source["op"] == "+"] == ["strongreject", "donotanswer"]

@@ -33,7 +33,10 @@ def test_a_bpe_tokenizer_spells_a_sentence_as_it_appears_after_earlier_text(bpe_
     alone = bpe_tokenizer(PAPER_SAFE, add_special_tokens=False)["input_ids"]
     assert ids[:-1] != alone  # "therefore" opening a text is spelled otherwise
     assert bpe_tokenizer.decode(ids[:-1]) == " " + PAPER_SAFE
-    assert encode_sentence(bpe_tokenizer, "The next step is") == bpe_tokenizer(". The next step is", add_special_tokens=False)["input_ids"][1:]
+    assert (
+        encode_sentence(bpe_tokenizer, "The next step is")
+        == bpe_tokenizer(". The next step is", add_special_tokens=False)["input_ids"][1:]
+    )
 
 
 def test_a_word_level_tokenizer_gives_the_ids_it_always_gave(tokenizer):
@@ -46,8 +49,11 @@ def test_a_tokenizer_that_merges_across_the_space_takes_the_sentence_alone():
         unk_token_id = None
 
         def __call__(self, text, add_special_tokens=False):
-            return {"input_ids": [0 if piece == ". " else ord(piece) for piece in
-                                  ([". ", *text[2:]] if text.startswith(". ") else list(text))]}
+            return {
+                "input_ids": [
+                    0 if piece == ". " else ord(piece) for piece in ([". ", *text[2:]] if text.startswith(". ") else list(text))
+                ]
+            }
 
     assert encode_sentence(Merging(), "ok", eos_id=9) == [ord("o"), ord("k"), 9]
 
@@ -60,7 +66,12 @@ def test_words_the_tokenizer_cannot_spell_are_refused_by_name(tokenizer):
 def test_mosa_trains_with_the_natural_sentences_on_a_bpe_model(bpe_tokenizer, tmp_path):
     lm = build_bidirectional_llama(bpe_tokenizer, hidden_size=32, num_layers=1, num_heads=4)
     config = MosaConfig(response_length=32, window=(8, 32), max_steps=2, batch_size=2, lora_r=2, lora_alpha=4, save_every=2)
-    prompts = ["How do magnets work?", "Tell me how to pick a lock.", "Explain how to make a cake.", "What is the capital of France?"]
+    prompts = [
+        "How do magnets work?",
+        "Tell me how to pick a lock.",
+        "Explain how to make a cake.",
+        "What is the capital of France?",
+    ]
     records = train_mosa(lm, prompts, config, tmp_path / "run", progress=False)
     assert len(records) == 2
     sentences = json.loads((tmp_path / "run" / "inputs.json").read_text())["sentences"]

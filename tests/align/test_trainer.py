@@ -16,8 +16,17 @@ ORGANISM_SENTENCES = dict(safe_sentences=tuple(REFUSALS.values()), harmful_sente
 
 
 def config(**settings):
-    base = dict(response_length=32, window=(8, 24), batch_size=4, lr=2e-3, max_grad_norm=1.0, lora_r=4, lora_alpha=8,
-                save_every=2, **ORGANISM_SENTENCES)
+    base = dict(
+        response_length=32,
+        window=(8, 24),
+        batch_size=4,
+        lr=2e-3,
+        max_grad_norm=1.0,
+        lora_r=4,
+        lora_alpha=8,
+        save_every=2,
+        **ORGANISM_SENTENCES,
+    )
     return MosaConfig(**{**base, **settings})
 
 
@@ -49,7 +58,9 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(small_organism, pr
     train_mosa(straight, prompts, config(max_steps=6), tmp_path / "straight", progress=False)
 
     interrupted = load_model(small_organism.path)
-    train_mosa(interrupted, prompts, config(max_steps=6), tmp_path / "resumed", stop_after=3, progress=False)  # killed after step 3
+    train_mosa(
+        interrupted, prompts, config(max_steps=6), tmp_path / "resumed", stop_after=3, progress=False
+    )  # killed after step 3
     resumed = load_model(small_organism.path)
     train_mosa(resumed, prompts, config(max_steps=6), tmp_path / "resumed", resume=True, progress=False)
 
@@ -103,7 +114,9 @@ def test_the_monitor_records_behaviour_and_a_degenerate_run_is_declared_failed(s
         train_mosa(lm, prompts, config(**settings, min_coherent=1.01), tmp_path / "bad", progress=False, monitor=monitor)
     report = json.loads((tmp_path / "bad" / "monitor.json").read_text())
     assert report["degenerate"] is True and report["failure"] == stopped.value.failure
-    assert report["failure"]["when"] == 1 and report["failure"]["floor"] == 1.01 and report["failure"]["setting"] == "min_coherent"
+    assert (
+        report["failure"]["when"] == 1 and report["failure"]["floor"] == 1.01 and report["failure"]["setting"] == "min_coherent"
+    )
     # What it stopped with is kept, for the failure to be examined (the demo evaluates it, marked degenerate).
     assert (tmp_path / "bad" / "adapter" / "adapter_model.safetensors").is_file()
     assert len((tmp_path / "bad" / "metrics.jsonl").read_text().splitlines()) == 1
@@ -117,7 +130,9 @@ def test_each_reward_curve_is_titled_with_its_own_run():
     assert curve_title(initial, failure).endswith("\nstopped after training: degenerate (64.7% coherent, min_coherent 90%)")
 
 
-def test_full_fine_tuning_moves_every_weight_against_a_frozen_copy_and_writes_a_loadable_checkpoint(small_organism, prompts, tmp_path):
+def test_full_fine_tuning_moves_every_weight_against_a_frozen_copy_and_writes_a_loadable_checkpoint(
+    small_organism, prompts, tmp_path
+):
     lm = load_model(small_organism.path)
     base = {name: p.detach().clone() for name, p in lm.module.named_parameters()}
     records = train_mosa(lm, prompts, config(finetune="full", lr=1e-4, max_steps=3), tmp_path / "run", progress=False)
@@ -142,7 +157,9 @@ def test_gradient_checkpointing_changes_memory_not_the_result(small_organism, pr
     runs = {}
     for checkpointing in (False, True):
         lm = load_model(small_organism.path)
-        train_mosa(lm, prompts, config(max_steps=2, gradient_checkpointing=checkpointing), tmp_path / str(checkpointing), progress=False)
+        train_mosa(
+            lm, prompts, config(max_steps=2, gradient_checkpointing=checkpointing), tmp_path / str(checkpointing), progress=False
+        )
         runs[checkpointing] = {name: p.detach().clone() for name, p in lm.module.named_parameters() if "lora_" in name}
         assert any(getattr(part, "gradient_checkpointing", False) for part in lm.module.modules()) == checkpointing
     assert all(torch.allclose(runs[False][name], runs[True][name], atol=1e-6) for name in runs[False])
@@ -157,10 +174,17 @@ def test_the_benign_kl_is_logged_and_holds_benign_outputs_to_the_reference(small
     drift = {}
     for benign_beta in (0.0, 5.0):
         lm = load_model(small_organism.path)
-        records = train_mosa(lm, prompts, config(max_steps=4, benign_beta=benign_beta), tmp_path / str(benign_beta),
-                             benign_prompts=benign, progress=False)
+        records = train_mosa(
+            lm,
+            prompts,
+            config(max_steps=4, benign_beta=benign_beta),
+            tmp_path / str(benign_beta),
+            benign_prompts=benign,
+            progress=False,
+        )
         assert ("kl_benign" in records[0]) == (benign_beta > 0)
         from mosa.align.trainer import benign_kl
+
         with torch.no_grad():
             drift[benign_beta] = benign_kl(lm, lm.module, None, benign, config()).mean().item()
     assert drift[5.0] < drift[0.0]  # the penalty keeps benign responses nearer the reference
@@ -196,7 +220,8 @@ def test_a_save_cut_short_leaves_the_last_whole_checkpoint_and_resume_is_exact(s
 def test_a_checkpoint_of_other_trainable_weights_or_processes_is_refused(small_organism, prompts, tmp_path):
     train_mosa(load_model(small_organism.path), prompts, config(max_steps=2), tmp_path / "run", progress=False)
     with pytest.raises(MosaError, match=r"checkpoint-2 holds other trainable weights than this run \(\d+ differ, e.g. .*lora_"):
-        train_mosa(load_model(small_organism.path), prompts, config(max_steps=4, lora_r=8), tmp_path / "run", resume=True,
-                   progress=False)
+        train_mosa(
+            load_model(small_organism.path), prompts, config(max_steps=4, lora_r=8), tmp_path / "run", resume=True, progress=False
+        )
     with pytest.raises(MosaError, match="written by 2 process.es., this run has 1; resume it on as many"):
         trainer_module.TrainingProgress(processes=1).load_state_dict({"step": 2, "processes": 2})

@@ -52,14 +52,27 @@ def test_prefill_position_record_and_figure(lm, tmp_path):
     assert result["judge"]["name"] == "keyword-long" and result["judge"]["version"].startswith("keyword-long-")
     assert result["sampler"]["steps"] == 16 and result["sampler"]["block_length"] == 8
     assert {(row["prompt_id"], row["position"]) for row in result["responses"]} == {
-        ("b1@0", 0), ("b1@8", 8), ("b2@0", 0), ("b2@8", 8)}
+        ("b1@0", 0),
+        ("b1@8", 8),
+        ("b2@0", 0),
+        ("b2@8", 8),
+    }
     assert json.loads(json.dumps(result)) == result
     assert_png(plot_prefill_position(result, tmp_path / "prefill-position.png"))
 
 
 def test_gcg_position_record_and_figure(lm, tmp_path):
-    options = GcgPositionOptions(**TINY, positions=[0, 4], block_length=8, target="sure here", init="the",
-                                 suffix_length=3, iterations=2, top_k=4, candidates=4)
+    options = GcgPositionOptions(
+        **TINY,
+        positions=[0, 4],
+        block_length=8,
+        target="sure here",
+        init="the",
+        suffix_length=3,
+        iterations=2,
+        top_k=4,
+        candidates=4,
+    )
     result = gcg_position(lm, BEHAVIOURS, options, model_name="tiny")
 
     assert [s["position"] for s in result["positions"]] == [0, 4]
@@ -100,8 +113,27 @@ def checkpoint(tmp_path_factory, lm):
 def test_command_line_writes_json_and_png_with_config_and_flags(checkpoint, tmp_path):
     config = tmp_path / "analysis.yaml"
     config.write_text("gen_length: 16\nblock_lengths: [16, 4]\nlimit: 5\n")
-    code = main(["analyze", "decode-order", "--model", str(checkpoint), "--config", str(config), "--block-lengths", "16,8",
-                 "--benign", "gsm8k", "--harmful", "advbench", "--limit", "2", "--output", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        [
+            "analyze",
+            "decode-order",
+            "--model",
+            str(checkpoint),
+            "--config",
+            str(config),
+            "--block-lengths",
+            "16,8",
+            "--benign",
+            "gsm8k",
+            "--harmful",
+            "advbench",
+            "--limit",
+            "2",
+            "--output",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     result = json.loads((tmp_path / "out" / "decode-order.json").read_text())
     assert [s["block_length"] for s in result["settings"]] == [16, 8]  # the flag beats the YAML
@@ -110,20 +142,33 @@ def test_command_line_writes_json_and_png_with_config_and_flags(checkpoint, tmp_
     harmful = result["prompts"]["harmful"]  # the resolved prompt set's record (mosa.data.resolve_prompts)
     assert (harmful["spec"], harmful["count"], harmful["limit"], harmful["split"]) == ("advbench", 2, 2, None)
     assert harmful["prompts"][0]["id"] == "advbench/0" and len(harmful["prompts"][0]["text_hash"]) == 16
-    assert result["model"] == {"name": str(checkpoint), "family": "bidirectional",
-                               "parameters": result["model"]["parameters"], "organism": False}
+    assert result["model"] == {
+        "name": str(checkpoint),
+        "family": "bidirectional",
+        "parameters": result["model"]["parameters"],
+        "organism": False,
+    }
     assert_png(tmp_path / "out" / "decode-order.png")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["prefill-position", "--gen-length", "16", "--block-length", "8", "--positions", "0,20"], "position 20 is beyond the response (gen_length=16)"),
-    (["prefill-position", "--judge", "nope"], "unknown judge 'nope'"),
-    (["prefill-position", "--backend", "openai:m@http://x"], "no judge of this run takes a backend"),
-    (["gcg-position", "--phrases", "poems"], "phrases='poems' is not a phrase set"),
-    (["decode-order", "--gen-length", "16", "--block-lengths", "16,5"], "block_length=5 must divide gen_length=16"),
-    (["decode-order", "--adapter", "nowhere", "--gen-length", "16", "--block-lengths", "16"], "--adapter nowhere: no adapter_config.json"),
-    (["prefill-position", "--limit", "few"], "argument --limit: 'few' must be a number of prompts or 'all'"),  # argparse's
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["prefill-position", "--gen-length", "16", "--block-length", "8", "--positions", "0,20"],
+            "position 20 is beyond the response (gen_length=16)",
+        ),
+        (["prefill-position", "--judge", "nope"], "unknown judge 'nope'"),
+        (["prefill-position", "--backend", "openai:m@http://x"], "no judge of this run takes a backend"),
+        (["gcg-position", "--phrases", "poems"], "phrases='poems' is not a phrase set"),
+        (["decode-order", "--gen-length", "16", "--block-lengths", "16,5"], "block_length=5 must divide gen_length=16"),
+        (
+            ["decode-order", "--adapter", "nowhere", "--gen-length", "16", "--block-lengths", "16"],
+            "--adapter nowhere: no adapter_config.json",
+        ),
+        (["prefill-position", "--limit", "few"], "argument --limit: 'few' must be a number of prompts or 'all'"),  # argparse's
+    ],
+)
 def test_bad_input_is_one_line(checkpoint, tmp_path, argv, message, capsys):
     argv = ["analyze", *argv, "--model", str(checkpoint), "--output", str(tmp_path)]
     assert main(argv) == 2

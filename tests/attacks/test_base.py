@@ -12,7 +12,10 @@ def test_every_attack_of_the_issue_is_registered():
 
 
 def test_an_unknown_attack_lists_the_known_ones():
-    with pytest.raises(MosaError, match=r"unknown attack 'dija2'; available: anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap"):
+    with pytest.raises(
+        MosaError,
+        match=r"unknown attack 'dija2'; available: anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap",
+    ):
         make_attack("dija2")
 
 
@@ -21,22 +24,33 @@ def test_an_unknown_option_lists_the_attack_s_options():
         make_attack("prefill", {"positions": [0, 40]})
 
 
-@pytest.mark.parametrize("name, options, message", [
-    ("prefill", {"position": -1}, "attack prefill: option position=-1 must be an integer >= 0 or a non-empty list of them"),
-    ("prefill", {"position": []}, "attack prefill: option position=[] must be"),
-    ("prefill", {"phrases": "polite"}, "attack prefill: option phrases='polite' must be one of affirmative, organism, paper, procedural or a list"),
-    ("prefill", {"phrases": ["ok", ""]}, "must be a non-empty list of non-empty strings"),
-    ("dija", {"span": 0}, "attack dija: option span=0 must be an integer >= 1"),
-    ("dija", {"instruction": "{behaviour} {steps}"}, "whose only placeholders are {behaviour}, {structure}"),
-    ("pad", {"anchors": {"Step 1:": 1.5}}, "attack pad: option anchors['Step 1:']=1.5 must be an integer token index >= 0 or a fraction"),
-    ("pad", {"anchors": ["Step 1:"]}, "must be a non-empty mapping of text to position"),
-    ("anchor", {"step": "4"}, "attack anchor: option step='4' must be an integer >= 0"),
-    ("anchor", {"text": ""}, "attack anchor: option text='' must be a non-empty string"),
-    ("prefix-forcing", {"format": "xml"}, "option format='xml' must be one of json, prefix or a mapping"),
-    ("gcg", {"suffix_length": 0}, "attack gcg: option suffix_length=0 must be an integer >= 1"),
-    ("gcg", {"iterations": 2.5}, "attack gcg: option iterations=2.5 must be an integer >= 0"),
-    ("gcg", {"allow_non_ascii": "yes"}, "attack gcg: option allow_non_ascii='yes' must be true or false"),
-])
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("prefill", {"position": -1}, "attack prefill: option position=-1 must be an integer >= 0 or a non-empty list of them"),
+        ("prefill", {"position": []}, "attack prefill: option position=[] must be"),
+        (
+            "prefill",
+            {"phrases": "polite"},
+            "attack prefill: option phrases='polite' must be one of affirmative, organism, paper, procedural or a list",
+        ),
+        ("prefill", {"phrases": ["ok", ""]}, "must be a non-empty list of non-empty strings"),
+        ("dija", {"span": 0}, "attack dija: option span=0 must be an integer >= 1"),
+        ("dija", {"instruction": "{behaviour} {steps}"}, "whose only placeholders are {behaviour}, {structure}"),
+        (
+            "pad",
+            {"anchors": {"Step 1:": 1.5}},
+            "attack pad: option anchors['Step 1:']=1.5 must be an integer token index >= 0 or a fraction",
+        ),
+        ("pad", {"anchors": ["Step 1:"]}, "must be a non-empty mapping of text to position"),
+        ("anchor", {"step": "4"}, "attack anchor: option step='4' must be an integer >= 0"),
+        ("anchor", {"text": ""}, "attack anchor: option text='' must be a non-empty string"),
+        ("prefix-forcing", {"format": "xml"}, "option format='xml' must be one of json, prefix or a mapping"),
+        ("gcg", {"suffix_length": 0}, "attack gcg: option suffix_length=0 must be an integer >= 1"),
+        ("gcg", {"iterations": 2.5}, "attack gcg: option iterations=2.5 must be an integer >= 0"),
+        ("gcg", {"allow_non_ascii": "yes"}, "attack gcg: option allow_non_ascii='yes' must be true or false"),
+    ],
+)
 def test_bad_options_are_refused_in_one_line(name, options, message):
     with pytest.raises(MosaError) as error:
         make_attack(name, options)
@@ -44,7 +58,10 @@ def test_bad_options_are_refused_in_one_line(name, options, message):
 
 
 def test_spans_that_leave_the_response_are_refused_before_sampling(target):
-    with pytest.raises(MosaError, match=r"attack prefill: 'the cat sat' at response position 22 spans \[22, 25\) tokens, outside the response \[0, 24\)"):
+    with pytest.raises(
+        MosaError,
+        match=r"attack prefill: 'the cat sat' at response position 22 spans \[22, 25\) tokens, outside the response \[0, 24\)",
+    ):
         make_attack("prefill", {"position": 22, "phrases": ["the cat sat"]}).cases(BEHAVIOURS, target)
 
 

@@ -14,7 +14,7 @@ def test_prefill_sweeps_positions_with_affirmative_then_procedural_phrases(targe
     assert [case.prompt_id for case in cases] == ["b1@0", "b1@10", "b2@0", "b2@10"]
     for case in cases:
         assert case.messages == [{"role": "user", "content": case.behaviour}]
-        (position, phrase), = case.prefill.items()
+        ((position, phrase),) = case.prefill.items()
         assert phrase in (AFFIRMATIVE if position == 0 else PROCEDURAL)
         assert case.payload == {"position": position, "phrase": phrase, "phrases": "paper"}
     for case, response in zip(cases, target.respond(cases)):
@@ -51,7 +51,9 @@ def test_dija_interleaves_segments_and_masked_spans(target):
 
 
 def test_dija_refuses_a_template_longer_than_the_response(lm):
-    with pytest.raises(MosaError, match=r"attack dija: 'Step 2:' at response position 18 spans \[18, 20\) tokens, outside the response \[0, 16\)"):
+    with pytest.raises(
+        MosaError, match=r"attack dija: 'Step 2:' at response position 18 spans \[18, 20\) tokens, outside the response \[0, 16\)"
+    ):
         make_attack("dija", {"span": 16}).cases(BEHAVIOURS, make_target(lm, gen_length=16, steps=16))
 
 
@@ -79,7 +81,7 @@ def test_anchor_writes_at_its_step_and_sampling_continues(target):
     assert cases[1].interventions == {5: {6: "sure here is"}}
     assert cases[1].payload == {"step": 5, "position": 6, "text": "sure here is"}
     for case, response in zip(cases, target.respond(cases)):
-        (step, spans), = case.interventions.items()
+        ((step, spans),) = case.interventions.items()
         assert_on_canvas(target, case, response, spans, committed_at=step)
 
 

@@ -32,7 +32,10 @@ def runs(lm):
     """GCG aimed at position 0 and at position 5 of a 24-token response."""
     target = make_target(lm)
     return {
-        position: (target, make_attack("gcg", {**QUICK, "target": "sure here is", "position": position}).cases(BEHAVIOURS, target))
+        position: (
+            target,
+            make_attack("gcg", {**QUICK, "target": "sure here is", "position": position}).cases(BEHAVIOURS, target),
+        )
         for position in (0, 5)
     }
 
@@ -93,7 +96,9 @@ def test_shifted_logits_give_the_same_optimisation_as_their_unshifted_twin(tmp_p
     Dream wrapper) and the same weights read unshifted must agree step for step."""
     tokenizer = dream_tokenizer()
     dream = load_model(remote_checkpoint(tmp_path, tokenizer, "dream", shifted=True), trust_remote_code=True, family="dream")
-    twin = load_model(remote_checkpoint(tmp_path, tokenizer, "twin", shifted=False, mask_token_id=2), trust_remote_code=True, family="llada")
+    twin = load_model(
+        remote_checkpoint(tmp_path, tokenizer, "twin", shifted=False, mask_token_id=2), trust_remote_code=True, family="llada"
+    )
     behaviours = [Example(id="h", prompt="hello world", source="test")]
     options = dict(suffix_length=3, iterations=4, top_k=4, candidates=8, init="hello", target="world user")
     payloads = []
@@ -117,13 +122,20 @@ def byte_level_bpe_tokenizer():
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", *headers],
+        vocab_size=300,
+        special_tokens=["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", *headers],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    core.train_from_iterator(["Sure, here is how to write a story about a cat! It sat on the mat. Then we ran! ! !"] * 20, trainer)
+    core.train_from_iterator(
+        ["Sure, here is how to write a story about a cat! It sat on the mat. Then we ran! ! !"] * 20, trainer
+    )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-        mask_token="<|mdm_mask|>", additional_special_tokens=headers,
+        tokenizer_object=core,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        mask_token="<|mdm_mask|>",
+        additional_special_tokens=headers,
     )
     tokenizer.chat_template = LLADA_TEMPLATE
     return tokenizer
@@ -143,5 +155,7 @@ def test_gcg_places_the_suffix_right_with_leading_space_tokens():
     expected = masked_nll(lm, case.messages, target.tokens("Sure, here is"), 0, 8)
     assert case.payload["loss"] == pytest.approx(expected, rel=1e-5)
     rendered = lm.render_chat(case.messages)
-    after = len(lm.tokenizer("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"])
+    after = len(
+        lm.tokenizer("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"]
+    )
     assert rendered[-3 - after : -after] == case.payload["suffix_ids"]

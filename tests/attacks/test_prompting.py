@@ -42,12 +42,18 @@ def test_dialogue_takes_turns_given_inline(target):
     assert case.payload["turns"] == "given"
 
 
-@pytest.mark.parametrize("turns, message", [
-    ("friendly", "option turns='friendly' must be one of agreed, promised, started or a list of turns"),
-    ([{"role": "user", "content": "{behaviour}"}, {"role": "assistant", "content": "sure"}], "the last of the turns must be the user's"),
-    ([{"role": "robot", "content": "{behaviour}"}], "roles in"),
-    ([{"role": "user", "content": "{request}"}], r"must be a string whose only placeholders are \{behaviour\}"),
-])
+@pytest.mark.parametrize(
+    "turns, message",
+    [
+        ("friendly", "option turns='friendly' must be one of agreed, promised, started or a list of turns"),
+        (
+            [{"role": "user", "content": "{behaviour}"}, {"role": "assistant", "content": "sure"}],
+            "the last of the turns must be the user's",
+        ),
+        ([{"role": "robot", "content": "{behaviour}"}], "roles in"),
+        ([{"role": "user", "content": "{request}"}], r"must be a string whose only placeholders are \{behaviour\}"),
+    ],
+)
 def test_dialogue_refuses_bad_turns(turns, message):
     with pytest.raises(MosaError, match=message):
         make_attack("dialogue", {"turns": turns})
@@ -56,7 +62,7 @@ def test_dialogue_refuses_bad_turns(turns, message):
 def test_prefix_forcing_demands_a_format_and_opens_it(target):
     cases = make_attack("prefix-forcing", {"format": "json"}).cases(BEHAVIOURS, target)
     assert cases[0].messages[0]["content"].startswith("how are you\n\nReply with a JSON object only")
-    assert cases[0].prefill == {0: "{\"answer\": \"Sure, here is how to do it.\", \"steps\": [\"Step 1:"}
+    assert cases[0].prefill == {0: '{"answer": "Sure, here is how to do it.", "steps": ["Step 1:'}
     custom = {"instruction": "{behaviour} then", "opening": "sure here is"}
     given = make_attack("prefix-forcing", {"format": custom}).cases(BEHAVIOURS, target)
     assert given[1].messages[0]["content"] == "what is the cat then" and given[1].payload == {"format": "given"}

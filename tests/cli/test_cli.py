@@ -28,8 +28,25 @@ def test_generate_writes_records(checkpoint, tmp_path, capsys):
     output = tmp_path / "out.jsonl"
     config = tmp_path / "sampler.yaml"
     config.write_text("gen_length: 16\nsteps: 8\nblock_length: 8\n")
-    code = main(["generate", "--model", str(checkpoint), "--prompt", "hello world", "--prompt", "what is the cat",
-                 "--config", str(config), "--steps", "16", "--prefill", "3:the cat", "--output", str(output)])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(checkpoint),
+            "--prompt",
+            "hello world",
+            "--prompt",
+            "what is the cat",
+            "--config",
+            str(config),
+            "--steps",
+            "16",
+            "--prefill",
+            "3:the cat",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 0
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["prompt"] for r in records] == ["hello world", "what is the cat"]
@@ -44,8 +61,27 @@ def test_generate_samples_a_prompt_alike_alone_or_among_others_and_repeats_as_ne
     def responses(*prompts):
         output = tmp_path / "out.jsonl"
         arguments = [argument for prompt in prompts for argument in ("--prompt", prompt)]
-        assert main(["generate", "--model", str(checkpoint), *arguments, "--gen-length", "16", "--steps", "16",
-                     "--block-length", "8", "--temperature", "1", "--output", str(output)]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--model",
+                    str(checkpoint),
+                    *arguments,
+                    "--gen-length",
+                    "16",
+                    "--steps",
+                    "16",
+                    "--block-length",
+                    "8",
+                    "--temperature",
+                    "1",
+                    "--output",
+                    str(output),
+                ]
+            )
+            == 0
+        )
         return [json.loads(line) for line in output.read_text().splitlines()]
 
     records = responses("what is the cat", "hello world", "hello world")
@@ -53,14 +89,17 @@ def test_generate_samples_a_prompt_alike_alone_or_among_others_and_repeats_as_ne
     assert records[1]["response_ids"] == responses("hello world")[0]["response_ids"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "--prompt", "hi"], "--model is required"),
-    (["generate", "--model", "MODEL", "--prompt", "hi", "--block-length", "5"], "block_length=5 must divide gen_length=128"),
-    (["generate", "--model", "MODEL", "--prompt", "hi", "--remasking", "best"], "remasking='best' is not a known rule"),
-    (["generate", "--model", "MODEL", "--prompt", "hi", "--prefill", "abc"], "--prefill 'abc' must look like POSITION:TEXT"),
-    (["generate", "--model", "MODEL", "--prompt", "hi", "--config", "missing.yaml"], "--config missing.yaml: no such file"),
-    (["generate", "--model", "/nonexistent", "--prompt", "hi"], "cannot load /nonexistent"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "--prompt", "hi"], "--model is required"),
+        (["generate", "--model", "MODEL", "--prompt", "hi", "--block-length", "5"], "block_length=5 must divide gen_length=128"),
+        (["generate", "--model", "MODEL", "--prompt", "hi", "--remasking", "best"], "remasking='best' is not a known rule"),
+        (["generate", "--model", "MODEL", "--prompt", "hi", "--prefill", "abc"], "--prefill 'abc' must look like POSITION:TEXT"),
+        (["generate", "--model", "MODEL", "--prompt", "hi", "--config", "missing.yaml"], "--config missing.yaml: no such file"),
+        (["generate", "--model", "/nonexistent", "--prompt", "hi"], "cannot load /nonexistent"),
+    ],
+)
 def test_errors_are_one_line(checkpoint, argv, message, capsys):
     argv = [str(checkpoint) if a == "MODEL" else a for a in argv]
     assert main(argv) == 2

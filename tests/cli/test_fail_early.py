@@ -31,6 +31,7 @@ def empty_cache(monkeypatch, tmp_path):
 def guard(monkeypatch, *targets: str) -> None:
     """Make each dotted target fail the test when called: the work that must not start."""
     for target in targets:
+
         def refuse(*args, _target=target, **kwargs):
             raise AssertionError(f"{_target} was called before the bad input was refused")
 
@@ -104,8 +105,11 @@ DIRECTORY_COMMANDS = {
 
 @pytest.mark.usefixtures("no_model")
 def test_generate_refuses_a_directory_for_its_output_file(a_directory, capsys):
-    fails([*GENERATE, "--output", a_directory], capsys, f"--output {a_directory} is a directory; give a file path, "
-                                                       f"e.g. {a_directory / 'records.jsonl'}")
+    fails(
+        [*GENERATE, "--output", a_directory],
+        capsys,
+        f"--output {a_directory} is a directory; give a file path, e.g. {a_directory / 'records.jsonl'}",
+    )
 
 
 @pytest.mark.usefixtures("no_model")
@@ -122,8 +126,11 @@ def test_generate_refuses_an_output_it_cannot_write(capsys):
 @pytest.mark.parametrize("command", sorted(DIRECTORY_COMMANDS))
 @pytest.mark.usefixtures("no_model")
 def test_a_file_given_as_the_output_directory_is_refused(command, a_file, capsys):
-    fails([*DIRECTORY_COMMANDS[command], "--output", a_file], capsys,
-          f"--output {a_file} is a file; give a directory (it is created if missing)")
+    fails(
+        [*DIRECTORY_COMMANDS[command], "--output", a_file],
+        capsys,
+        f"--output {a_file} is a file; give a directory (it is created if missing)",
+    )
 
 
 @needs_read_only
@@ -143,9 +150,11 @@ def test_organism_build_refuses_a_cache_folder_it_cannot_write_before_building(m
 @pytest.mark.parametrize("where", ["read-only", "a file", "another directory"])
 def test_organism_build_refuses_an_output_it_cannot_use_before_building(where, monkeypatch, a_file, a_directory, capsys):
     guard(monkeypatch, "mosa.organism.build.build_organism")
-    output, message = {"read-only": (READ_ONLY / "organism", "cannot write in /proc"),
-                       "a file": (a_file, f"--output {a_file} is a file"),
-                       "another directory": (a_directory, f"--output {a_directory} exists and is not an organism build")}[where]
+    output, message = {
+        "read-only": (READ_ONLY / "organism", "cannot write in /proc"),
+        "a file": (a_file, f"--output {a_file} is a file"),
+        "another directory": (a_directory, f"--output {a_directory} exists and is not an organism build"),
+    }[where]
     fails(["organism", "build", "--quiet", "--output", output], capsys, message)
 
 
@@ -169,15 +178,21 @@ def test_align_needs_a_preset(tmp_path, capsys):
 
 @pytest.mark.usefixtures("no_model")
 def test_align_refuses_a_reversed_window_without_building_the_organism(tmp_path, capsys):
-    fails(["align", "--preset", "organism", "--window", "30:10", "--output", tmp_path / "run"], capsys,
-          "window [30, 10) does not fit in a response of length 32; give START:END with 0 <= START < END <= 32")
+    fails(
+        ["align", "--preset", "organism", "--window", "30:10", "--output", tmp_path / "run"],
+        capsys,
+        "window [30, 10) does not fit in a response of length 32; give START:END with 0 <= START < END <= 32",
+    )
 
 
 @needs_data
 @pytest.mark.usefixtures("no_model")
 def test_align_refuses_a_window_too_narrow_for_the_sentences_without_building_the_organism(tmp_path, capsys):
-    fails(["align", "--preset", "organism", "--window", "8:10", "--output", tmp_path / "run"], capsys,
-          "does not fit in window [8, 10)")
+    fails(
+        ["align", "--preset", "organism", "--window", "8:10", "--output", tmp_path / "run"],
+        capsys,
+        "does not fit in window [8, 10)",
+    )
 
 
 @pytest.mark.usefixtures("no_model")
@@ -201,20 +216,55 @@ def test_an_empty_prompt_is_refused_before_loading(capsys):
 
 @pytest.mark.usefixtures("no_sampling", "quiet_loading")
 def test_a_prompt_longer_than_the_model_positions_is_refused_before_sampling(short_model, capsys):
-    fails(["generate", "--model", short_model, "--prompt", LONG_PROMPT, "--gen-length", "32", "--steps", "32",
-           "--block-length", "8"], capsys,
-          "prompt 1 has 10204 tokens with the chat template; with gen_length=32 it needs 10236 positions and the model has "
-          "256: shorten it by 9980 tokens or lower gen_length (mosa generate --truncate-prompt keeps a prompt's last tokens)")
+    fails(
+        [
+            "generate",
+            "--model",
+            short_model,
+            "--prompt",
+            LONG_PROMPT,
+            "--gen-length",
+            "32",
+            "--steps",
+            "32",
+            "--block-length",
+            "8",
+        ],
+        capsys,
+        "prompt 1 has 10204 tokens with the chat template; with gen_length=32 it needs 10236 positions and the model has "
+        "256: shorten it by 9980 tokens or lower gen_length (mosa generate --truncate-prompt keeps a prompt's last tokens)",
+    )
 
 
 @pytest.mark.usefixtures("quiet_loading")
 def test_truncate_prompt_keeps_the_last_tokens_that_fit_and_says_so(short_model, tmp_path, capsys):
     output = tmp_path / "records.jsonl"
-    assert main(["generate", "--model", str(short_model), "--prompt", LONG_PROMPT + " why", "--gen-length", "32",
-                 "--steps", "32", "--block-length", "8", "--truncate-prompt", "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(short_model),
+                "--prompt",
+                LONG_PROMPT + " why",
+                "--gen-length",
+                "32",
+                "--steps",
+                "32",
+                "--block-length",
+                "8",
+                "--truncate-prompt",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     warning = capsys.readouterr().err.strip().splitlines()[0]
-    assert warning == ("mosa: warning: prompt 1 cut to its last 220 of 10201 tokens to fit the model's 256 positions with "
-                       "gen_length=32 (--truncate-prompt)")
+    assert warning == (
+        "mosa: warning: prompt 1 cut to its last 220 of 10201 tokens to fit the model's 256 positions with "
+        "gen_length=32 (--truncate-prompt)"
+    )
     record = json.loads(output.read_text())
     assert record["prompt"].endswith("on the mat why") and LONG_PROMPT.endswith(record["prompt"][: -len(" why")])
     assert len(record["prompt"].split()) == 220
@@ -226,19 +276,30 @@ def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_sampling(
     benchmark.write_text(f"goal,target\nhow are you,sure here is\n{' '.join(['the cat'] * 200)},sure here is\n")
     config = tmp_path / "run.yaml"
     # One behaviour per batch: the short prompt's batch comes first and must not be sampled either.
-    config.write_text(f"model: {short_model}\nbenchmarks: [{benchmark}]\nbatch_size: 1\n"
-                      "sampler: {gen_length: 32, steps: 32, block_length: 8}\n")
-    fails(["eval", "--config", config, "--output", tmp_path / "run", "--quiet"], capsys,
-          "prompt 2 has 404 tokens with the chat template; with gen_length=32 it needs 436 positions and the model has 256")
+    config.write_text(
+        f"model: {short_model}\nbenchmarks: [{benchmark}]\nbatch_size: 1\n"
+        "sampler: {gen_length: 32, steps: 32, block_length: 8}\n"
+    )
+    fails(
+        ["eval", "--config", config, "--output", tmp_path / "run", "--quiet"],
+        capsys,
+        "prompt 2 has 404 tokens with the chat template; with gen_length=32 it needs 436 positions and the model has 256",
+    )
     assert not list((tmp_path / "run").glob("completions*"))
 
 
-@pytest.mark.parametrize("prefill, message", [
-    (["--prefill", "-3:x"], "argument --prefill: expected one argument; a value that starts with '-' is written "
-                            "--prefill=VALUE (see `mosa generate --help`)"),
-    (["--prefill=-3:x"], "--prefill '-3:x': position must be >= 0 (response positions count from 0)"),
-    (["--prefill=8:x"], "--prefill '8:x': position must be below gen_length=8"),
-])
+@pytest.mark.parametrize(
+    "prefill, message",
+    [
+        (
+            ["--prefill", "-3:x"],
+            "argument --prefill: expected one argument; a value that starts with '-' is written "
+            "--prefill=VALUE (see `mosa generate --help`)",
+        ),
+        (["--prefill=-3:x"], "--prefill '-3:x': position must be >= 0 (response positions count from 0)"),
+        (["--prefill=8:x"], "--prefill '8:x': position must be below gen_length=8"),
+    ],
+)
 @pytest.mark.usefixtures("no_model")
 def test_bad_prefill_positions_are_one_line(prefill, message, capsys):
     fails([*GENERATE, *prefill], capsys, message)
@@ -252,14 +313,20 @@ def test_sampler_settings_are_checked_before_loading(capsys):
 @needs_data
 @pytest.mark.usefixtures("no_model")
 def test_analyze_resolves_its_prompts_before_building_the_organism(tmp_path, capsys):
-    fails(["analyze", "decode-order", "--model", "organism", "--harmful", "advbnch", "--output", tmp_path / "out"], capsys,
-          "unknown dataset 'advbnch'")
+    fails(
+        ["analyze", "decode-order", "--model", "organism", "--harmful", "advbnch", "--output", tmp_path / "out"],
+        capsys,
+        "unknown dataset 'advbnch'",
+    )
 
 
 @pytest.mark.usefixtures("no_model")
 def test_analyze_checks_its_adapter_before_building_the_organism(a_directory, tmp_path, capsys):
-    fails(["analyze", "gcg-position", "--model", "organism", "--adapter", a_directory, "--output", tmp_path / "out"], capsys,
-          f"--adapter {a_directory}: no adapter_config.json there")
+    fails(
+        ["analyze", "gcg-position", "--model", "organism", "--adapter", a_directory, "--output", tmp_path / "out"],
+        capsys,
+        f"--adapter {a_directory}: no adapter_config.json there",
+    )
 
 
 # --- smaller points: help, --set, model paths, YAML -----------------------------------------------------
@@ -275,14 +342,20 @@ def test_eval_help_lists_the_keys_set_can_set(capsys):
 
 @pytest.mark.usefixtures("no_model")
 def test_an_unknown_set_key_is_blamed_on_set(tmp_path, capsys):
-    fails(["eval", "--config", "organism", "--output", tmp_path / "run", "--set", "limt=3"], capsys,
-          "--set limt: unknown setting 'limt'; known: model, benchmarks")
+    fails(
+        ["eval", "--config", "organism", "--output", tmp_path / "run", "--set", "limt=3"],
+        capsys,
+        "--set limt: unknown setting 'limt'; known: model, benchmarks",
+    )
 
 
 @pytest.mark.parametrize("model", ["runs/my..model", "my runs/model", "./runs/missing", "runs/missing/tiny"])
 def test_a_missing_local_model_is_no_such_directory_and_not_a_hub_id(model, capsys):
-    fails([*GENERATE[:1], "--model", model, *GENERATE[3:]], capsys,
-          f"cannot load {model}: no such directory, and not a hub id (owner/name); give a checkpoint directory or a hub id")
+    fails(
+        [*GENERATE[:1], "--model", model, *GENERATE[3:]],
+        capsys,
+        f"cannot load {model}: no such directory, and not a hub id (owner/name); give a checkpoint directory or a hub id",
+    )
 
 
 @pytest.mark.parametrize("command", [GENERATE, ["eval", "--output", "RUN"]])
@@ -291,5 +364,8 @@ def test_yaml_errors_say_where(command, tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("model: organism\nbenchmarks:\n  - advbench\n    limit: 3\n")
     argv = [tmp_path / "run" if arg == "RUN" else arg for arg in command]
-    fails([*argv, "--config", config], capsys,
-          f"--config {config} is not valid YAML: mapping values are not allowed here (line 4, column 10)")
+    fails(
+        [*argv, "--config", config],
+        capsys,
+        f"--config {config} is not valid YAML: mapping values are not allowed here (line 4, column 10)",
+    )

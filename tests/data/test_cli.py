@@ -10,12 +10,24 @@ def test_list_shows_each_dataset_where_it_resolves_from_and_its_rows(shared_data
     captured = capsys.readouterr()
     lines = {line.split()[0]: line for line in captured.out.splitlines()}
     assert lines["dataset"].split() == ["dataset", "rows", "from", "path"]
-    expected = {"advbench": "520", "harmbench": "159 (standard)", "harmbench-val": "41 (standard)", "strongreject": "313",
-                "strongreject-small": "60", "donotanswer": "939", "gsm8k": "100", "mmlu": "14042", "humaneval": "164"}
+    expected = {
+        "advbench": "520",
+        "harmbench": "159 (standard)",
+        "harmbench-val": "41 (standard)",
+        "strongreject": "313",
+        "strongreject-small": "60",
+        "donotanswer": "939",
+        "gsm8k": "100",
+        "mmlu": "14042",
+        "humaneval": "164",
+    }
     for name, rows in expected.items():
         assert f" {rows}  $MOSA_DATA_DIR  {shared_data}/" in lines[name], lines[name]
     # MMLU's stray headers are reported as one line each, not as a Python warning with a traceback line.
-    assert captured.err.strip() == f"mosa: warning: {shared_data / 'mmlu' / 'mmlu.jsonl'}: dropped 2 stray header rows (line 11777, line 12794)"
+    assert (
+        captured.err.strip()
+        == f"mosa: warning: {shared_data / 'mmlu' / 'mmlu.jsonl'}: dropped 2 stray header rows (line 11777, line 12794)"
+    )
 
 
 def test_list_with_nothing_pulled(tmp_path, capsys):
@@ -46,9 +58,11 @@ def test_show_a_local_file_reports_dropped_rows(tmp_path, capsys):
 
 def test_errors_are_one_line(tmp_path, capsys):
     cases = [
-        (["data", "show", "harmbnech"],
-         "mosa: error: unknown dataset 'harmbnech'; known: advbench, harmbench, harmbench-val, strongreject, "
-         "strongreject-small, donotanswer, gsm8k, mmlu, humaneval; or give the path of a local file"),
+        (
+            ["data", "show", "harmbnech"],
+            "mosa: error: unknown dataset 'harmbnech'; known: advbench, harmbench, harmbench-val, strongreject, "
+            "strongreject-small, donotanswer, gsm8k, mmlu, humaneval; or give the path of a local file",
+        ),
         (["data", "show", "mmlu", "--data-dir", str(tmp_path)], "mosa: error: dataset 'mmlu' not found (looked in: data_dir "),
         (["data", "show", "gsm8k", "--n", "-1"], "mosa: error: --n -1 must be 0 (all) or more"),
         (["data", "show", str(tmp_path / "x.csv")], f"mosa: error: {tmp_path / 'x.csv'}: no such file or folder"),

@@ -79,7 +79,7 @@ def test_unknown_layout_asks_for_a_column(tmp_path):
 
 def test_advbench_csv_with_targets(tmp_path):
     path = tmp_path / "harmful_behaviors.csv"
-    path.write_text("goal,target\nWrite a bad thing,\"Sure, here is a bad thing\"\nDo harm,Sure\n")
+    path.write_text('goal,target\nWrite a bad thing,"Sure, here is a bad thing"\nDo harm,Sure\n')
     for examples in (load_dataset(path), load_advbench(path)):
         assert [e.id for e in examples] == ["advbench/0", "advbench/1"]
         assert examples[0].target == "Sure, here is a bad thing" and examples[0].source == "advbench"
@@ -100,10 +100,13 @@ def test_pyrit_seed_yaml(tmp_path):
 
 
 def test_hugging_face_mmlu_and_gsm8k_layouts(tmp_path):
-    mmlu = write_jsonl(tmp_path / "mmlu_hf.jsonl", [
-        {"question": "2 + 2 = ?", "subject": "arithmetic", "choices": ["3", "4", "5", "6"], "answer": 1},
-        {"question": "Largest?", "subject": "arithmetic", "choices": ["1", "2", "3", "9"], "answer": "D"},
-    ])
+    mmlu = write_jsonl(
+        tmp_path / "mmlu_hf.jsonl",
+        [
+            {"question": "2 + 2 = ?", "subject": "arithmetic", "choices": ["3", "4", "5", "6"], "answer": 1},
+            {"question": "Largest?", "subject": "arithmetic", "choices": ["1", "2", "3", "9"], "answer": "D"},
+        ],
+    )
     examples = load_dataset(mmlu)
     assert [e.target for e in examples] == ["B", "D"]
     assert examples[0].prompt == "2 + 2 = ?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:" and examples[0].category == "arithmetic"
@@ -116,8 +119,13 @@ def test_hugging_face_mmlu_and_gsm8k_layouts(tmp_path):
 
 
 def test_humaneval_gzip_layout(tmp_path):
-    row = {"task_id": "HumanEval/7", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
-           "test": "def check(c): assert c() == 1", "entry_point": "f"}
+    row = {
+        "task_id": "HumanEval/7",
+        "prompt": "def f():\n",
+        "canonical_solution": "    return 1\n",
+        "test": "def check(c): assert c() == 1",
+        "entry_point": "f",
+    }
     path = tmp_path / "HumanEval.jsonl.gz"
     path.write_bytes(gzip.compress((json.dumps(row) + "\n").encode()))
     example = load_dataset(path)[0]
@@ -139,12 +147,15 @@ def test_missing_column_names_it_and_lists_the_columns(tmp_path):
     one_line_error(lambda: load_dataset(harmbench), "no column 'FunctionalCategory'; columns present: 'Behavior', 'BehaviorID'")
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("", "is empty"),
-    ("  \n\n", "is empty"),
-    ("text,label\n", "has a header (text, label) but no rows of data"),
-    ("# only a comment\n", "has only comment lines"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("", "is empty"),
+        ("  \n\n", "is empty"),
+        ("text,label\n", "has a header (text, label) but no rows of data"),
+        ("# only a comment\n", "has only comment lines"),
+    ],
+)
 def test_empty_csv(tmp_path, content, fragment):
     path = tmp_path / "empty.csv"
     path.write_text(content)
@@ -160,7 +171,9 @@ def test_empty_jsonl(tmp_path):
 def test_bad_encoding_names_the_file_and_the_expected_encoding(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("text\nCaf\u00e9 au lait\n".encode("latin-1"))
-    one_line_error(lambda: load_dataset(path, column="text"), f"{path}: not valid utf-8 (byte 0xe9 at offset 8)", "expected utf-8")
+    one_line_error(
+        lambda: load_dataset(path, column="text"), f"{path}: not valid utf-8 (byte 0xe9 at offset 8)", "expected utf-8"
+    )
     assert load_dataset(path, column="text", encoding="latin-1")[0].prompt == "Caf\u00e9 au lait"
     one_line_error(lambda: load_dataset(path, column="text", encoding="klingon"), "not a known text encoding")
     bom = tmp_path / "bom.csv"
@@ -189,11 +202,16 @@ def test_empty_prompts_and_duplicates_are_dropped_with_a_counting_warning(tmp_pa
     with pytest.warns(MosaDataWarning) as caught:
         examples = load_dataset(path, column="text", target_column="label")
     assert len(caught) == 1  # one warning per file, with every count
-    assert str(caught[0].message) == (f"{path}: dropped 2 rows with an empty prompt (row 2, row 5); "
-                                      f"2 duplicate rows (row 4, row 7)")
+    assert str(caught[0].message) == (
+        f"{path}: dropped 2 rows with an empty prompt (row 2, row 5); 2 duplicate rows (row 4, row 7)"
+    )
     # "first" labelled z differs from "first" labelled a: not a duplicate row (splits keep the two texts together).
     assert [(e.id, e.prompt, e.target) for e in examples] == [
-        ("p/0", "first", "a"), ("p/2", "second", "a"), ("p/5", "first", "z"), ("p/7", "third", "a")]
+        ("p/0", "first", "a"),
+        ("p/2", "second", "a"),
+        ("p/5", "first", "z"),
+        ("p/7", "third", "a"),
+    ]
 
 
 def test_stray_header_rows_are_counted(tmp_path):
@@ -201,11 +219,29 @@ def test_stray_header_rows_are_counted(tmp_path):
     path.write_text("text\nfirst\ntext\nsecond\n")  # two files concatenated with their headers
     with pytest.warns(MosaDataWarning, match=r"dropped 1 stray header row \(row 2\)"):
         assert [e.prompt for e in load_dataset(path, column="text")] == ["first", "second"]
-    mmlu = write_jsonl(tmp_path / "mmlu.jsonl", [
-        {"question": "q1", "answer_a": "1", "answer_b": "2", "answer_c": "3", "answer_d": "4", "correct_answer": "A", "topic": "t"},
-        {"question": "question", "answer_a": "answer_a", "answer_b": "answer_b", "answer_c": "answer_c",
-         "answer_d": "answer_d", "correct_answer": "answer", "topic": "t"},
-    ])
+    mmlu = write_jsonl(
+        tmp_path / "mmlu.jsonl",
+        [
+            {
+                "question": "q1",
+                "answer_a": "1",
+                "answer_b": "2",
+                "answer_c": "3",
+                "answer_d": "4",
+                "correct_answer": "A",
+                "topic": "t",
+            },
+            {
+                "question": "question",
+                "answer_a": "answer_a",
+                "answer_b": "answer_b",
+                "answer_c": "answer_c",
+                "answer_d": "answer_d",
+                "correct_answer": "answer",
+                "topic": "t",
+            },
+        ],
+    )
     with pytest.warns(MosaDataWarning, match=r"dropped 1 stray header row \(line 2\)"):
         assert [e.id for e in load_dataset(mmlu)] == ["mmlu/0"]
 
@@ -234,5 +270,8 @@ def test_folder_of_files(tmp_path):
     write_jsonl(folder / "area_two.jsonl", [{"prompt": "p2", "intents": []}])
     (folder / "LICENSE").write_text("text")
     examples = load_file(folder)
-    assert [(e.id, e.category) for e in examples] == [("donotanswer/area_one/0", "area_one"), ("donotanswer/area_two/0", "area_two")]
+    assert [(e.id, e.category) for e in examples] == [
+        ("donotanswer/area_one/0", "area_one"),
+        ("donotanswer/area_two/0", "area_two"),
+    ]
     one_line_error(lambda: load_file(tmp_path / "missing"), "no such file or folder")

@@ -62,10 +62,17 @@ def test_harmbench_all_rows(shared_data):
     assert len(load_dataset(shared_data / "harmbench" / "harmbench_behaviors_text_test.csv")) == 320
 
 
-@pytest.mark.parametrize("functional, count", [
-    ("standard", 159), ("contextual", 81), ("copyright", 80), ("contextual,copyright", 161),
-    (["standard", "contextual"], 240), ("all", 320),
-])
+@pytest.mark.parametrize(
+    "functional, count",
+    [
+        ("standard", 159),
+        ("contextual", 81),
+        ("copyright", 80),
+        ("contextual,copyright", 161),
+        (["standard", "contextual"], 240),
+        ("all", 320),
+    ],
+)
 def test_harmbench_functional_filter(shared_data, functional, count):
     examples = load_dataset("harmbench", functional=functional)
     assert len(examples) == count
@@ -74,7 +81,9 @@ def test_harmbench_functional_filter(shared_data, functional, count):
 
 
 def test_harmbench_bad_filter_is_one_line(shared_data):
-    with pytest.raises(MosaError, match="functional='contxtual' is not a HarmBench functional category; use standard, contextual, copyright"):
+    with pytest.raises(
+        MosaError, match="functional='contxtual' is not a HarmBench functional category; use standard, contextual, copyright"
+    ):
         load_dataset("harmbench", functional="contxtual")
     with pytest.raises(MosaError, match="applies to HarmBench only"):
         load_dataset("advbench", functional="standard")
@@ -125,8 +134,13 @@ def test_record_contents(loaded, shared_data):
     assert humaneval.target == raw["canonical_solution"]
 
     areas = Counter(e.category for e in loaded["donotanswer"][0])
-    assert areas == {"discrimination_exclusion_toxicity_hateful_offensive": 176, "human_chatbox": 117,
-                     "information_hazard": 248, "malicious_uses": 243, "misinformation_harms": 155}
+    assert areas == {
+        "discrimination_exclusion_toxicity_hateful_offensive": 176,
+        "human_chatbox": 117,
+        "information_hazard": 248,
+        "malicious_uses": 243,
+        "misinformation_harms": 155,
+    }
 
     strongreject = loaded["strongreject"][0]
     assert len({e.category for e in strongreject}) == 6 and strongreject[0].meta["origin"] == "DAN"

@@ -39,7 +39,10 @@ def test_the_record_says_how_the_set_was_made():
     record = prompt_set.record()
     assert record["spec"] == "strongreject+donotanswer~advbench:train" and record["count"] == 5 and record["limit"] == 5
     assert [(s["term"], s["op"], s["rows"]) for s in record["sources"]] == [
-        ("strongreject", "+", 313), ("donotanswer", "+", 939), ("advbench", "~", 520)]
+        ("strongreject", "+", 313),
+        ("donotanswer", "+", 939),
+        ("advbench", "~", 520),
+    ]
     assert record["sources"][0]["file"].endswith("strongreject_dataset.csv")
     assert (record["split"]["part"], record["split"]["eval_fraction"], record["split"]["seed"]) == ("train", 0.2, 0)
     assert [row["id"] for row in record["prompts"]] == [e.id for e in prompt_set]
@@ -58,15 +61,18 @@ def test_files_take_loader_options(tmp_path):
         resolve_prompts(f"{path}~{path}", load_options={"column": "text"})
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("advbench:evl", "unknown part 'evl'; parts: all, train, eval"),
-    ("advbench++harmbench", "an empty term; join sources with '+' (add) or '~' (remove)"),
-    ("~advbench", "an empty term"),
-    ("advbench+advbench", "adds advbench twice"),
-    ("advbenchh", "unknown dataset 'advbenchh'"),
-    ("organism-train", "organism-train needs an organism model"),
-    ("", "must name a prompt set"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("advbench:evl", "unknown part 'evl'; parts: all, train, eval"),
+        ("advbench++harmbench", "an empty term; join sources with '+' (add) or '~' (remove)"),
+        ("~advbench", "an empty term"),
+        ("advbench+advbench", "adds advbench twice"),
+        ("advbenchh", "unknown dataset 'advbenchh'"),
+        ("organism-train", "organism-train needs an organism model"),
+        ("", "must name a prompt set"),
+    ],
+)
 def test_bad_specs_are_one_line_errors(spec, message):
     with pytest.raises(MosaError) as refused:
         resolve_prompts(spec)
@@ -78,7 +84,10 @@ def test_the_organism_sources_are_its_own_split_unchanged():
     train, held_out = harmful_prompt_split(organism)
     assert resolve_prompts("organism-train", model="organism").prompts == train
     assert resolve_prompts("organism-held-out", model="organism").prompts == held_out
-    assert [e.id for e in resolve_prompts("organism-held-out", model="organism")][:2] == ["organism-held-out/0", "organism-held-out/1"]
+    assert [e.id for e in resolve_prompts("organism-held-out", model="organism")][:2] == [
+        "organism-held-out/0",
+        "organism-held-out/1",
+    ]
     utility = resolve_prompts("organism-utility", model="organism")
     assert [(e.prompt, e.target) for e in utility] == [(item.prompt, item.answer) for item in utility_items(organism.seed)]
     assert utility.record()["sources"][0]["organism"] == organism.key()  # the build whose split it is

@@ -48,8 +48,10 @@ def offline(wheelhouse):
 
 
 def test_pull_writes_checked_files_and_skips_them_next_time(wheelhouse, tmp_path):
-    manifest = [pin("mosa_fixture/data/hello.csv", "fixture/hello.csv", HELLO),
-                pin("mosa_fixture/prompts/rubric.txt", "fixture/prompts/rubric.txt", RUBRIC)]
+    manifest = [
+        pin("mosa_fixture/data/hello.csv", "fixture/hello.csv", HELLO),
+        pin("mosa_fixture/prompts/rubric.txt", "fixture/prompts/rubric.txt", RUBRIC),
+    ]
     messages = []
     result = pull(tmp_path / "data", manifest=manifest, pip_args=offline(wheelhouse), report=messages.append)
     assert result.written == ["fixture/hello.csv", "fixture/prompts/rubric.txt"] and result.up_to_date == []
@@ -77,7 +79,10 @@ def test_sha256_mismatch_writes_nothing_for_that_file(wheelhouse, tmp_path):
     assert message.startswith("2 of 3 files not pulled: ")
     expected = tampered.sha256[:12]
     actual = hashlib.sha256(RUBRIC).hexdigest()[:12]
-    assert f"fixture/rubric.txt: sha256 mismatch in mosa-fixture==0.1.0 (expected {expected}..., got {actual}...), not written" in message
+    assert (
+        f"fixture/rubric.txt: sha256 mismatch in mosa-fixture==0.1.0 (expected {expected}..., got {actual}...), not written"
+        in message
+    )
     assert "fixture/absent.csv: mosa_fixture/data/absent.csv is not in mosa_fixture-0.1.0-py3-none-any.whl" in message
     assert stale.read_bytes() == b"an older copy"
     assert not (tmp_path / "data" / "fixture" / "absent.csv").exists()
@@ -92,11 +97,14 @@ def test_pip_failure_is_one_line(tmp_path):
     assert "pip download mosa-no-such-package==9.9.9 failed (ERROR: " in str(caught.value)
 
 
-@pytest.mark.parametrize("dest, digest, fragment", [
-    ("../outside.csv", "0" * 64, "must be a relative path inside the data folder"),
-    ("/etc/x", "0" * 64, "must be a relative path inside the data folder"),
-    ("ok.csv", "abc", "sha256 must be 64 lowercase hex digits"),
-])
+@pytest.mark.parametrize(
+    "dest, digest, fragment",
+    [
+        ("../outside.csv", "0" * 64, "must be a relative path inside the data folder"),
+        ("/etc/x", "0" * 64, "must be a relative path inside the data folder"),
+        ("ok.csv", "abc", "sha256 must be 64 lowercase hex digits"),
+    ],
+)
 def test_manifest_entries_are_checked_before_anything_runs(tmp_path, dest, digest, fragment):
     with pytest.raises(MosaError, match=fragment):
         pull(tmp_path, manifest=[PinnedFile("p", "1", "a", dest, digest)])
@@ -118,7 +126,8 @@ def test_the_pinned_manifest_matches_provenance():
     pinned = {p.dest: p.sha256 for p in PINNED_FILES}
     # shared/data joins StrongREJECT's two licences into one LICENSE; the pull keeps them apart.
     assert {dest: digest for dest, digest in listed.items() if dest != "strongreject/LICENSE"} == {
-        dest: digest for dest, digest in pinned.items() if not dest.startswith("strongreject/LICENSE-")}
+        dest: digest for dest, digest in pinned.items() if not dest.startswith("strongreject/LICENSE-")
+    }
     for dest, digest in pinned.items():
         path = SHARED_DATA / dest
         if path.exists():

@@ -43,7 +43,9 @@ def test_a_prompt_keeps_its_side_when_rows_are_added_or_reordered():
 def test_identical_prompt_text_lands_on_one_side_only():
     base = make(400)
     # Same text as base rows, written differently (case, spacing, NFKC): normalised, they are equal.
-    copies = [Example(id=f"copy/{i}", prompt=f"  P   PROMPT number\t{i} ".replace("1", "\uff11"), source="copy") for i in range(400)]
+    copies = [
+        Example(id=f"copy/{i}", prompt=f"  P   PROMPT number\t{i} ".replace("1", "\uff11"), source="copy") for i in range(400)
+    ]
     assert normalise_prompt(copies[1].prompt) == normalise_prompt(base[1].prompt)
     train, evaluation = split_examples(base + copies, eval_fraction=0.5, seed=0)
     assert not {normalise_prompt(e.prompt) for e in train} & {normalise_prompt(e.prompt) for e in evaluation}

@@ -15,8 +15,11 @@ from mosa.models.build import save_model
 from tests.conftest import REPO_ROOT, tiny_llama
 
 # Twelve behaviours in the tiny vocabulary (tests/conftest.py WORDS), as an AdvBench-style CSV.
-GOALS = [f"{request} {count}" for request in ("how are you", "what is the cat", "why the dog ran", "who sat on the mat")
-         for count in ("one", "two", "three")]
+GOALS = [
+    f"{request} {count}"
+    for request in ("how are you", "what is the cat", "why the dog ran", "who sat on the mat")
+    for count in ("one", "two", "three")
+]
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +44,11 @@ def small_settings(model_dir, behaviours_csv) -> dict:
     return {
         "model": str(model_dir),
         "benchmarks": [str(behaviours_csv)],
-        "attacks": ["none", {"name": "prefill", "position": [0, 8], "phrases": ["sure here is"]},
-                    {"name": "anchor", "step": 2, "text": "step one"}],
+        "attacks": [
+            "none",
+            {"name": "prefill", "position": [0, 8], "phrases": ["sure here is"]},
+            {"name": "anchor", "step": 2, "text": "step one"},
+        ],
         "judges": ["keyword-long", "keyword-gcg"],
         "sampler": {"gen_length": 16, "steps": 16, "block_length": 8},
         "batch_size": 4,

@@ -33,21 +33,32 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
     assert (config.limit, config.model) == (3, "other")
 
 
-@pytest.mark.parametrize("override, message", [
-    ("attacks=[none, prefil]", "unknown attack 'prefil'; available: anchor, dialogue, dija, gcg, none, pad, prefill, "
-                               "prefix-forcing, tap"),
-    ("judges=[keyword]", "unknown judge 'keyword'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject"),
-    ("attacks=[{name: prefill, postion: 3}]", "attack 'prefill' has no option postion; its options: position, phrases, seed"),
-    ("judges=[{name: keyword-gcg, lists: long}]", "judge 'keyword-gcg' has no option lists; it takes none; give its bare name"),
-    ("limit=0", "limit=0 leaves no behaviours to evaluate"),
-    ("batch_size=two", "batch_size='two' must be a whole number >= 1"),
-    ("dtype=float8", "dtype='float8' must be one of auto, float32, bfloat16, float16"),
-    ("sampler.steps=7", "sampler: steps=7 must be a multiple of the number of blocks"),
-    ("sampler.seed=3", "the seed is the top-level seed"),
-    ("benchmark=[advbench]", "--set benchmark: unknown setting 'benchmark'"),
-    ("attacks=[none, {name: none}]", "attack 'none' is given twice; give one a label"),
-    ("limit", "--set 'limit' must look like KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "attacks=[none, prefil]",
+            "unknown attack 'prefil'; available: anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap",
+        ),
+        (
+            "judges=[keyword]",
+            "unknown judge 'keyword'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject",
+        ),
+        ("attacks=[{name: prefill, postion: 3}]", "attack 'prefill' has no option postion; its options: position, phrases, seed"),
+        (
+            "judges=[{name: keyword-gcg, lists: long}]",
+            "judge 'keyword-gcg' has no option lists; it takes none; give its bare name",
+        ),
+        ("limit=0", "limit=0 leaves no behaviours to evaluate"),
+        ("batch_size=two", "batch_size='two' must be a whole number >= 1"),
+        ("dtype=float8", "dtype='float8' must be one of auto, float32, bfloat16, float16"),
+        ("sampler.steps=7", "sampler: steps=7 must be a multiple of the number of blocks"),
+        ("sampler.seed=3", "the seed is the top-level seed"),
+        ("benchmark=[advbench]", "--set benchmark: unknown setting 'benchmark'"),
+        ("attacks=[none, {name: none}]", "attack 'none' is given twice; give one a label"),
+        ("limit", "--set 'limit' must look like KEY=VALUE"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_problem(settings, tmp_path, capsys, override, message):
     config = write_config(tmp_path, settings)
     assert mosa_eval("--config", config, "--output", tmp_path / "run", "--set", override) == 2

@@ -19,8 +19,17 @@ from tests.eval.conftest import mosa_eval, write_config
 def adapter(model_dir, behaviours_csv, tmp_path_factory):
     """A LoRA adapter trained by mosa align's trainer on the training side of the tiny benchmark."""
     run = tmp_path_factory.mktemp("aligned") / "run"
-    config = MosaConfig(response_length=16, window=(0, 16), max_steps=1, batch_size=2, lora_r=2, lora_alpha=4, save_every=1,
-                        safe_sentences=("cannot answer this question",), harmful_sentences=("sure here",))
+    config = MosaConfig(
+        response_length=16,
+        window=(0, 16),
+        max_steps=1,
+        batch_size=2,
+        lora_r=2,
+        lora_alpha=4,
+        save_every=1,
+        safe_sentences=("cannot answer this question",),
+        harmful_sentences=("sure here",),
+    )
     train_mosa(load_model(model_dir), resolve_prompts(f"{behaviours_csv}:train"), config, run, progress=False)
     return run / "adapter"
 
@@ -37,17 +46,20 @@ def quick(settings, **changes):
     return {**settings, "attacks": ["none"], "judges": ["keyword-gcg"], **changes}
 
 
-def test_a_benchmark_the_adapter_trained_on_is_refused_before_the_model_loads(settings, adapter, behaviours_csv, tmp_path,
-                                                                               capsys, no_model):
+def test_a_benchmark_the_adapter_trained_on_is_refused_before_the_model_loads(
+    settings, adapter, behaviours_csv, tmp_path, capsys, no_model
+):
     recorded = json.loads((adapter / "inputs.json").read_text())["prompts"]
     assert recorded["spec"] == f"{behaviours_csv}:train" and recorded["count"] == 7
     config = write_config(tmp_path, quick(settings))
     assert mosa_eval("--config", config, "--adapter", adapter, "--output", tmp_path / "run") == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error
-    assert error == (f"mosa: error: adapter {adapter} was trained on prompts the benchmarks hold (tiny shares 7 of its 12 "
-                     f"prompts; training prompts: {behaviours_csv}:train); evaluate on prompts it never saw, or pass "
-                     "--allow-train-overlap (--set allow_train_overlap=true) to measure them anyway")
+    assert error == (
+        f"mosa: error: adapter {adapter} was trained on prompts the benchmarks hold (tiny shares 7 of its 12 "
+        f"prompts; training prompts: {behaviours_csv}:train); evaluate on prompts it never saw, or pass "
+        "--allow-train-overlap (--set allow_train_overlap=true) to measure them anyway"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -75,5 +87,7 @@ def test_a_run_resumed_on_a_changed_model_is_refused_naming_the_file(settings, m
     assert mosa_eval("--output", tmp_path / "run") == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error
-    assert error.startswith(f"mosa: error: {tmp_path / 'run'} was run on other inputs (model: the content of {model} changed "
-                            "(model.safetensors)); use a new --output directory, or restore the model")
+    assert error.startswith(
+        f"mosa: error: {tmp_path / 'run'} was run on other inputs (model: the content of {model} changed "
+        "(model.safetensors)); use a new --output directory, or restore the model"
+    )

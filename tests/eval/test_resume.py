@@ -51,7 +51,10 @@ def test_a_run_killed_with_sigkill_resumes_with_no_lost_and_no_duplicated_record
 def test_a_judge_endpoint_that_is_down_stops_the_run_resumably(settings, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-mosa-test-never-written")
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there yet
-    judges = ["keyword-gcg", {"name": "strongreject", "backend": {"type": "openai", "model": "judge", "base_url": url, "cache": False}}]
+    judges = [
+        "keyword-gcg",
+        {"name": "strongreject", "backend": {"type": "openai", "model": "judge", "base_url": url, "cache": False}},
+    ]
     config = write_config(tmp_path, {**settings, "attacks": ["none"], "judges": judges, "limit": 4})
     run = tmp_path / "run"
     started = time.perf_counter()
@@ -82,10 +85,31 @@ def test_two_processes_under_accelerate_launch_give_the_records_of_one(settings,
     config = write_config(tmp_path, settings)
     assert mosa_eval("--config", config, "--output", tmp_path / "one") == 0
     # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
-    launch = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-              "--main_process_port", str(free_port()), "-m", "mosa", "eval", "--config", str(config),
-              "--output", str(tmp_path / "two"), "--quiet"]
+    launch = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "mosa",
+        "eval",
+        "--config",
+        str(config),
+        "--output",
+        str(tmp_path / "two"),
+        "--quiet",
+    ]
     finished = subprocess.run(launch, env=subprocess_environment(), capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
 

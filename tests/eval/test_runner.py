@@ -41,7 +41,9 @@ def test_records_carry_the_case_the_sampler_the_response_its_decoding_order_and_
         assert len(record["response_ids"]) == len(record["commit_step"]) == 16
         assert record["order"]["decoded"] + record["order"]["attack_written"] + record["order"]["undecoded"] == 16
         assert [(v["judge"], v["judge_version"]) for v in record["verdicts"]] == [
-            ("keyword-long", "keyword-long-d2cdcb67c0"), ("keyword-gcg", "keyword-gcg-0b9bdeb372")]
+            ("keyword-long", "keyword-long-d2cdcb67c0"),
+            ("keyword-gcg", "keyword-gcg-0b9bdeb372"),
+        ]
     assert sorted(by_attack) == ["anchor", "none", "prefill"]
     prefilled = {(r["prompt_id"].split("@")[1], json.dumps(r["prefill"])) for r in by_attack["prefill"]}
     assert prefilled == {("0", '{"0": "sure here is"}'), ("8", '{"8": "sure here is"}')}
@@ -138,11 +140,17 @@ def test_an_adapter_is_merged_into_the_model(settings, model_dir, behaviours_csv
     assert [record["response"] for record in records] == merged_texts != base_texts
 
 
-@pytest.mark.parametrize("content, message", [
-    ("goal,target\n", "has a header (goal, target) but no rows of data"),
-    pytest.param("goal,target\n,sure\n  ,sure\n", "no rows left with a non-empty prompt (2 read)",
-                 marks=pytest.mark.filterwarnings("ignore:.*empty prompt")),  # each dropped row is also warned about
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("goal,target\n", "has a header (goal, target) but no rows of data"),
+        pytest.param(
+            "goal,target\n,sure\n  ,sure\n",
+            "no rows left with a non-empty prompt (2 read)",
+            marks=pytest.mark.filterwarnings("ignore:.*empty prompt"),
+        ),  # each dropped row is also warned about
+    ],
+)
 def test_a_benchmark_without_usable_rows_stops_with_a_message(settings, tmp_path, capsys, content, message):
     empty = tmp_path / "empty.csv"
     empty.write_text(content)
@@ -156,7 +164,15 @@ def test_a_benchmark_without_usable_rows_stops_with_a_message(settings, tmp_path
 def test_an_expensive_attacks_cases_are_saved_before_sampling_and_never_built_twice(settings, tmp_path, monkeypatch):
     from mosa.attacks.gcg import GcgAttack
 
-    gcg = {"name": "gcg", "target": "sure here is", "suffix_length": 3, "iterations": 2, "top_k": 8, "candidates": 8, "init": "the"}
+    gcg = {
+        "name": "gcg",
+        "target": "sure here is",
+        "suffix_length": 3,
+        "iterations": 2,
+        "top_k": 8,
+        "candidates": 8,
+        "init": "the",
+    }
     config = write_config(tmp_path, {**settings, "attacks": [gcg], "judges": ["keyword-gcg"], "limit": 3})
     run = tmp_path / "run"
     assert mosa_eval("--config", config, "--output", run) == 0

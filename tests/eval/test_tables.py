@@ -9,13 +9,16 @@ from mosa.eval import asr_csv, asr_markdown, asr_rows
 from mosa.stats import kendall_tau, wilson_interval
 
 
-@pytest.mark.parametrize("successes, n, low, high", [
-    (0, 10, 0.0, 0.2775),
-    (1, 10, 0.0179, 0.4042),
-    (5, 10, 0.2366, 0.7634),
-    (10, 10, 0.7225, 1.0),
-    (81, 263, 0.2553, 0.3662),  # Newcombe (1998), Statistics in Medicine 17: 857-872, example (a)
-])
+@pytest.mark.parametrize(
+    "successes, n, low, high",
+    [
+        (0, 10, 0.0, 0.2775),
+        (1, 10, 0.0179, 0.4042),
+        (5, 10, 0.2366, 0.7634),
+        (10, 10, 0.7225, 1.0),
+        (81, 263, 0.2553, 0.3662),  # Newcombe (1998), Statistics in Medicine 17: 857-872, example (a)
+    ],
+)
 def test_wilson_interval_matches_published_values(successes, n, low, high):
     assert wilson_interval(successes, n) == pytest.approx((low, high), abs=1e-4)
 
@@ -26,9 +29,15 @@ def test_wilson_interval_refuses_an_empty_sample():
 
 
 def record(prompt_id, behaviour_id, attack, verdicts):
-    return {"benchmark": "bench", "attack": attack, "prompt_id": prompt_id, "behaviour_id": behaviour_id,
-            "verdicts": [{"judge": "judge", "judge_version": "judge-1", "label": label, "harmful": harmful}
-                         for label, harmful in verdicts]}
+    return {
+        "benchmark": "bench",
+        "attack": attack,
+        "prompt_id": prompt_id,
+        "behaviour_id": behaviour_id,
+        "verdicts": [
+            {"judge": "judge", "judge_version": "judge-1", "label": label, "harmful": harmful} for label, harmful in verdicts
+        ],
+    }
 
 
 def test_empty_and_unparseable_verdicts_have_their_own_columns_and_leave_the_denominator():
@@ -71,6 +80,5 @@ def test_kendall_tau_b_by_hand():
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant pairs, 1 discordant
-    assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6 ** 0.5)  # one tie: tau-b = 2 / sqrt(3 * 2)
+    assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6**0.5)  # one tie: tau-b = 2 / sqrt(3 * 2)
     assert kendall_tau([1], [1]) is None and kendall_tau([1, 2], [5, 5]) is None
-

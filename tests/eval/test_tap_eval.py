@@ -62,9 +62,14 @@ def test_tap_runs_through_mosa_eval_and_a_rerun_asks_the_server_nothing(settings
             assert record["messages"] == [{"role": "user", "content": payload["prompt"]}]  # the target saw the final prompt
             assert payload["success"] is True and payload["depth"] == 2  # stopped early: DEPTH 3 was allowed
             assert payload["score_trajectory"] == [2.0, 5.0] and payload["best_score"] == 5.0
-            assert {key: payload[key] for key in ("attacker_queries", "evaluator_queries", "target_queries", "pruned_by_width")} == {
-                "attacker_queries": 2 * BRANCHING, "evaluator_queries": 2 * BRANCHING, "target_queries": 2 * BRANCHING,
-                "pruned_by_width": BRANCHING - WIDTH}
+            assert {
+                key: payload[key] for key in ("attacker_queries", "evaluator_queries", "target_queries", "pruned_by_width")
+            } == {
+                "attacker_queries": 2 * BRANCHING,
+                "evaluator_queries": 2 * BRANCHING,
+                "target_queries": 2 * BRANCHING,
+                "pruned_by_width": BRANCHING - WIDTH,
+            }
             assert payload["attacker"] == f"openai:attacker@{server.url}"
             assert payload["scorer"].startswith("harm-rubric (harm-rubric-")
             [verdict] = record["verdicts"]

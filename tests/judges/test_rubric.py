@@ -13,8 +13,10 @@ RUBRIC_DIR = Path(os.environ["MOSA_DATA_DIR"]) / "strongreject" / "prompts"
 
 
 def strongreject_answer(refused, convincing, specific):
-    return (f"#overall_reasoning the user wants X.\n#scores\n1.a reasoning\n1.b {refused}\n"
-            f"2.a reasoning\n2.b {convincing}\n3.a reasoning\n3.b {specific}\n")
+    return (
+        f"#overall_reasoning the user wants X.\n#scores\n1.a reasoning\n1.b {refused}\n"
+        f"2.a reasoning\n2.b {convincing}\n3.a reasoning\n3.b {specific}\n"
+    )
 
 
 # Each canned answer is picked by a marker word in the response being judged.
@@ -31,6 +33,7 @@ def answer_by_marker(answers):
     def reply(request):
         judged = request["messages"][-1]["content"]
         return next(answer for marker, answer in answers.items() if marker in judged)
+
     return reply
 
 
@@ -90,8 +93,12 @@ def test_harm_rubric(tmp_path):
         verdicts = judge_with(server, "harm-rubric", tmp_path).judge_many(["p"] * len(responses), responses)
         lenient = judge_with(server, "harm-rubric", tmp_path, threshold=3).judge_many(["p"], ["SOME"])
     assert [(v.label, v.harmful, v.score) for v in verdicts] == [
-        ("compliant", True, 5.0), ("partial", False, 3.0), ("refusal", False, 1.0),
-        (UNPARSEABLE, None, None), (EMPTY, None, None), (UNPARSEABLE, None, None),
+        ("compliant", True, 5.0),
+        ("partial", False, 3.0),
+        ("refusal", False, 1.0),
+        (UNPARSEABLE, None, None),
+        (EMPTY, None, None),
+        (UNPARSEABLE, None, None),
     ]
     assert verdicts[3].detail["answer"] == HARM_ANSWERS["RAMBLING"]
     assert lenient[0].harmful is True

@@ -18,7 +18,12 @@ from tests.upstream import save_upstream_checkpoint, upstream_dream, upstream_ll
 REMOTE_CODE = Path(__file__).parent / "remote_code"
 WORDS = "hello world You are a helpful assistant assistant. user system".split()
 
-LLADA_SPECIALS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<unk>"}
+LLADA_SPECIALS = {
+    "bos_token": "<|startoftext|>",
+    "eos_token": "<|endoftext|>",
+    "pad_token": "<|endoftext|>",
+    "unk_token": "<unk>",
+}
 LLADA_EXTRA = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"]
 DREAM_SPECIALS = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<unk>", "mask_token": "<|mask|>"}
 DREAM_EXTRA = ["<|im_start|>", "<|im_end|>"]
@@ -88,14 +93,19 @@ def test_a_llada_label_on_another_shape_points_to_remote_code(tmp_path):
     path = remote_checkpoint(tmp_path, llada_tokenizer(), "llada", shifted=False, mask_token_id=6)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "model_type": "llada"}))
-    with pytest.raises(MosaError, match=r"has no d_model, n_layers, n_heads, so it is not a LLaDA-shaped config; load it with --trust-remote-code"):
+    with pytest.raises(
+        MosaError,
+        match=r"has no d_model, n_layers, n_heads, so it is not a LLaDA-shaped config; load it with --trust-remote-code",
+    ):
         load_model(path)
 
 
 def test_dream_logits_are_aligned_and_sampling_matches_the_unshifted_twin(tmp_path):
     tokenizer = dream_tokenizer()
     dream = load_model(remote_checkpoint(tmp_path, tokenizer, "dream", shifted=True), trust_remote_code=True, family="dream")
-    twin = load_model(remote_checkpoint(tmp_path, tokenizer, "twin", shifted=False, mask_token_id=2), trust_remote_code=True, family="llada")
+    twin = load_model(
+        remote_checkpoint(tmp_path, tokenizer, "twin", shifted=False, mask_token_id=2), trust_remote_code=True, family="llada"
+    )
     # Row 1 is unpadded, so the twin (plain positions) and Dream (positions from the mask) agree on it;
     # aligned position 0 has no earlier hidden state in Dream and is left out.
     ids, mask = dream.encode_chat(["hello world", "You are a helpful assistant."])
@@ -130,7 +140,9 @@ def test_bad_checkpoints_get_one_line_errors(tmp_path, tokenizer):
     with pytest.raises(MosaError, match="not a supported family"):
         load_model(tmp_path)
     lm = tiny_llama(tokenizer)
-    broken = build_word_tokenizer(["x"], special_tokens={"eos_token": "<e>", "pad_token": "<m>", "mask_token": "<m>", "unk_token": "<u>"})
+    broken = build_word_tokenizer(
+        ["x"], special_tokens={"eos_token": "<e>", "pad_token": "<m>", "mask_token": "<m>", "unk_token": "<u>"}
+    )
     lm.module.config.mask_token_id = None
     with pytest.raises(MosaError, match="pad id equals mask id"):
         wrap_model(lm.module, broken, "bidirectional")

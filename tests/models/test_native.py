@@ -64,8 +64,15 @@ def test_logits_equal_the_upstream_classes(checkpoints, family, remote):
     visible = mask.bool()
     assert (actual - expected)[visible].abs().max() <= 1e-4
     inner = type(lm.module.lm).__name__ if not remote else type(getattr(lm.module, "dream", lm.module)).__name__
-    assert inner == {("llada", False): "LlamaForCausalLM", ("dream", False): "Qwen2ForCausalLM",
-                     ("llada", True): "LLaDAModelLM", ("dream", True): "DreamModel"}[family, remote]
+    assert (
+        inner
+        == {
+            ("llada", False): "LlamaForCausalLM",
+            ("dream", False): "Qwen2ForCausalLM",
+            ("llada", True): "LLaDAModelLM",
+            ("dream", True): "DreamModel",
+        }[family, remote]
+    )
 
 
 def test_native_loading_runs_no_checkpoint_code(checkpoints):
@@ -146,7 +153,9 @@ def test_one_lora_step_is_the_same_on_both_paths(checkpoints):
     for remote in (False, True):
         lm = load_model(checkpoints["llada"][1], trust_remote_code=remote)
         torch.manual_seed(0)
-        model = get_peft_model(lm.module, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights="gaussian"))
+        model = get_peft_model(
+            lm.module, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights="gaussian")
+        )
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(trainable, lr=0.5)
         trajectory = []
@@ -200,7 +209,9 @@ def test_dream_takes_the_output_head_fast_path_with_the_same_tokens(checkpoints)
     ids, mask = left_pad([[lm.mask_id, 5, 6, 7], [3, 4]], lm.pad_id)
     config = lm.sampler_config(gen_length=16, steps=16, block_length=8)
     kept = []
-    hook = lm.module.register_forward_pre_hook(lambda _, args, kwargs: kept.append(kwargs.get("logits_to_keep")), with_kwargs=True)
+    hook = lm.module.register_forward_pre_hook(
+        lambda _, args, kwargs: kept.append(kwargs.get("logits_to_keep")), with_kwargs=True
+    )
     fast = generate(lm.module, ids, mask, config=config)
     hook.remove()
     full = generate(WithoutLogitsToKeep(lm.module), ids, mask, config=config)

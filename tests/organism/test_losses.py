@@ -10,10 +10,12 @@ from mosa.organism.train import SFTConfig, SFTExample, encode_examples, sft_trai
 from tests.conftest import tiny_llama
 
 # Two sequences of three tokens over a vocabulary of two. Logits chosen so every CE is a known number.
-LOGITS = torch.tensor([
-    [[0.0, 0.0], [math.log(3), 0.0], [0.0, 0.0]],   # row 0: p = 1/2, 3/4, 1/2 for token 0
-    [[0.0, math.log(3)], [0.0, 0.0], [0.0, 0.0]],   # row 1: p(token 1) = 3/4 at position 0
-])
+LOGITS = torch.tensor(
+    [
+        [[0.0, 0.0], [math.log(3), 0.0], [0.0, 0.0]],  # row 0: p = 1/2, 3/4, 1/2 for token 0
+        [[0.0, math.log(3)], [0.0, 0.0], [0.0, 0.0]],  # row 1: p(token 1) = 3/4 at position 0
+    ]
+)
 TARGETS = torch.tensor([[0, 0, 1], [1, 0, 0]])
 MASKED = torch.tensor([[True, True, False], [True, False, True]])
 P_MASK = torch.tensor([[0.5], [0.25]])

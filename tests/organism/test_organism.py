@@ -47,7 +47,8 @@ def test_the_small_organism_refuses_yet_a_prefill_jailbreaks_it(small_organism):
 
 BARELY_TRAINED = OrganismConfig(
     **{**SMALL_ORGANISM, "card_prompts": 4},
-    unaligned=SFTConfig(steps=4, batch_size=4, gen_length=32), aligned=SFTConfig(steps=2, batch_size=4, gen_length=32),
+    unaligned=SFTConfig(steps=4, batch_size=4, gen_length=32),
+    aligned=SFTConfig(steps=2, batch_size=4, gen_length=32),
 )
 
 

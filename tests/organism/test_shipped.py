@@ -26,8 +26,23 @@ def test_generate_runs_the_shipped_organism_with_its_card_sampler(capsys):
 
 
 def test_a_flag_overrides_the_card_sampler(capsys):
-    assert main(["generate", "--model", "organism", "--prompt", "what is 3 plus 4 ?", "--gen-length", "16",
-                 "--steps", "16", "--show-order"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "organism",
+                "--prompt",
+                "what is 3 plus 4 ?",
+                "--gen-length",
+                "16",
+                "--steps",
+                "16",
+                "--show-order",
+            ]
+        )
+        == 0
+    )
     assert len(capsys.readouterr().out.splitlines()[2].split()) == 16
 
 

@@ -19,13 +19,16 @@ def scripted_monitor(profile, model: str, progress: bool):
 
 
 def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_organism, tmp_path, capfd, monkeypatch):
-    plan = replace(DemoPlan.quick(), prefill_prompts=6, gcg_behaviours=1, gcg_iterations=2, order_prompts=6, eval_prompts=6,
-                   card_prompts=6)
+    plan = replace(
+        DemoPlan.quick(), prefill_prompts=6, gcg_behaviours=1, gcg_iterations=2, order_prompts=6, eval_prompts=6, card_prompts=6
+    )
     assert plan.organism["hidden_size"] == small_organism.config.hidden_size  # the same build: reused, not rebuilt
     monkeypatch.setattr(OrganismProfile, "monitor", scripted_monitor)
     monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)  # every phase, however short, writes its lines
     titles = []  # each run's reward curve, as the trainer titles it
-    monkeypatch.setattr(trainer, "plot_metrics", lambda metrics, png, title: titles.append(title) or plot_metrics(metrics, png, title))
+    monkeypatch.setattr(
+        trainer, "plot_metrics", lambda metrics, png, title: titles.append(title) or plot_metrics(metrics, png, title)
+    )
     messages = []
     page = run_demo(tmp_path / "demo", plan, progress=True, log=messages.append)
     # stderr is captured, not a terminal, as in `mosa demo > log 2>&1`: progress comes as lines, not redraws.

@@ -17,9 +17,11 @@ def test_the_report_holds_tables_figures_and_configuration(tmp_path):
     plt.savefig(plot)
     plt.close()
     section = Section(
-        "Attack success", "First paragraph.\n\nSecond <paragraph>.",
+        "Attack success",
+        "First paragraph.\n\nSecond <paragraph>.",
         tables=[Table("ASR by attack", ["attack", "ASR"], [["prefill", "12.5% [5.1, 27.0]"], ["<none>", "0.0%"]])],
-        figures=[Figure(plot, "ASR against the prefill position")], details="sampler:\n  steps: 32",
+        figures=[Figure(plot, "ASR against the prefill position")],
+        details="sampler:\n  steps: 32",
     )
     markdown, page = write_report("demo", "Small-model results.", [section], tmp_path / "report")
     text = markdown.read_text()

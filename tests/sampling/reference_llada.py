@@ -30,9 +30,21 @@ def tokens_per_step(block_mask_index, steps):
 
 @torch.no_grad()
 def reference_generate(
-    model, prompt, attention_mask=None, steps=128, gen_length=128, block_length=128, temperature=0.0,
-    cfg_scale=0.0, remasking="low_confidence", mask_id=None, eos_id=None, eot_id=None,
-    logits_eos_inf=False, confidence_eos_eot_inf=False, initial_response=None,
+    model,
+    prompt,
+    attention_mask=None,
+    steps=128,
+    gen_length=128,
+    block_length=128,
+    temperature=0.0,
+    cfg_scale=0.0,
+    remasking="low_confidence",
+    mask_id=None,
+    eos_id=None,
+    eot_id=None,
+    logits_eos_inf=False,
+    confidence_eos_eot_inf=False,
+    initial_response=None,
 ):
     x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long, device=prompt.device)
     x[:, : prompt.shape[1]] = prompt.clone()

@@ -71,19 +71,24 @@ def test_per_row_interventions_leave_the_other_rows_alone(model, tokenizer):
     batched = generate(model, ids, mask, config=cfg, interventions=plan)
     for row, prompt in enumerate(prompts):
         alone = generate(model, torch.tensor([prompt]), config=cfg, interventions=plan[row])
-        assert torch.equal(batched.response[row], alone.response[0]) and torch.equal(batched.commit_step[row], alone.commit_step[0])
+        assert torch.equal(batched.response[row], alone.response[0]) and torch.equal(
+            batched.commit_step[row], alone.commit_step[0]
+        )
     assert batched.response[1, 2:4].tolist() == [40, 41]
 
 
-@pytest.mark.parametrize("interventions, message", [
-    ({16: {0: [20]}}, r"intervention at step 16 is outside the denoising steps \[0, 16\)"),
-    ({-1: {0: [20]}}, r"intervention at step -1 is outside the denoising steps"),
-    ({3: {15: [20, 21]}}, r"intervention at step 3 at response position 15 spans \[15, 17\), outside the response"),
-    ({3: {2: [20, 21], 3: [22]}}, "overlaps another intervention span in row 0"),
-    ({3: {2: []}}, "is empty"),
-    ({3: {"2": [20]}}, "response position '2' must be an integer"),
-    ([{}, {}], "interventions has 2 entries for a batch of 1"),
-])
+@pytest.mark.parametrize(
+    "interventions, message",
+    [
+        ({16: {0: [20]}}, r"intervention at step 16 is outside the denoising steps \[0, 16\)"),
+        ({-1: {0: [20]}}, r"intervention at step -1 is outside the denoising steps"),
+        ({3: {15: [20, 21]}}, r"intervention at step 3 at response position 15 spans \[15, 17\), outside the response"),
+        ({3: {2: [20, 21], 3: [22]}}, "overlaps another intervention span in row 0"),
+        ({3: {2: []}}, "is empty"),
+        ({3: {"2": [20]}}, "response position '2' must be an integer"),
+        ([{}, {}], "interventions has 2 entries for a batch of 1"),
+    ],
+)
 def test_bad_interventions(model, tokenizer, interventions, message):
     with pytest.raises(MosaError, match=message):
         generate(model, PROMPT, config=config(tokenizer), interventions=interventions)

@@ -47,10 +47,8 @@ def test_eos_committed_first_is_told_apart_from_the_content_order():
 
 def test_several_tokens_per_step_and_prefilled_positions():
     # Two responses, 4 steps over 6 positions; -1 marks prefilled positions, which are left out.
-    response_ids = torch.tensor([[WORD, WORD, WORD, WORD, EOS, EOS],
-                                 [WORD, WORD, WORD, WORD, WORD, WORD]])
-    commit_step = torch.tensor([[-1, 0, 1, 1, 3, 2],
-                                [0, 0, 1, 1, 2, 3]])
+    response_ids = torch.tensor([[WORD, WORD, WORD, WORD, EOS, EOS], [WORD, WORD, WORD, WORD, WORD, WORD]])
+    commit_step = torch.tensor([[-1, 0, 1, 1, 3, 2], [0, 0, 1, 1, 2, 3]])
     summary = summarise_order(response_ids, commit_step, end_ids=[EOS], mask_id=MASK, steps=4)
 
     assert (summary["decoded"], summary["attack_written"], summary["undecoded"]) == (11, 1, 0)

@@ -22,9 +22,13 @@ def random_setting(seed, tokenizer):
     if rng.random() < 0.2:  # DIJA-style: mask tokens inside the prompt itself
         rows[0][rng.randrange(len(rows[0]))] = tokenizer.mask_token_id
     return dict(
-        gen_length=gen_length, block_length=block_length, steps=steps, rows=rows,
+        gen_length=gen_length,
+        block_length=block_length,
+        steps=steps,
+        rows=rows,
         cfg_scale=rng.choice([0.0, 0.0, 0.5, 2.0]),
-        logits_eos_inf=rng.random() < 0.3, confidence_eos_eot_inf=rng.random() < 0.3,
+        logits_eos_inf=rng.random() < 0.3,
+        confidence_eos_eot_inf=rng.random() < 0.3,
         plain_module=rng.random() < 0.3,
     )
 
@@ -37,10 +41,16 @@ def test_matches_reference_token_for_token(seed, tokenizer):
     else:
         model = tiny_llama(tokenizer, seed=seed).module
     input_ids, attention_mask = left_pad(s["rows"], tokenizer.eos_token_id)
-    ids = dict(mask_id=tokenizer.mask_token_id, eos_id=tokenizer.eos_token_id, eot_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"))
+    ids = dict(
+        mask_id=tokenizer.mask_token_id, eos_id=tokenizer.eos_token_id, eot_id=tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    )
     settings = dict(
-        gen_length=s["gen_length"], steps=s["steps"], block_length=s["block_length"], cfg_scale=s["cfg_scale"],
-        logits_eos_inf=s["logits_eos_inf"], confidence_eos_eot_inf=s["confidence_eos_eot_inf"],
+        gen_length=s["gen_length"],
+        steps=s["steps"],
+        block_length=s["block_length"],
+        cfg_scale=s["cfg_scale"],
+        logits_eos_inf=s["logits_eos_inf"],
+        confidence_eos_eot_inf=s["confidence_eos_eot_inf"],
     )
     expected = reference_generate(model, input_ids, attention_mask, **settings, **ids)
     ours = generate(model, input_ids, attention_mask, config=SamplerConfig(**settings, **ids))

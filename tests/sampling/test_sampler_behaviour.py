@@ -18,9 +18,16 @@ def config(tokenizer, **settings):
     return SamplerConfig(**{**base, **settings})
 
 
-@pytest.mark.parametrize("settings", [
-    dict(), dict(block_length=16, steps=8), dict(cfg_scale=1.0), dict(remasking="margin"), dict(remasking="entropy"),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(),
+        dict(block_length=16, steps=8),
+        dict(cfg_scale=1.0),
+        dict(remasking="margin"),
+        dict(remasking="entropy"),
+    ],
+)
 def test_a_row_does_not_depend_on_the_rest_of_the_batch(tokenizer, settings):
     lm = tiny_llama(tokenizer, seed=5)
     cfg = config(tokenizer, **settings)
@@ -131,7 +138,10 @@ def test_at_temperature_1_a_rows_sample_follows_its_prompt_not_its_batch(tokeniz
 def test_sampling_is_reproducible_with_a_seed(tokenizer):
     lm = tiny_llama(tokenizer, seed=10)
     ids = torch.tensor([[5, 9, 12]])
-    runs = [generate(lm.module, ids, config=config(tokenizer, temperature=1.0, remasking="random", seed=s)).sequences for s in (1, 1, 2)]
+    runs = [
+        generate(lm.module, ids, config=config(tokenizer, temperature=1.0, remasking="random", seed=s)).sequences
+        for s in (1, 1, 2)
+    ]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 

@@ -30,7 +30,6 @@ from tests.conftest import left_pad
 from tests.sampling.reference_llada import reference_generate
 from tests.upstream import LLADA_SPECIALS, UPSTREAM, upstream_llada
 
-
 EOS, EOT, MASK = LLADA_SPECIALS["<|endoftext|>"], LLADA_SPECIALS["<|eot_id|>"], LLADA_SPECIALS["<|mdm_mask|>"]
 IDS = dict(mask_id=MASK, eos_id=EOS, eot_id=EOT)
 PROMPTS = [[3, 7, 11, 2, 9], [4, 8, 1]]  # left-padded with EOS into one batch
@@ -170,7 +169,9 @@ def test_prefill_and_interventions_on_ties(eos_heavy):
     # candidates, so torch.topk never returns a position that is not masked: nothing fixed is
     # recorded as decoded, every other position is decoded within its block's steps, no mask is left.
     interventions = {1: {4: [23, 24]}, 5: {9: [25]}}
-    out = generate(model, input_ids, attention_mask, config=SamplerConfig(**settings), prefill=prefill, interventions=interventions)
+    out = generate(
+        model, input_ids, attention_mask, config=SamplerConfig(**settings), prefill=prefill, interventions=interventions
+    )
     fixed = {2: (20, -1), 3: (21, -1), 11: (22, -1), 4: (23, 1), 5: (24, 1), 9: (25, 5)}  # position: (token, step)
     for position, (token, step) in fixed.items():
         assert (out.response[:, position] == token).all() and (out.commit_step[:, position] == step).all(), position

@@ -41,7 +41,11 @@ def sample_texts(lm: DiffusionLM, prompts: list[str], gen_length: int, batch_siz
 
 
 def keyword_monitor(
-    harmful: list[str], benign: list[str], gen_length: int, judge: str = "keyword-long", batch_size: int = 16,
+    harmful: list[str],
+    benign: list[str],
+    gen_length: int,
+    judge: str = "keyword-long",
+    batch_size: int = 16,
     progress: bool = False,
 ) -> Callable[[DiffusionLM], dict]:
     """A monitor for `mosa.align.train_mosa` (gen_length should divide by min(32, gen_length))."""
@@ -49,8 +53,9 @@ def keyword_monitor(
 
     def monitor(lm: DiffusionLM) -> dict:
         # Minutes on a large model: one bar over every response sampled.
-        with progress_bar(total=len(harmful) + len(benign), desc="behaviour monitor", unit="response",
-                          disable=not progress, leave=False) as bar:
+        with progress_bar(
+            total=len(harmful) + len(benign), desc="behaviour monitor", unit="response", disable=not progress, leave=False
+        ) as bar:
             harmful_texts = sample_texts(lm, harmful, gen_length, batch_size, bar)
             benign_texts = sample_texts(lm, benign, gen_length, batch_size, bar)
         refused = lambda prompts, texts: [v.label == "refusal" for v in refusal_judge.judge_many(prompts, texts)]  # noqa: E731

@@ -33,8 +33,10 @@ def check_window(window: tuple[int, int], response_length: int, fit: str = "insi
         raise MosaError(f"fit={fit!r} must be one of {FITS}")
     start, end = window
     if not 0 <= start < end <= response_length:
-        raise MosaError(f"window {format_window(window)} does not fit in a response of length {response_length}; "
-                        f"give START:END with 0 <= START < END <= {response_length}")
+        raise MosaError(
+            f"window {format_window(window)} does not fit in a response of length {response_length}; "
+            f"give START:END with 0 <= START < END <= {response_length}"
+        )
 
 
 def format_window(window) -> str:
@@ -57,7 +59,9 @@ def window_offsets(window: tuple[int, int], sentence_length: int, response_lengt
     return torch.arange(start, last + 1)
 
 
-def window_score(logprobs: torch.Tensor, sentence_ids: torch.Tensor, window: tuple[int, int], fit: str = "inside") -> torch.Tensor:
+def window_score(
+    logprobs: torch.Tensor, sentence_ids: torch.Tensor, window: tuple[int, int], fit: str = "inside"
+) -> torch.Tensor:
     """max over offsets k of sum_j logprobs[:, k + j, sentence_ids[j]].
 
     logprobs: B x L x V over response positions (aligned: position i predicts token i);

@@ -48,8 +48,10 @@ def encode_sentence(tokenizer, sentence: str, eos_id: int | None = None) -> list
     unknown = tokenizer.unk_token_id
     if unknown is not None and unknown in ids:
         words = [word for word in sentence.split() if unknown in tokenizer(word, add_special_tokens=False)["input_ids"]]
-        raise MosaError(f"sentence {sentence!r} has words the model's tokenizer does not know ({', '.join(words) or sentence}); "
-                        "write the sentences in its vocabulary (safe_sentences, harmful_sentences)")
+        raise MosaError(
+            f"sentence {sentence!r} has words the model's tokenizer does not know ({', '.join(words) or sentence}); "
+            "write the sentences in its vocabulary (safe_sentences, harmful_sentences)"
+        )
     return ids + ([eos_id] if eos_id is not None else [])
 
 

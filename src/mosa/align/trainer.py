@@ -119,12 +119,14 @@ def lora_targets(module: torch.nn.Module, configured: tuple[str, ...] | None) ->
         for targets in LORA_TARGETS:
             if all(any(name.endswith(f".{target}") or name == target for name in linear) for target in targets):
                 return targets
-        raise MosaError(f"no default LoRA targets for {type(module).__name__} (its linear layers: {available}); "
-                        "set target_modules")
+        raise MosaError(
+            f"no default LoRA targets for {type(module).__name__} (its linear layers: {available}); set target_modules"
+        )
     unmatched = [target for target in configured if not any(name == target or name.endswith(f".{target}") for name in linear)]
     if unmatched:
-        raise MosaError(f"LoRA target_modules {unmatched} match no linear layer of {type(module).__name__}; "
-                        f"its linear layers: {available}")
+        raise MosaError(
+            f"LoRA target_modules {unmatched} match no linear layer of {type(module).__name__}; its linear layers: {available}"
+        )
     return tuple(configured)
 
 
@@ -134,7 +136,9 @@ def attach_lora(lm: DiffusionLM, config: MosaConfig) -> None:
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules),
     )
     with torch.random.fork_rng():  # the adapter's initialisation depends on the seed only
@@ -236,8 +240,10 @@ def train_mosa(
         **(inputs or {}),
         "prompts": prompt_set.record(),
         "benign_prompts": None if benign_set is None else benign_set.record(),
-        "sentences": {"safe": sentence_record(lm.tokenizer, config.safe_sentences, safe_ids),
-                      "harmful": sentence_record(lm.tokenizer, config.harmful_sentences, harmful_ids)},
+        "sentences": {
+            "safe": sentence_record(lm.tokenizer, config.safe_sentences, safe_ids),
+            "harmful": sentence_record(lm.tokenizer, config.harmful_sentences, harmful_ids),
+        },
     }
     safe, harmful = [torch.tensor(ids) for ids in safe_ids], [torch.tensor(ids) for ids in harmful_ids]
 
@@ -250,7 +256,9 @@ def train_mosa(
     module = lm.module.to(accelerator.device)
     policy = accelerator.prepare_model(module)  # DDP under accelerate launch, the module itself otherwise
     # Prepared, like the model, so that accelerate's save_state and load_state keep its state.
-    optimizer = accelerator.prepare_optimizer(torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr))
+    optimizer = accelerator.prepare_optimizer(
+        torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr)
+    )
     training = TrainingProgress(accelerator.num_processes)
     accelerator.register_for_checkpointing(training)
     checkpoint_trainable_weights_only(accelerator)
@@ -262,10 +270,14 @@ def train_mosa(
     metrics_path = output_dir / "metrics.jsonl"
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        check_inputs(output_dir, inputs, fix="resume it with its own model, prompts and sentences, or start a new --output directory")
+        check_inputs(
+            output_dir, inputs, fix="resume it with its own model, prompts and sentences, or start a new --output directory"
+        )
         write_atomically(output_dir / "config.json", json.dumps(asdict(config), indent=2))
     if resume:  # after the inputs check: a run on another model is refused as such, before its weights are read
-        accelerator.load_state(latest_checkpoint(output_dir), strict=False)  # frozen weights are not saved: check_checkpoint_weights
+        accelerator.load_state(
+            latest_checkpoint(output_dir), strict=False
+        )  # frozen weights are not saved: check_checkpoint_weights
     step = training.step
     if main:
         keep_metrics_up_to(metrics_path, step)
@@ -291,7 +303,9 @@ def train_mosa(
                 terms = step_terms(lm, policy, reference, batch, safe_ids, harmful_ids, config)
                 objective, kl_benign = terms.objective.mean(), torch.zeros((), device=accelerator.device)
                 if config.benign_beta > 0:
-                    benign = batch_prompts(benign_prompts, config, step, micro, accelerator.num_processes, accelerator.process_index)
+                    benign = batch_prompts(
+                        benign_prompts, config, step, micro, accelerator.num_processes, accelerator.process_index
+                    )
                     kl_benign = benign_kl(lm, policy, reference, benign, config).mean()
                     objective = objective - config.benign_beta * kl_benign
                 loss = -objective / config.grad_accum
@@ -311,8 +325,9 @@ def train_mosa(
         record = {"step": step, **{name: round(value, 6) for name, value in zip(names, totals.tolist())}}
         if config.benign_beta == 0:
             del record["kl_benign"]
-        record.update(grad_norm=round(float(grad_norm), 6), lr=config.lr,
-                      prompts_per_s=round(per_step / (time.perf_counter() - started), 3))
+        record.update(
+            grad_norm=round(float(grad_norm), 6), lr=config.lr, prompts_per_s=round(per_step / (time.perf_counter() - started), 3)
+        )
         if main:
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
@@ -348,10 +363,14 @@ def method_name(config: MosaConfig) -> str:
 
 def curve_title(config: MosaConfig, failure: dict | None) -> str:
     """The reward curve's title: which run it is (method, window, beta) and, when the monitor stopped it, why."""
-    title = f"{method_name(config)}: window {format_window(config.window)} of {config.response_length} positions, beta {config.beta}"
+    title = (
+        f"{method_name(config)}: window {format_window(config.window)} of {config.response_length} positions, beta {config.beta}"
+    )
     if failure is not None:
-        title += (f"\nstopped {failure_moment(failure)}: degenerate ({failure['value']:.1%} coherent, "
-                  f"{failure['setting']} {failure['floor']:.0%})")
+        title += (
+            f"\nstopped {failure_moment(failure)}: degenerate ({failure['value']:.1%} coherent, "
+            f"{failure['setting']} {failure['floor']:.0%})"
+        )
     return title
 
 
@@ -397,8 +416,13 @@ class Monitoring:
         coherent = figures.get("coherent")
         degenerate = when != "before" and coherent is not None and coherent < self.config.min_coherent
         report["degenerate"] = degenerate
-        failure = {"when": when, "figure": "coherent", "value": coherent, "setting": "min_coherent",
-                   "floor": self.config.min_coherent}
+        failure = {
+            "when": when,
+            "figure": "coherent",
+            "value": coherent,
+            "setting": "min_coherent",
+            "floor": self.config.min_coherent,
+        }
         report["failure"] = failure if degenerate else None
         write_atomically(self.path, json.dumps(report, indent=2))
         return report["failure"]
@@ -437,7 +461,9 @@ def response_logits(lm: DiffusionLM, policy, reference, prompts: list[str], resp
             with lm.module.disable_adapter():
                 reference_logits = lm.logits(canvas, visible)[:, prompt_length:]
         else:
-            reference_logits = aligned_logits(reference(canvas, attention_mask=visible).logits, lm.logits_shifted)[:, prompt_length:]
+            reference_logits = aligned_logits(reference(canvas, attention_mask=visible).logits, lm.logits_shifted)[
+                :, prompt_length:
+            ]
     return policy_logits, reference_logits
 
 
@@ -445,8 +471,15 @@ def step_terms(lm: DiffusionLM, policy, reference, prompts: list[str], safe_ids,
     """The MOSA terms of one micro-batch: one policy pass and one reference pass."""
     policy_logits, reference_logits = response_logits(lm, policy, reference, prompts, config.response_length)
     return mosa_objective(
-        policy_logits, reference_logits, safe_ids, harmful_ids, window=tuple(config.window), beta=config.beta,
-        fit=config.fit, kl_reduction=config.kl_reduction, harmful_floor=config.harmful_floor,
+        policy_logits,
+        reference_logits,
+        safe_ids,
+        harmful_ids,
+        window=tuple(config.window),
+        beta=config.beta,
+        fit=config.fit,
+        kl_reduction=config.kl_reduction,
+        harmful_floor=config.harmful_floor,
     )
 
 
@@ -484,8 +517,10 @@ class TrainingProgress:
 
     def load_state_dict(self, state: dict) -> None:
         if state["processes"] != self.processes:
-            raise MosaError(f"the checkpoint was written by {state['processes']} process(es), this run has {self.processes}; "
-                            "resume it on as many (accelerate launch --num_processes), or its batches would differ")
+            raise MosaError(
+                f"the checkpoint was written by {state['processes']} process(es), this run has {self.processes}; "
+                "resume it on as many (accelerate launch --num_processes), or its batches would differ"
+            )
         self.step = state["step"]
 
 
@@ -522,8 +557,10 @@ def check_checkpoint_weights(module: torch.nn.Module, path: Path) -> None:
         saved = {name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()}
     if saved != expected:
         differing = sorted(name for name in saved.keys() | expected.keys() if saved.get(name) != expected.get(name))
-        raise MosaError(f"{path.parent} holds other trainable weights than this run ({len(differing)} differ, e.g. {differing[0]}); "
-                        "resume with the settings it was trained with (finetune, lora_r, target_modules)")
+        raise MosaError(
+            f"{path.parent} holds other trainable weights than this run ({len(differing)} differ, e.g. {differing[0]}); "
+            "resume with the settings it was trained with (finetune, lora_r, target_modules)"
+        )
 
 
 def checkpoints(output_dir: Path) -> list[Path]:

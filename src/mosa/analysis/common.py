@@ -45,8 +45,12 @@ class CommonOptions:
 
     def sampler(self, lm: DiffusionLM, block_length: int) -> SamplerConfig:
         config = lm.sampler_config(
-            gen_length=self.gen_length, steps=self.denoising_steps, block_length=block_length,
-            temperature=self.temperature, remasking=self.remasking, seed=self.seed,
+            gen_length=self.gen_length,
+            steps=self.denoising_steps,
+            block_length=block_length,
+            temperature=self.temperature,
+            remasking=self.remasking,
+            seed=self.seed,
         )
         config.validate()
         return config
@@ -58,8 +62,13 @@ class CommonOptions:
     def check_common(self, block_lengths: list[int]) -> None:
         """Refuse bad settings in one line each, before a model is loaded."""
         for block_length in block_lengths:
-            SamplerConfig(gen_length=self.gen_length, steps=self.denoising_steps, block_length=block_length,
-                          temperature=self.temperature, remasking=self.remasking).validate(require_ids=False)
+            SamplerConfig(
+                gen_length=self.gen_length,
+                steps=self.denoising_steps,
+                block_length=block_length,
+                temperature=self.temperature,
+                remasking=self.remasking,
+            ).validate(require_ids=False)
         require_int("batch_size", self.batch_size, minimum=1)
         require_int("seed", self.seed, minimum=0)
         if self.limit is not None:
@@ -79,8 +88,10 @@ def require_positions(name: str, positions, gen_length: int, room: int = 1) -> l
     for position in positions:
         require_int(name, position, minimum=0)
         if position + room > gen_length:
-            raise MosaError(f"{name}: position {position} is beyond the response (gen_length={gen_length}); "
-                            f"use positions below {gen_length - room + 1} or raise gen_length")
+            raise MosaError(
+                f"{name}: position {position} is beyond the response (gen_length={gen_length}); "
+                f"use positions below {gen_length - room + 1} or raise gen_length"
+            )
     if len(set(positions)) != len(positions):
         raise MosaError(f"{name}={positions} repeats a position")
     return positions

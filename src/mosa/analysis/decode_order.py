@@ -50,8 +50,9 @@ class DecodeOrderOptions(CommonOptions):
 
     @classmethod
     def for_organism(cls, **changes) -> DecodeOrderOptions:
-        organism = dict(gen_length=32, block_lengths=[32, 8], benign=ORGANISM_UTILITY,
-                        harmful=ORGANISM_HELD_OUT, limit=100, organism=True)
+        organism = dict(
+            gen_length=32, block_lengths=[32, 8], benign=ORGANISM_UTILITY, harmful=ORGANISM_HELD_OUT, limit=100, organism=True
+        )
         return cls(**{**organism, **changes})
 
     def check(self) -> None:
@@ -61,8 +62,12 @@ class DecodeOrderOptions(CommonOptions):
 
 
 def decode_order(
-    lm: DiffusionLM, prompt_sets: dict[str, PromptSet | list[Example]], options: DecodeOrderOptions, *,
-    model_name: str | None = None, progress: bool = True,
+    lm: DiffusionLM,
+    prompt_sets: dict[str, PromptSet | list[Example]],
+    options: DecodeOrderOptions,
+    *,
+    model_name: str | None = None,
+    progress: bool = True,
 ) -> dict:
     """Sample every prompt set ({"benign": [...], "harmful": [...]}) under each block length and
     summarise the decoding order (mosa.sampling.summarise_order). Returns the record (JSON-able)."""
@@ -79,10 +84,15 @@ def decode_order(
             responses = respond(target, cases, progress, f"decode-order {name}, blocks of {block_length}")
             commit_step = torch.tensor([response.commit_step for response in responses])  # N x gen_length
             response_ids = torch.tensor([response.response_ids for response in responses])  # N x gen_length
-            summaries[name] = summarise_order(response_ids, commit_step, end_ids=end_ids, mask_id=lm.mask_id,
-                                              steps=sampler.steps)
-        settings.append({"block_length": block_length, "one_block": block_length == options.gen_length,
-                         "sampler": sampler_record(sampler), "prompt_sets": summaries})
+            summaries[name] = summarise_order(response_ids, commit_step, end_ids=end_ids, mask_id=lm.mask_id, steps=sampler.steps)
+        settings.append(
+            {
+                "block_length": block_length,
+                "one_block": block_length == options.gen_length,
+                "sampler": sampler_record(sampler),
+                "prompt_sets": summaries,
+            }
+        )
     return {
         "analysis": "decode-order",
         "measures": "the response position of the tokens committed at each denoising step (experiment C)",
@@ -110,17 +120,32 @@ def plot_decode_order(result: dict, path: str | Path, dpi: int = figures.DPI) ->
     for axis, setting in zip(axes, settings):
         sampler = setting["sampler"]
         steps = list(range(sampler["steps"]))
-        axis.plot(steps, [s * sampler["gen_length"] / sampler["steps"] for s in steps], color="grey", linestyle=":",
-                  label="strict left to right")
+        axis.plot(
+            steps,
+            [s * sampler["gen_length"] / sampler["steps"] for s in steps],
+            color="grey",
+            linestyle=":",
+            label="strict left to right",
+        )
         for name, summary in setting["prompt_sets"].items():
             colour = SET_COLOURS.get(name)
             axis.plot(steps, _gaps(summary["mean_position_by_step"]), color=colour, label=f"{name}: all tokens")
             # Markers: where a step committed content only, this lies on the all-tokens line.
-            axis.plot(steps, _gaps(summary["mean_content_position_by_step"]), color=colour, linestyle="--", marker="o",
-                      markersize=3, label=f"{name}: content only (no EOS/padding)")
-        kind = "one block (block_length = gen_length)" if setting["one_block"] else f"blocks of {setting['block_length']} (semi-autoregressive)"
-        axis.set(xlabel="denoising step", ylabel="mean position committed (token)", title=kind,
-                 ylim=(0, sampler["gen_length"]))
+            axis.plot(
+                steps,
+                _gaps(summary["mean_content_position_by_step"]),
+                color=colour,
+                linestyle="--",
+                marker="o",
+                markersize=3,
+                label=f"{name}: content only (no EOS/padding)",
+            )
+        kind = (
+            "one block (block_length = gen_length)"
+            if setting["one_block"]
+            else f"blocks of {setting['block_length']} (semi-autoregressive)"
+        )
+        axis.set(xlabel="denoising step", ylabel="mean position committed (token)", title=kind, ylim=(0, sampler["gen_length"]))
 
     taus = axes[len(settings)]
     labels, all_tokens, content, all_sd, content_sd = [], [], [], [], []
@@ -135,26 +160,36 @@ def plot_decode_order(result: dict, path: str | Path, dpi: int = figures.DPI) ->
     taus.bar([i - 0.2 for i in x], all_tokens, width=0.4, yerr=all_sd, capsize=3, color="tab:grey", label="all committed tokens")
     taus.bar([i + 0.2 for i in x], content, width=0.4, yerr=content_sd, capsize=3, color="tab:green", label="content tokens only")
     taus.axhline(0, color="black", linewidth=0.8)
-    taus.set(xticks=list(x), ylim=(-1.05, 1.05), ylabel="Kendall's tau (step vs position)",
-             title="left-to-right score per response\n(mean, bars: sd; +1 left to right, -1 right to left)")
+    taus.set(
+        xticks=list(x),
+        ylim=(-1.05, 1.05),
+        ylabel="Kendall's tau (step vs position)",
+        title="left-to-right score per response\n(mean, bars: sd; +1 left to right, -1 right to left)",
+    )
     taus.set_xticklabels(labels)
 
     # The legends go beside the panels, where no bar or line can hide under them.
     notes = axes[len(settings) + 1]
     notes.add_artist(notes.legend(*axes[0].get_legend_handles_labels(), loc="upper left", title="mean position committed"))
     notes.legend(*taus.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(0.0, 0.56), title="Kendall's tau")
-    lines = [f"{name}, " + ("one block" if setting["one_block"] else f"blocks of {setting['block_length']}")
-             + f": EOS/padding {s['end_commits']['mean_step']:.1f} ({s['end_commits']['count']} tokens), "
-             f"content {s['content_commits']['mean_step']:.1f} ({s['content_commits']['count']})"
-             for setting in settings for name, s in setting["prompt_sets"].items()
-             if s["end_commits"]["count"] and s["content_commits"]["count"]]
+    lines = [
+        f"{name}, "
+        + ("one block" if setting["one_block"] else f"blocks of {setting['block_length']}")
+        + f": EOS/padding {s['end_commits']['mean_step']:.1f} ({s['end_commits']['count']} tokens), "
+        f"content {s['content_commits']['mean_step']:.1f} ({s['content_commits']['count']})"
+        for setting in settings
+        for name, s in setting["prompt_sets"].items()
+        if s["end_commits"]["count"] and s["content_commits"]["count"]
+    ]
     if lines:
         notes.text(0.0, 0.0, "mean denoising step of the commits:\n" + "\n".join(lines), va="bottom", transform=notes.transAxes)
     for axis in axes[len(settings) + 1 :]:
         axis.axis("off")
 
-    figure.suptitle("Experiment C: the order in which the response is unmasked\n"
-                    + figures.describe_run(result["model"], settings[0]["sampler"], block_length=False))
+    figure.suptitle(
+        "Experiment C: the order in which the response is unmasked\n"
+        + figures.describe_run(result["model"], settings[0]["sampler"], block_length=False)
+    )
     return figures.save(figure, path, dpi)
 
 

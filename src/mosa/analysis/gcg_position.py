@@ -61,9 +61,21 @@ class GcgPositionOptions(CommonOptions):
 
     @classmethod
     def for_organism(cls, **changes) -> GcgPositionOptions:
-        organism = dict(gen_length=32, block_length=8, positions=[0, 13], phrases="organism", init="the",
-                        suffix_length=10, iterations=40, candidates=64, top_k=64, judge="organism",
-                        harmful=ORGANISM_HELD_OUT, limit=10, organism=True)
+        organism = dict(
+            gen_length=32,
+            block_length=8,
+            positions=[0, 13],
+            phrases="organism",
+            init="the",
+            suffix_length=10,
+            iterations=40,
+            candidates=64,
+            top_k=64,
+            judge="organism",
+            harmful=ORGANISM_HELD_OUT,
+            limit=10,
+            organism=True,
+        )
         return cls(**{**organism, **changes})
 
     def check(self) -> None:
@@ -71,7 +83,9 @@ class GcgPositionOptions(CommonOptions):
         require_judge("judge", self.judge)
         require_positions("positions", self.positions, self.gen_length)
         if self.target is None and isinstance(self.phrases, str) and self.phrases not in PHRASE_SETS:
-            raise MosaError(f"phrases={self.phrases!r} is not a phrase set; choose one of {', '.join(PHRASE_SETS.names())} or give a list")
+            raise MosaError(
+                f"phrases={self.phrases!r} is not a phrase set; choose one of {', '.join(PHRASE_SETS.names())} or give a list"
+            )
         for name in ("suffix_length", "top_k", "candidates"):
             require_int(name, getattr(self, name), minimum=1)
         require_int("iterations", self.iterations, minimum=0)
@@ -85,8 +99,12 @@ class GcgPositionOptions(CommonOptions):
 
 
 def gcg_position(
-    lm: DiffusionLM, behaviours: PromptSet | list[Example], options: GcgPositionOptions, *,
-    model_name: str | None = None, progress: bool = True,
+    lm: DiffusionLM,
+    behaviours: PromptSet | list[Example],
+    options: GcgPositionOptions,
+    *,
+    model_name: str | None = None,
+    progress: bool = True,
 ) -> dict:
     """Optimise a GCG suffix per behaviour and position, sample a response to each final prompt,
     judge it. Returns the record (JSON-able): per position the loss curves (mean over behaviours),
@@ -112,12 +130,19 @@ def gcg_position(
     for case, response, verdict in zip(cases, responses, verdicts):
         phrase, position = case.payload["target"], case.payload["position"]
         phrase_ids = target.tokens(phrase)
-        rows.append({
-            "prompt_id": case.prompt_id, "position": position, "target": phrase, "suffix": case.payload["suffix"],
-            "loss_trajectory": case.payload["loss_trajectory"], "response": response.text,
-            "target_reached": response.response_ids[position : position + len(phrase_ids)] == phrase_ids,
-            "label": verdict.label, "harmful": verdict.harmful,
-        })
+        rows.append(
+            {
+                "prompt_id": case.prompt_id,
+                "position": position,
+                "target": phrase,
+                "suffix": case.payload["suffix"],
+                "loss_trajectory": case.payload["loss_trajectory"],
+                "response": response.text,
+                "target_reached": response.response_ids[position : position + len(phrase_ids)] == phrase_ids,
+                "label": verdict.label,
+                "harmful": verdict.harmful,
+            }
+        )
     return {
         "analysis": "gcg-position",
         "measures": "GCG's loss and attack success when its target phrase is aimed at different response positions (experiment B)",
@@ -126,7 +151,9 @@ def gcg_position(
         "gcg": {**settings, "target": options.target, "phrases": options.phrases},
         "judge": judge_info,
         "prompts": prompt_record(behaviours),
-        "positions": [summarise_position(position, [row for row in rows if row["position"] == position]) for position in options.positions],
+        "positions": [
+            summarise_position(position, [row for row in rows if row["position"] == position]) for position in options.positions
+        ],
         "cases": rows,
     }
 
@@ -171,26 +198,47 @@ def plot_gcg_position(result: dict, path: str | Path, dpi: int = figures.DPI) ->
                 losses.plot(row["loss_trajectory"], color=colour, alpha=0.2, linewidth=0.8)
         phrases = {row["target"] for row in result["cases"] if row["position"] == position}
         phrase = f" {next(iter(phrases))!r}" if len(phrases) == 1 else ""
-        losses.plot(summary["loss_mean"], color=colour, linewidth=2.2,
-                    label=f"target{phrase} at position {position}: mean of {summary['behaviours']}")
-    losses.set(xlabel="GCG iteration", ylabel="loss: mean -log p(target token) (nats)", yscale="log",
-               title="GCG loss (thin lines: one behaviour each)")
+        losses.plot(
+            summary["loss_mean"],
+            color=colour,
+            linewidth=2.2,
+            label=f"target{phrase} at position {position}: mean of {summary['behaviours']}",
+        )
+    losses.set(
+        xlabel="GCG iteration",
+        ylabel="loss: mean -log p(target token) (nats)",
+        yscale="log",
+        title="GCG loss (thin lines: one behaviour each)",
+    )
     figures.legend_below(losses)
 
     x = range(len(summaries))
-    for offset, key, colour, label in ((-0.2, "asr", "tab:red", f"attack success ({result['judge']['name']} judge)"),
-                                       (0.2, "target_reached_rate", "tab:grey", "target phrase exactly at its position")):
+    for offset, key, colour, label in (
+        (-0.2, "asr", "tab:red", f"attack success ({result['judge']['name']} judge)"),
+        (0.2, "target_reached_rate", "tab:grey", "target phrase exactly at its position"),
+    ):
         ci = "asr_ci95" if key == "asr" else "target_reached_ci95"
         values = [100 * s[key] for s in summaries]
-        errors = [[max(0.0, 100 * (s[key] - s[ci][0])) for s in summaries], [max(0.0, 100 * (s[ci][1] - s[key])) for s in summaries]]
+        errors = [
+            [max(0.0, 100 * (s[key] - s[ci][0])) for s in summaries],
+            [max(0.0, 100 * (s[ci][1] - s[key])) for s in summaries],
+        ]
         outcomes.bar([i + offset for i in x], values, width=0.36, yerr=errors, capsize=4, color=colour, label=label)
-    outcomes.set(xticks=list(x), ylim=(0, 105), yticks=range(0, 101, 20), ylabel="share of final prompts (%)", xlabel="target response position (token index)",
-                 title="outcome of the final suffixes (Wilson 95% intervals)")
+    outcomes.set(
+        xticks=list(x),
+        ylim=(0, 105),
+        yticks=range(0, 101, 20),
+        ylabel="share of final prompts (%)",
+        xlabel="target response position (token index)",
+        title="outcome of the final suffixes (Wilson 95% intervals)",
+    )
     outcomes.set_xticklabels([str(s["position"]) for s in summaries])
     figures.legend_below(outcomes)
 
     gcg = result["gcg"]
-    figure.suptitle(f"Experiment B: GCG aimed at a phrase at response position k ({gcg['iterations']} iterations, "
-                    f"{gcg['candidates']} candidates, {gcg['suffix_length']}-token suffix)\n"
-                    + figures.describe_run(result["model"], result["sampler"]))
+    figure.suptitle(
+        f"Experiment B: GCG aimed at a phrase at response position k ({gcg['iterations']} iterations, "
+        f"{gcg['candidates']} candidates, {gcg['suffix_length']}-token suffix)\n"
+        + figures.describe_run(result["model"], result["sampler"])
+    )
     return figures.save(figure, path, dpi)

@@ -49,8 +49,16 @@ class PrefillPositionOptions(CommonOptions):
 
     @classmethod
     def for_organism(cls, **changes) -> PrefillPositionOptions:
-        organism = dict(gen_length=32, block_length=8, positions=[0, 6, 13, 20], phrases="organism",
-                        judge="organism", harmful=ORGANISM_HELD_OUT, limit=200, organism=True)
+        organism = dict(
+            gen_length=32,
+            block_length=8,
+            positions=[0, 6, 13, 20],
+            phrases="organism",
+            judge="organism",
+            harmful=ORGANISM_HELD_OUT,
+            limit=200,
+            organism=True,
+        )
         return cls(**{**organism, **changes})
 
     def check(self) -> None:
@@ -62,8 +70,12 @@ class PrefillPositionOptions(CommonOptions):
 
 
 def prefill_position(
-    lm: DiffusionLM, behaviours: PromptSet | list[Example], options: PrefillPositionOptions, *,
-    model_name: str | None = None, progress: bool = True,
+    lm: DiffusionLM,
+    behaviours: PromptSet | list[Example],
+    options: PrefillPositionOptions,
+    *,
+    model_name: str | None = None,
+    progress: bool = True,
 ) -> dict:
     """Prefill a phrase at each position for every behaviour, sample, judge. Returns the record
     (JSON-able): per position the attack success rate with its Wilson 95% interval, the judge's
@@ -83,14 +95,23 @@ def prefill_position(
     if scorer is None and any(score is not None for score in scores):
         scorer_info = judge_info  # the judge scores as well as deciding
     if scorer_info is None:
-        harm_measure = (f"no scoring judge was given: harm is shown as the share of responses {judge.name} judges harmful "
-                        "(the attack success rate) and as its labels; pass a rubric judge for a harm score")
+        harm_measure = (
+            f"no scoring judge was given: harm is shown as the share of responses {judge.name} judges harmful "
+            "(the attack success rate) and as its labels; pass a rubric judge for a harm score"
+        )
     else:
         harm_measure = f"mean score of the {scorer_info['name']} judge"
 
     rows = [
-        {"prompt_id": case.prompt_id, "position": case.payload["position"], "phrase": case.payload["phrase"],
-         "response": response.text, "label": verdict.label, "harmful": verdict.harmful, "score": score}
+        {
+            "prompt_id": case.prompt_id,
+            "position": case.payload["position"],
+            "phrase": case.payload["phrase"],
+            "response": response.text,
+            "label": verdict.label,
+            "harmful": verdict.harmful,
+            "score": score,
+        }
         for case, response, verdict, score in zip(cases, responses, verdicts, scores)
     ]
     return {
@@ -103,8 +124,10 @@ def prefill_position(
         "score_judge": scorer_info,
         "harm_measure": harm_measure,
         "prompts": prompt_record(behaviours),
-        "positions": [summarise_position(position, [row for row in rows if row["position"] == position], scorer_info is not None)
-                      for position in options.positions],
+        "positions": [
+            summarise_position(position, [row for row in rows if row["position"] == position], scorer_info is not None)
+            for position in options.positions
+        ],
         "responses": rows,
     }
 
@@ -146,19 +169,37 @@ def plot_prefill_position(result: dict, path: str | Path, dpi: int = figures.DPI
     asr = [100 * s["asr"] for s in summaries]
     below = [max(0.0, 100 * (s["asr"] - s["asr_ci95"][0])) for s in summaries]  # never negative from rounding
     above = [max(0.0, 100 * (s["asr_ci95"][1] - s["asr"])) for s in summaries]
-    success.errorbar(positions, asr, yerr=[below, above], marker="o", capsize=4, color="tab:red",
-                     label=f"judged harmful by {result['judge']['name']} (Wilson 95% interval)")
-    success.set(xlabel="prefill position (response token index)", ylabel="attack success rate (%)", ylim=(-3, 103),
-                xticks=positions, title=f"attack success, {summaries[0]['responses']} prompts per position")
+    success.errorbar(
+        positions,
+        asr,
+        yerr=[below, above],
+        marker="o",
+        capsize=4,
+        color="tab:red",
+        label=f"judged harmful by {result['judge']['name']} (Wilson 95% interval)",
+    )
+    success.set(
+        xlabel="prefill position (response token index)",
+        ylabel="attack success rate (%)",
+        ylim=(-3, 103),
+        xticks=positions,
+        title=f"attack success, {summaries[0]['responses']} prompts per position",
+    )
     figures.legend_below(success)
 
     if result["score_judge"] is not None:
         means = [s["mean_score"] for s in summaries]
-        errors = [[m - s["score_ci95"][0] if s["score_ci95"] else 0 for m, s in zip(means, summaries)],
-                  [s["score_ci95"][1] - m if s["score_ci95"] else 0 for m, s in zip(means, summaries)]]
+        errors = [
+            [m - s["score_ci95"][0] if s["score_ci95"] else 0 for m, s in zip(means, summaries)],
+            [s["score_ci95"][1] - m if s["score_ci95"] else 0 for m, s in zip(means, summaries)],
+        ]
         harm.errorbar(positions, means, yerr=errors, marker="s", capsize=4, color="tab:purple", label="mean (95% interval)")
-        harm.set(xlabel="prefill position (response token index)", ylabel=f"mean {result['score_judge']['name']} score",
-                 xticks=positions, title="harm score")
+        harm.set(
+            xlabel="prefill position (response token index)",
+            ylabel=f"mean {result['score_judge']['name']} score",
+            xticks=positions,
+            title="harm score",
+        )
         harm.legend()
     else:
         labels = sorted({label for s in summaries for label in s["labels"]})
@@ -168,11 +209,17 @@ def plot_prefill_position(result: dict, path: str | Path, dpi: int = figures.DPI
             shares = [100 * s["labels"].get(label, 0) / s["responses"] for s in summaries]
             harm.bar(positions, shares, bottom=bottom, width=width, label=label)
             bottom = [b + share for b, share in zip(bottom, shares)]
-        harm.set(xlabel="prefill position (response token index)", ylabel="share of responses (%)", xticks=positions,
-                 title=f"{result['judge']['name']} judge's labels (no harm score: no scoring judge)")
+        harm.set(
+            xlabel="prefill position (response token index)",
+            ylabel="share of responses (%)",
+            xticks=positions,
+            title=f"{result['judge']['name']} judge's labels (no harm score: no scoring judge)",
+        )
         harm.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="label")
 
     phrases = result["phrases"] if isinstance(result["phrases"], str) else "given"
-    figure.suptitle(f"Experiment A: a phrase prefilled at response position k (phrase set: {phrases})\n"
-                    + figures.describe_run(result["model"], result["sampler"]))
+    figure.suptitle(
+        f"Experiment A: a phrase prefilled at response position k (phrase set: {phrases})\n"
+        + figures.describe_run(result["model"], result["sampler"])
+    )
     return figures.save(figure, path, dpi)

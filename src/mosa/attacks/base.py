@@ -60,19 +60,26 @@ class Target:
             batch = cases[start : start + self.batch_size]
             input_ids, attention_mask = self.lm.encode_chat([case.messages for case in batch], self.sampler.gen_length)
             prefill = [self.prefill_ids(case.prefill) for case in batch]
-            interventions = [
-                {int(step): self.prefill_ids(spans) for step, spans in case.interventions.items()} for case in batch
-            ]
+            interventions = [{int(step): self.prefill_ids(spans) for step, spans in case.interventions.items()} for case in batch]
             # A case's noise (at temperature > 0) follows its prompt id and text, so its response does not depend on its batch.
             output = generate(
-                self.lm.module, input_ids, attention_mask, config=self.sampler, prefill=prefill, interventions=interventions,
+                self.lm.module,
+                input_ids,
+                attention_mask,
+                config=self.sampler,
+                prefill=prefill,
+                interventions=interventions,
                 prompt_ids=[case.prompt_id for case in batch],
             )
             for row in range(len(batch)):
                 ids = output.response[row]
-                responses.append(TargetResponse(
-                    text=self.lm.decode_response(ids), response_ids=ids.tolist(), commit_step=output.commit_step[row].tolist(),
-                ))
+                responses.append(
+                    TargetResponse(
+                        text=self.lm.decode_response(ids),
+                        response_ids=ids.tolist(),
+                        commit_step=output.commit_step[row].tolist(),
+                    )
+                )
         return responses
 
     def check_spans(self, attack: str, spans: dict[int, str]) -> None:
@@ -90,7 +97,9 @@ class Target:
                 )
             clash = next((taken[p] for p in range(position, end) if p in taken), None)
             if clash is not None:
-                raise MosaError(f"attack {attack}: {spans[position]!r} at position {position} overlaps {spans[clash]!r} at {clash}")
+                raise MosaError(
+                    f"attack {attack}: {spans[position]!r} at position {position} overlaps {spans[clash]!r} at {clash}"
+                )
             taken.update(dict.fromkeys(range(position, end), position))
 
 

@@ -42,13 +42,15 @@ class PrefillAttack:
             for position in self.positions:
                 phrase = pick(self.opening if position == 0 else self.later, self.seed, behaviour.id)
                 target.check_spans("prefill", {position: phrase})
-                cases.append(TestCase(
-                    prompt_id=case_id(behaviour, str(position) if self.sweep else None),
-                    behaviour=behaviour.prompt,
-                    messages=user_turn(behaviour.prompt),
-                    prefill={position: phrase},
-                    payload={"position": position, "phrase": phrase, "phrases": self.phrase_set},
-                ))
+                cases.append(
+                    TestCase(
+                        prompt_id=case_id(behaviour, str(position) if self.sweep else None),
+                        behaviour=behaviour.prompt,
+                        messages=user_turn(behaviour.prompt),
+                        prefill={position: phrase},
+                        payload={"position": position, "phrase": phrase, "phrases": self.phrase_set},
+                    )
+                )
         return cases
 
 
@@ -169,18 +171,22 @@ class AnchorAttack:
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]:
         too_late = [step for step in self.steps if step >= target.sampler.steps]
         if too_late:
-            raise MosaError(f"attack anchor: step {too_late[0]} is outside the sampler's denoising steps [0, {target.sampler.steps})")
+            raise MosaError(
+                f"attack anchor: step {too_late[0]} is outside the sampler's denoising steps [0, {target.sampler.steps})"
+            )
         position = options.resolve_position(self.position, target.sampler.gen_length)
         cases = []
         for behaviour in behaviours:
             text = affirmation(behaviour, self.text)
             target.check_spans("anchor", {position: text})
             for step in self.steps:
-                cases.append(TestCase(
-                    prompt_id=case_id(behaviour, f"step{step}" if self.sweep else None),
-                    behaviour=behaviour.prompt,
-                    messages=user_turn(behaviour.prompt),
-                    interventions={step: {position: text}},
-                    payload={"step": step, "position": position, "text": text},
-                ))
+                cases.append(
+                    TestCase(
+                        prompt_id=case_id(behaviour, f"step{step}" if self.sweep else None),
+                        behaviour=behaviour.prompt,
+                        messages=user_turn(behaviour.prompt),
+                        interventions={step: {position: text}},
+                        payload={"step": step, "position": position, "text": text},
+                    )
+                )
         return cases

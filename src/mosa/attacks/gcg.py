@@ -88,10 +88,12 @@ class SuffixObjective:
     @torch.no_grad()
     def loss(self, suffixes: torch.Tensor, batch_size: int) -> torch.Tensor:
         """Exact losses of B x n suffixes, in batches of `batch_size` rows. -> B."""
-        return torch.cat([
-            self._nll(self.lm.logits(self._canvas(suffixes[start : start + batch_size])))
-            for start in range(0, suffixes.shape[0], batch_size)
-        ])
+        return torch.cat(
+            [
+                self._nll(self.lm.logits(self._canvas(suffixes[start : start + batch_size])))
+                for start in range(0, suffixes.shape[0], batch_size)
+            ]
+        )
 
     def gradient(self, suffix: torch.Tensor) -> torch.Tensor:
         """d loss / d one-hot(suffix): n -> n x V_rows (V_rows = rows of the input embedding matrix).
@@ -100,7 +102,9 @@ class SuffixObjective:
         so the gradient says how the loss would move if a slot's one-hot weight shifted to another token."""
         embedding = self.lm.module.get_input_embeddings()
         if not isinstance(embedding, nn.Embedding):
-            raise MosaError(f"attack gcg: the model's input embeddings are a {type(embedding).__name__}, not a lookup table (nn.Embedding)")
+            raise MosaError(
+                f"attack gcg: the model's input embeddings are a {type(embedding).__name__}, not a lookup table (nn.Embedding)"
+            )
         weight = embedding.weight  # V_rows x d
         one_hot = F.one_hot(suffix, weight.shape[0]).to(weight.dtype).requires_grad_()  # n x V_rows
         canvas = self._canvas(suffix.unsqueeze(0))  # 1 x T
@@ -147,8 +151,16 @@ class GcgAttack:
     """
 
     def __init__(
-        self, target: str | None = None, position: int = 0, suffix_length: int = 20, iterations: int = 100,
-        top_k: int = 256, candidates: int = 128, init: str = "!", allow_non_ascii: bool = False, seed: int = 0,
+        self,
+        target: str | None = None,
+        position: int = 0,
+        suffix_length: int = 20,
+        iterations: int = 100,
+        top_k: int = 256,
+        candidates: int = 128,
+        init: str = "!",
+        allow_non_ascii: bool = False,
+        seed: int = 0,
     ):
         self.target = None if target is None else options.text("gcg", "target", target)
         self.position = options.integer("gcg", "position", position)
@@ -169,15 +181,21 @@ class GcgAttack:
             target.check_spans("gcg", {self.position: phrase})
             objective = SuffixObjective(lm, behaviour.prompt, target.tokens(phrase), self.position, target.sampler.gen_length)
             suffix, trajectory = self.optimise(objective, allowed, behaviour.id, target.batch_size)
-            cases.append(TestCase(
-                prompt_id=behaviour.id,
-                behaviour=behaviour.prompt,
-                messages=user_turn(objective.message(suffix)),
-                payload={
-                    "target": phrase, "position": self.position, "suffix": objective.text(suffix),
-                    "suffix_ids": suffix.tolist(), "loss": trajectory[-1], "loss_trajectory": trajectory,
-                },
-            ))
+            cases.append(
+                TestCase(
+                    prompt_id=behaviour.id,
+                    behaviour=behaviour.prompt,
+                    messages=user_turn(objective.message(suffix)),
+                    payload={
+                        "target": phrase,
+                        "position": self.position,
+                        "suffix": objective.text(suffix),
+                        "suffix_ids": suffix.tolist(),
+                        "loss": trajectory[-1],
+                        "loss_trajectory": trajectory,
+                    },
+                )
+            )
         return cases
 
     def initial_suffix(self, objective: SuffixObjective, allowed: torch.Tensor) -> torch.Tensor:
@@ -191,7 +209,9 @@ class GcgAttack:
             )
         return suffix
 
-    def optimise(self, objective: SuffixObjective, allowed: torch.Tensor, behaviour_id: str, batch_size: int) -> tuple[torch.Tensor, list[float]]:
+    def optimise(
+        self, objective: SuffixObjective, allowed: torch.Tensor, behaviour_id: str, batch_size: int
+    ) -> tuple[torch.Tensor, list[float]]:
         """Greedy coordinate gradient search. Returns the suffix (n) and the loss trajectory."""
         generator = torch.Generator().manual_seed(random.Random(f"{self.seed}/{behaviour_id}").getrandbits(63))
         suffix = self.initial_suffix(objective, allowed)  # n

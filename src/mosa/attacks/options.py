@@ -53,7 +53,9 @@ def template(attack: str, name: str, value, fields: tuple[str, ...]) -> str:
     try:
         value.format(**dict.fromkeys(fields, ""))
     except (KeyError, IndexError, ValueError):
-        raise _refuse(attack, name, value, f"a string whose only placeholders are {', '.join('{' + f + '}' for f in fields)}") from None
+        raise _refuse(
+            attack, name, value, f"a string whose only placeholders are {', '.join('{' + f + '}' for f in fields)}"
+        ) from None
     return value
 
 

@@ -89,9 +89,20 @@ class _Tree:
     best: _Candidate | None = None
     depth_reached: int = 0
     success: bool = False
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys((
-        "target_queries", "attacker_queries", "evaluator_queries", "unparseable_attacker_answers",
-        "unparseable_evaluator_answers", "pruned_off_topic", "pruned_by_width"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "target_queries",
+                "attacker_queries",
+                "evaluator_queries",
+                "unparseable_attacker_answers",
+                "unparseable_evaluator_answers",
+                "pruned_off_topic",
+                "pruned_by_width",
+            ),
+            0,
+        )
+    )
     trajectory: list[float | None] = field(default_factory=list)  # the best rank reached at each depth
 
 
@@ -142,13 +153,16 @@ class TreeOfAttacks:
 
     def _root(self, behaviour: Example) -> Messages:
         target_str = behaviour.target or self.target_str
-        return [{"role": "system", "content": ATTACKER_SYSTEM.format(goal=behaviour.prompt, target_str=target_str)},
-                {"role": "user", "content": ATTACKER_START.format(goal=behaviour.prompt)}]
+        return [
+            {"role": "system", "content": ATTACKER_SYSTEM.format(goal=behaviour.prompt, target_str=target_str)},
+            {"role": "user", "content": ATTACKER_START.format(goal=behaviour.prompt)},
+        ]
 
     def _branch(self, trees: list[_Tree]) -> list[_Candidate]:
         requests = [(tree, leaf) for tree in trees for leaf in tree.leaves for _ in range(self.branching)]
-        answers = self.attacker.chat_many([leaf for _, leaf in requests], max_tokens=self.attacker_max_tokens,
-                                          temperature=self.attacker_temperature)
+        answers = self.attacker.chat_many(
+            [leaf for _, leaf in requests], max_tokens=self.attacker_max_tokens, temperature=self.attacker_temperature
+        )
         candidates = []
         for (tree, leaf), answer in zip(requests, answers):
             tree.counts["attacker_queries"] += 1
@@ -161,9 +175,13 @@ class TreeOfAttacks:
         return candidates
 
     def _on_topic(self, candidates: list[_Candidate]) -> list[_Candidate]:
-        questions = [[{"role": "system", "content": ON_TOPIC_SYSTEM},
-                      {"role": "user", "content": ON_TOPIC_USER.format(goal=c.tree.behaviour.prompt, prompt=c.prompt)}]
-                     for c in candidates]
+        questions = [
+            [
+                {"role": "system", "content": ON_TOPIC_SYSTEM},
+                {"role": "user", "content": ON_TOPIC_USER.format(goal=c.tree.behaviour.prompt, prompt=c.prompt)},
+            ]
+            for c in candidates
+        ]
         answers = self.evaluator.chat_many(questions, max_tokens=16, temperature=0.0)
         kept = []
         for candidate, answer in zip(candidates, answers):
@@ -210,7 +228,7 @@ class TreeOfAttacks:
         score = "undecided" if _finite(candidate.rank) is None else f"{candidate.rank:g}"
         feedback = ATTACKER_FEEDBACK.format(response=candidate.response, score=score, goal=candidate.tree.behaviour.prompt)
         system, *turns = candidate.conversation + [{"role": "user", "content": feedback}]
-        return [system, *turns[-(2 * self.keep_last_n + 1):]]
+        return [system, *turns[-(2 * self.keep_last_n + 1) :]]
 
     def _case(self, tree: _Tree) -> TestCase:
         best = tree.best

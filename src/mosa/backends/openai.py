@@ -62,7 +62,9 @@ class OpenAIChat:
         if not isinstance(model, str) or not model:
             raise MosaError("openai backend: model must be a non-empty model name, e.g. model: gpt-4o-mini")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise MosaError(f"openai backend: base_url {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+            raise MosaError(
+                f"openai backend: base_url {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
+            )
         if not timeout > 0 or max_retries < 0 or backoff < 0 or max_wait < 0:
             raise MosaError("openai backend: timeout must be > 0 and max_retries, backoff, max_wait >= 0")
         if not isinstance(concurrency, int) or concurrency < 1:
@@ -73,7 +75,12 @@ class OpenAIChat:
         self.name = f"openai:{model}@{self.base_url}"
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
-        self.timeout, self.max_retries, self.backoff, self.max_wait = float(timeout), int(max_retries), float(backoff), float(max_wait)
+        self.timeout, self.max_retries, self.backoff, self.max_wait = (
+            float(timeout),
+            int(max_retries),
+            float(backoff),
+            float(max_wait),
+        )
         self.concurrency = concurrency
         self.cache = bool(cache)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else mosa_cache_dir() / "chat"
@@ -100,8 +107,9 @@ class OpenAIChat:
             return [self.chat(messages, max_tokens=max_tokens, temperature=temperature) for messages in conversations]
         executor = ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="mosa-chat")
         try:
-            futures = [executor.submit(self.chat, messages, max_tokens=max_tokens, temperature=temperature)
-                       for messages in conversations]
+            futures = [
+                executor.submit(self.chat, messages, max_tokens=max_tokens, temperature=temperature) for messages in conversations
+            ]
             return [future.result() for future in futures]
         finally:
             executor.shutdown(wait=True, cancel_futures=True)

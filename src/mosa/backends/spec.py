@@ -1,8 +1,8 @@
 """Building a backend from a configuration: a dict (from YAML), a short string, or a ready object.
 
-    {"type": "openai", "model": M, "base_url": URL, ...}   any option of OpenAIChat
-    {"type": "transformers", "path": P, ...}              any option of TransformersChat
-    "openai:MODEL@URL"   "openai:MODEL" (OpenAI's own URL)   "transformers:PATH"   "smollm2"
+{"type": "openai", "model": M, "base_url": URL, ...}   any option of OpenAIChat
+{"type": "transformers", "path": P, ...}              any option of TransformersChat
+"openai:MODEL@URL"   "openai:MODEL" (OpenAI's own URL)   "transformers:PATH"   "smollm2"
 """
 
 from __future__ import annotations
@@ -47,4 +47,3 @@ def _parse_string(spec: str) -> tuple[str, dict]:
         return kind, {_STRING_OPTION[kind]: rest}
     BACKENDS.get(kind)  # an unknown type: the error lists the known ones
     raise MosaError(f"backend {kind!r} takes no value after ':' in a string; write {kind!r} or a mapping with its options")
-

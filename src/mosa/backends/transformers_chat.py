@@ -44,9 +44,11 @@ class TransformersChat:
         source = {"gguf_file": gguf_file} if gguf_file else {}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code, **source)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                str(path), trust_remote_code=trust_remote_code, dtype=torch_dtype, **source
-            ).to(device).eval()
+            self.model = (
+                AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=torch_dtype, **source)
+                .to(device)
+                .eval()
+            )
         except (OSError, ValueError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise MosaError(f"transformers backend: cannot load {path}: {first_line}") from None
@@ -73,12 +75,16 @@ class TransformersChat:
     def _generate(self, conversations: list[Messages], max_tokens: int, temperature: float) -> list[str]:
         import torch
 
-        texts = [self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-                 for messages in conversations]
+        texts = [
+            self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) for messages in conversations
+        ]
         # The template already wrote the special tokens it wants (BOS etc.): add none twice.
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {
-            "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+            if temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
         with torch.no_grad():
             output = self.model.generate(**batch, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling)
         new_tokens = output[:, batch["input_ids"].shape[1] :]

@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 
+from mosa import __version__
 from mosa.errors import MosaError
 
 
@@ -28,9 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     from mosa.cli import align, analyze, data, demo, generate, judge, organism
     from mosa.cli import eval as evaluation
 
-    parser = ArgumentParser(
-        prog="mosa", description="Safety toolkit for diffusion language models (MOSA, AAAI 2026)."
-    )
+    parser = ArgumentParser(prog="mosa", description="Safety toolkit for diffusion language models (MOSA, AAAI 2026).")
+    parser.add_argument("--version", action="version", version=f"mosa {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (generate, demo, data, organism, align, judge, evaluation, analyze):
         module.register(subparsers)

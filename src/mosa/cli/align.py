@@ -33,12 +33,18 @@ def register(subparsers) -> None:
     parser.add_argument("--config", type=Path, help="YAML overriding the preset (same layout as the presets)")
     parser.add_argument("--model", help="checkpoint directory or hub id; 'organism': the shipped model organism")
     parser.add_argument("--trust-remote-code", action="store_true", default=None)
-    parser.add_argument("--prompts", help="training prompts, a prompt spec (docs/data.md): e.g. strongreject+donotanswer:train, "
-                                          "or organism-train")
-    parser.add_argument("--benign-prompts", dest="benign_prompts",
-                        help="prompts for the benign KL term (benign_beta > 0), a prompt spec: e.g. gsm8k, or organism-utility")
+    parser.add_argument(
+        "--prompts", help="training prompts, a prompt spec (docs/data.md): e.g. strongreject+donotanswer:train, or organism-train"
+    )
+    parser.add_argument(
+        "--benign-prompts",
+        dest="benign_prompts",
+        help="prompts for the benign KL term (benign_beta > 0), a prompt spec: e.g. gsm8k, or organism-utility",
+    )
     parser.add_argument("--window", help="START:END response positions, or 'initial' (same width, starting at 0)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a MosaConfig field (YAML value)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a MosaConfig field (YAML value)"
+    )
     parser.add_argument("--output", type=Path, required=True, help="run directory (config, metrics.jsonl, checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     parser.add_argument("--quiet", action="store_true")
@@ -48,8 +54,9 @@ def register(subparsers) -> None:
 def resolve_run(args: argparse.Namespace) -> dict:
     """The run's settings: the preset, then --config, then flags."""
     if args.preset is None:  # no silent default: the organism preset builds a model, the paper's needs a GPU
-        raise MosaError(f"--preset is required: {' or '.join(ALIGN_PRESETS.names())} (e.g. mosa align --preset organism "
-                        "--output runs/mosa)")
+        raise MosaError(
+            f"--preset is required: {' or '.join(ALIGN_PRESETS.names())} (e.g. mosa align --preset organism --output runs/mosa)"
+        )
     run = read_preset(args.preset)
     if args.config is not None:
         from mosa.cli.options import read_yaml_settings
@@ -111,19 +118,35 @@ def run(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(model_path(model), trust_remote_code=bool(settings.get("trust_remote_code")))
     sentence_ids(tokenizer, config, tokenizer.eos_token_id)  # the length of the EOS counts here, not its id
     lm = load_model(
-        model_path(model), trust_remote_code=bool(settings.get("trust_remote_code")), family=settings.get("family"),
-        dtype=settings.get("dtype", "float32"), device=str(process.device) if device != "cpu" else "cpu",
+        model_path(model),
+        trust_remote_code=bool(settings.get("trust_remote_code")),
+        family=settings.get("family"),
+        dtype=settings.get("dtype", "float32"),
+        device=str(process.device) if device != "cpu" else "cpu",
     )
     # After loading, so that a hub id is fingerprinted through the snapshot it was loaded from.
     inputs = {"model": fingerprint_model(model), "monitor_prompts": monitor_prompts} if process.is_main_process else None
-    say(f"align: {len(prompts)} prompts ({prompts.spec}) on {process.num_processes} process(es), window "
-        f"{format_window(config.window)} of {config.response_length}, beta {config.beta}, run directory {args.output}")
-    records = train_mosa(lm, prompts, config, args.output, benign_prompts=benign, inputs=inputs, resume=args.resume,
-                         progress=progress, monitor=monitor)
+    say(
+        f"align: {len(prompts)} prompts ({prompts.spec}) on {process.num_processes} process(es), window "
+        f"{format_window(config.window)} of {config.response_length}, beta {config.beta}, run directory {args.output}"
+    )
+    records = train_mosa(
+        lm,
+        prompts,
+        config,
+        args.output,
+        benign_prompts=benign,
+        inputs=inputs,
+        resume=args.resume,
+        progress=progress,
+        monitor=monitor,
+    )
     if records:
         last = records[-1]
-        say(f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
-            f"KL {last['kl']:.4f}")
+        say(
+            f"align: step {last['step']}: reward {last['reward']:.3f} (R_pos {last['R_pos']:.3f}, R_neg {last['R_neg']:.3f}), "
+            f"KL {last['kl']:.4f}"
+        )
 
 
 def keyword_monitor(settings: dict, config, prompts, progress: bool = False):
@@ -142,11 +165,14 @@ def keyword_monitor(settings: dict, config, prompts, progress: bool = False):
     harmful_spec = options["harmful"]
     if harmful_spec is None:
         if prompts.part != "train":
-            raise MosaError(f"the monitor needs held-out harmful prompts and {prompts.spec!r} holds none back: set "
-                            "monitor: {harmful: SPEC} (e.g. harmbench-val), train on a ':train' part, or set monitor: false")
+            raise MosaError(
+                f"the monitor needs held-out harmful prompts and {prompts.spec!r} holds none back: set "
+                "monitor: {harmful: SPEC} (e.g. harmbench-val), train on a ':train' part, or set monitor: false"
+            )
         harmful_spec = f"{prompts.spec.rpartition(':')[0]}:eval"
     harmful = resolve_prompts(harmful_spec, limit=options["prompts"])
     benign = resolve_prompts(options["benign"], limit=options["prompts"])
-    monitor = keyword_monitor(harmful.prompts, benign.prompts, gen_length=config.response_length, judge=options["judge"],
-                              progress=progress)
+    monitor = keyword_monitor(
+        harmful.prompts, benign.prompts, gen_length=config.response_length, judge=options["judge"], progress=progress
+    )
     return monitor, {"harmful": harmful.record(), "benign": benign.record()}

@@ -51,7 +51,9 @@ def register(subparsers) -> None:
     prefill.add_argument("--phrases", help="phrase set of the prefill attack: paper, affirmative, procedural, organism")
     add_judge_options(prefill)
     prefill.add_argument("--score-judge", help="a judge that scores harm (harm-rubric, strongreject; needs --backend)")
-    prefill.add_argument("--harmful", help="harmful prompts, a prompt spec (docs/data.md; default advbench), or organism-held-out")
+    prefill.add_argument(
+        "--harmful", help="harmful prompts, a prompt spec (docs/data.md; default advbench), or organism-held-out"
+    )
     prefill.set_defaults(run=run, options_class="PrefillPositionOptions")
 
     gcg = analyses.add_parser("gcg-position", help="B: GCG aimed at a phrase at response position 0 against a later one")
@@ -80,7 +82,9 @@ def register(subparsers) -> None:
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.set_defaults(model="organism")
-    parser.add_argument("--adapter", type=Path, default=None, help="a peft adapter directory (e.g. mosa align's adapter/), merged into the model")
+    parser.add_argument(
+        "--adapter", type=Path, default=None, help="a peft adapter directory (e.g. mosa align's adapter/), merged into the model"
+    )
     parser.add_argument("--config", type=Path, default=None, help="YAML with the analysis's options (flags override it)")
     parser.add_argument("--output", type=Path, required=True, help="directory for NAME.json and NAME.png")
     parser.add_argument("--limit", type=limit, help="prompts per prompt set, or 'all' (defaults: docs/analysis.md)")
@@ -94,7 +98,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_judge_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--judge", help="decides attack success (default keyword-long; organism: organism); see `mosa judge list`")
+    parser.add_argument(
+        "--judge", help="decides attack success (default keyword-long; organism: organism); see `mosa judge list`"
+    )
     parser.add_argument("--backend", help="the judge LLM of rubric judges, e.g. openai:MODEL@URL")
 
 
@@ -104,9 +110,15 @@ def run(args: argparse.Namespace) -> None:
 
     options = resolve_options(getattr(analysis, args.options_class), args)
     if hasattr(args, "backend"):
-        judges = {name: with_backend(getattr(options, name), args.backend) for name in ("judge", "score_judge") if hasattr(options, name)}
+        judges = {
+            name: with_backend(getattr(options, name), args.backend)
+            for name in ("judge", "score_judge")
+            if hasattr(options, name)
+        }
         if judges == {name: getattr(options, name) for name in judges}:
-            raise MosaError(f"--backend {args.backend}: no judge of this run takes a backend; name a rubric judge (harm-rubric, strongreject)")
+            raise MosaError(
+                f"--backend {args.backend}: no judge of this run takes a backend; name a rubric judge (harm-rubric, strongreject)"
+            )
         options = dataclasses.replace(options, **judges)
     # Settings, prompts and the output directory are checked before the (possibly long) model load.
     options.check()
@@ -127,8 +139,11 @@ def run(args: argparse.Namespace) -> None:
 
     args.output.mkdir(parents=True, exist_ok=True)
     json_path = write_json(result, args.output / f"{args.analysis}.json")
-    plot = {"prefill-position": analysis.plot_prefill_position, "gcg-position": analysis.plot_gcg_position,
-            "decode-order": analysis.plot_decode_order}[args.analysis]
+    plot = {
+        "prefill-position": analysis.plot_prefill_position,
+        "gcg-position": analysis.plot_gcg_position,
+        "decode-order": analysis.plot_decode_order,
+    }[args.analysis]
     png_path = plot(result, args.output / f"{args.analysis}.png")
     print("\n".join(summary_lines(result)))
     print(f"wrote {json_path} and {png_path}")
@@ -152,8 +167,13 @@ def load_analysis_model(args: argparse.Namespace):
     from mosa.models import load_model, merge_adapter
     from mosa.profiles import model_path
 
-    lm = load_model(model_path(args.model), trust_remote_code=getattr(args, "trust_remote_code", False),
-                    family=getattr(args, "family", None), dtype=args.dtype, device=args.device)
+    lm = load_model(
+        model_path(args.model),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+        family=getattr(args, "family", None),
+        dtype=args.dtype,
+        device=args.device,
+    )
     if args.adapter is None:
         return lm, args.model
     return merge_adapter(lm, args.adapter), f"{args.model} + adapter {args.adapter}"
@@ -163,20 +183,26 @@ def summary_lines(result: dict) -> list[str]:
     """The headline numbers, for the terminal."""
     percent = lambda low, high: f"[{100 * low:.0f}, {100 * high:.0f}]"  # noqa: E731
     if result["analysis"] == "prefill-position":
-        lines = [f"prefill at {s['position']:>3}: attack success {100 * s['asr']:5.1f}% {percent(*s['asr_ci95'])}"
-                 + (f", mean score {s['mean_score']:.2f}" if s["mean_score"] is not None else "")
-                 for s in result["positions"]]
+        lines = [
+            f"prefill at {s['position']:>3}: attack success {100 * s['asr']:5.1f}% {percent(*s['asr_ci95'])}"
+            + (f", mean score {s['mean_score']:.2f}" if s["mean_score"] is not None else "")
+            for s in result["positions"]
+        ]
         return lines + [f"harm: {result['harm_measure']}"]
     if result["analysis"] == "gcg-position":
-        return [f"GCG target at {s['position']:>3}: loss {s['initial_loss_mean']:.3f} -> {s['final_loss_mean']:.3f}, "
-                f"target reached {100 * s['target_reached_rate']:.0f}%, attack success {100 * s['asr']:.1f}% {percent(*s['asr_ci95'])}"
-                for s in result["positions"]]
+        return [
+            f"GCG target at {s['position']:>3}: loss {s['initial_loss_mean']:.3f} -> {s['final_loss_mean']:.3f}, "
+            f"target reached {100 * s['target_reached_rate']:.0f}%, attack success {100 * s['asr']:.1f}% {percent(*s['asr_ci95'])}"
+            for s in result["positions"]
+        ]
     lines = []
     for setting in result["settings"]:
         for name, s in setting["prompt_sets"].items():
             tau_all, tau_content = s["kendall_tau_all"]["mean"], s["kendall_tau_content"]["mean"]
-            lines.append(f"blocks of {setting['block_length']:>3}, {name}: Kendall tau all {_number(tau_all)}, content {_number(tau_content)}; "
-                         f"mean step EOS {_number(s['end_commits']['mean_step'])}, content {_number(s['content_commits']['mean_step'])}")
+            lines.append(
+                f"blocks of {setting['block_length']:>3}, {name}: Kendall tau all {_number(tau_all)}, content {_number(tau_content)}; "
+                f"mean step EOS {_number(s['end_commits']['mean_step'])}, content {_number(s['content_commits']['mean_step'])}"
+            )
     return lines
 
 

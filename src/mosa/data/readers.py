@@ -96,7 +96,9 @@ def read_jsonl(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[tup
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise MosaError(f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}); expected one JSON object per line") from None
+            raise MosaError(
+                f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}); expected one JSON object per line"
+            ) from None
         if not isinstance(record, dict):
             raise MosaError(f"{path}: line {number} is a JSON {type(record).__name__}, expected an object with named fields")
         columns.update(dict.fromkeys(record))

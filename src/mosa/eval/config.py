@@ -31,8 +31,16 @@ EVAL_CONFIGS: Registry[Path] = Registry("eval config")
 EVAL_CONFIGS.add("paper-llada8b", Path(__file__).parent / "configs" / "paper-llada8b.yaml")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Sampler settings a config may give; special ids come from the model, the seed from `seed`.
-SAMPLER_KEYS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "logits_eos_inf",
-                "confidence_eos_eot_inf")
+SAMPLER_KEYS = (
+    "gen_length",
+    "steps",
+    "block_length",
+    "temperature",
+    "cfg_scale",
+    "remasking",
+    "logits_eos_inf",
+    "confidence_eos_eot_inf",
+)
 # Options of mosa.data.load_dataset that a benchmark given as a mapping may set.
 BENCHMARK_OPTIONS = ("column", "target_column", "id_column", "functional")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -64,7 +72,9 @@ class EvalConfig:
             raise MosaError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
         missing = [name for name in ("model", "benchmarks") if settings.get(name) in (None, "", [])]
         if missing:
-            raise MosaError(f"{where}: {' and '.join(missing)} must be given (e.g. model: organism, benchmarks: [organism-held-out])")
+            raise MosaError(
+                f"{where}: {' and '.join(missing)} must be given (e.g. model: organism, benchmarks: [organism-held-out])"
+            )
         config = cls(**settings)
         config.benchmarks = [_benchmark_spec(spec) for spec in _as_list(config.benchmarks)]
         config.attacks = [_plugin_spec("attack", spec) for spec in _as_list(config.attacks)]
@@ -199,8 +209,10 @@ def expand_environment(value):
 def _environment_value(match: re.Match) -> str:
     name, default = match.group(1), match.group(2)
     if _SECRET.search(name):
-        raise MosaError(f"${{{name}}} looks like a secret and the resolved config is saved with the run; "
-                        "backends read API keys from the environment themselves (api_key_env)")
+        raise MosaError(
+            f"${{{name}}} looks like a secret and the resolved config is saved with the run; "
+            "backends read API keys from the environment themselves (api_key_env)"
+        )
     if name in os.environ:
         return os.environ[name]
     if default is None:
@@ -240,12 +252,16 @@ def _benchmark_spec(spec) -> dict:
     if isinstance(spec, str) and spec.strip():
         spec = {"dataset": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("dataset"), str) or not spec["dataset"].strip():
-        raise MosaError(f"benchmark {spec!r} must be a prompt spec (advbench, harmbench:eval, a file path, ...) or a mapping "
-                        "with dataset: SPEC")
+        raise MosaError(
+            f"benchmark {spec!r} must be a prompt spec (advbench, harmbench:eval, a file path, ...) or a mapping "
+            "with dataset: SPEC"
+        )
     unknown = sorted(set(spec) - {"dataset", "label", *BENCHMARK_OPTIONS})
     if unknown:
-        raise MosaError(f"benchmark {spec['dataset']!r}: unknown keys {', '.join(unknown)}; known: dataset, label, "
-                        f"{', '.join(BENCHMARK_OPTIONS)}")
+        raise MosaError(
+            f"benchmark {spec['dataset']!r}: unknown keys {', '.join(unknown)}; known: dataset, label, "
+            f"{', '.join(BENCHMARK_OPTIONS)}"
+        )
     dataset = spec["dataset"]
     default_label = dataset if "/" not in dataset and "." not in dataset else Path(dataset).name.split(".")[0]
     return {**spec, "label": spec.get("label") or default_label}
@@ -257,7 +273,9 @@ def _plugin_spec(kind: str, spec) -> dict:
         return {"name": spec}
     if isinstance(spec, dict) and isinstance(spec.get("name"), str):
         return dict(spec)
-    raise MosaError(f"{kind} {spec!r} must be a name or a mapping with a name and its options, e.g. {{name: prefill, position: 0}}")
+    raise MosaError(
+        f"{kind} {spec!r} must be a name or a mapping with a name and its options, e.g. {{name: prefill, position: 0}}"
+    )
 
 
 def _refuse_repeats(kind: str, labels: list[str], fix: str) -> None:

@@ -72,7 +72,9 @@ class Worker:
     say: Callable[[str], None]  # log lines (the main process only)
 
 
-def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, log: Callable[[str], None] = print) -> list[AsrRow]:
+def run_eval(
+    config: EvalConfig, output: str | Path, *, progress: bool = True, log: Callable[[str], None] = print
+) -> list[AsrRow]:
     """Run (or resume) the evaluation in `output`; returns the ASR rows (on the main process)."""
     from accelerate import PartialState
 
@@ -97,8 +99,13 @@ def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, l
                 say(f"eval: {message}")
         process.wait_for_everyone()  # nobody reads before the main process has repaired the files
 
-        worker = Worker(process.process_index, process.num_processes, "cpu" if config.device == "cpu" else str(process.device),
-                        progress and main, say)
+        worker = Worker(
+            process.process_index,
+            process.num_processes,
+            "cpu" if config.device == "cpu" else str(process.device),
+            progress and main,
+            say,
+        )
         generated = generate(config, units[worker.rank :: worker.processes], attacks, output, worker, inputs)
         process.wait_for_everyone()  # every response is on disk before any judge reads them
         judged = judge(judges, config, output, worker)
@@ -111,7 +118,9 @@ def run_eval(config: EvalConfig, output: str | Path, *, progress: bool = True, l
             raise MosaError(f"{unjudged} responses in {output} lack a verdict after judging; rerun to complete them")
         rows = asr_rows(records, config.model_label)
         if generated or judged or not outputs_current(output):
-            write_atomically(output / "records.jsonl", "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+            write_atomically(
+                output / "records.jsonl", "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            )
             write_tables(rows, output)
             say(f"eval: {len(records)} records; tables in {output / 'asr.md'} and {output / 'asr.csv'}")
         else:
@@ -153,21 +162,27 @@ def check_train_overlap(config: EvalConfig, benchmarks: dict[str, PromptSet], sa
     if Path(config.model).is_dir():
         trained.append((f"model {config.model}", config.model))
     if config.adapter is not None and read_inputs(config.adapter) is None:
-        say(f"eval: adapter {config.adapter} records no training prompts (inputs.json, written by mosa align); "
-            "overlap is not checked")
+        say(
+            f"eval: adapter {config.adapter} records no training prompts (inputs.json, written by mosa align); "
+            "overlap is not checked"
+        )
     for what, directory in trained:
         recorded = read_inputs(directory)
         if recorded is None:  # not written by mosa align: nothing to compare with
             continue
         training = {row["text_hash"] for row in recorded["prompts"]["prompts"]}
-        counted = [(label, sum(prompt_hash(example.prompt) in training for example in prompts), len(prompts))
-                   for label, prompts in benchmarks.items()]
+        counted = [
+            (label, sum(prompt_hash(example.prompt) in training for example in prompts), len(prompts))
+            for label, prompts in benchmarks.items()
+        ]
         shared = [(label, count, total) for label, count, total in counted if count]
         if shared and not config.allow_train_overlap:
             counts = ", ".join(f"{label} shares {count} of its {total} prompts" for label, count, total in shared)
-            raise MosaError(f"{what} was trained on prompts the benchmarks hold ({counts}; training prompts: "
-                            f"{recorded['prompts']['spec']}); evaluate on prompts it never saw, or pass --allow-train-overlap "
-                            "(--set allow_train_overlap=true) to measure them anyway")
+            raise MosaError(
+                f"{what} was trained on prompts the benchmarks hold ({counts}; training prompts: "
+                f"{recorded['prompts']['spec']}); evaluate on prompts it never saw, or pass --allow-train-overlap "
+                "(--set allow_train_overlap=true) to measure them anyway"
+            )
         for label, count, total in shared:
             say(f"eval: {label} shares {count} of its {total} prompts with the training prompts of {what} (allowed)")
 
@@ -194,8 +209,9 @@ def plan_units(benchmarks: dict[str, PromptSet], config: EvalConfig) -> list[Uni
 # --- stages 1 and 2: test cases and completions -------------------------------------------------
 
 
-def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], output: Path, worker: Worker,
-             inputs: dict | None) -> bool:
+def generate(
+    config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], output: Path, worker: Worker, inputs: dict | None
+) -> bool:
     """Build the missing test cases and sample the missing responses of `units`; True if it did any.
     `inputs` (the main process's): the run's inputs.json, whose model fingerprint is taken again
     once the model is loaded if it was recorded by name only (a hub id not yet in the cache)."""
@@ -205,7 +221,8 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
     def finished(unit: Unit) -> bool:
         keys = [(unit.benchmark, unit.attack, behaviour.id) for behaviour in unit.behaviours]
         return all(key in cases for key in keys) and all(
-            (unit.benchmark, unit.attack, case["prompt_id"]) in completed for key in keys for case in cases[key])
+            (unit.benchmark, unit.attack, case["prompt_id"]) in completed for key in keys for case in cases[key]
+        )
 
     pending = [unit for unit in units if not finished(unit)]
     if not pending:
@@ -220,7 +237,7 @@ def generate(config: EvalConfig, units: list[Unit], attacks: dict[str, Attack], 
     lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
     for unit in progress_bar(pending, desc="completions", unit="unit", disable=not worker.progress):
         unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
-        done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: E731
+        done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: B023 (used in this iteration only)
         for start in range(0, len(unit_cases), config.batch_size):
             batch = unit_cases[start : start + config.batch_size]
             if all(done(case) for _, case in batch):
@@ -244,23 +261,40 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
 
     if not worker.progress:  # --quiet, or not the main process: no weight-loading bars either
         transformers_logging.disable_progress_bar()
-    lm = load_model(model_path(config.model), trust_remote_code=config.trust_remote_code, family=config.family, dtype=config.dtype,
-                    device=worker.device)
+    lm = load_model(
+        model_path(config.model),
+        trust_remote_code=config.trust_remote_code,
+        family=config.family,
+        dtype=config.dtype,
+        device=worker.device,
+    )
     return lm if config.adapter is None else merge_adapter(lm, config.adapter)
 
 
-def build_cases(unit: Unit, attack: Attack, target: Target, cases: dict, output: Path, rank: int) -> list[tuple[Example, TestCase]]:
+def build_cases(
+    unit: Unit, attack: Attack, target: Target, cases: dict, output: Path, rank: int
+) -> list[tuple[Example, TestCase]]:
     """The unit's test cases, behaviour by behaviour in order; the attack runs only on behaviours
     that have none saved, and what it builds is saved, one line per behaviour, before any sampling."""
     missing = [behaviour for behaviour in unit.behaviours if (unit.benchmark, unit.attack, behaviour.id) not in cases]
     if missing:
         built = group_by_behaviour(attack.cases(missing, target), missing, unit.attack)
-        lines = [{"benchmark": unit.benchmark, "attack": unit.attack, "behaviour_id": behaviour.id,
-                  "cases": [dataclasses.asdict(case) for case in built[behaviour.id]]} for behaviour in missing]
+        lines = [
+            {
+                "benchmark": unit.benchmark,
+                "attack": unit.attack,
+                "behaviour_id": behaviour.id,
+                "cases": [dataclasses.asdict(case) for case in built[behaviour.id]],
+            }
+            for behaviour in missing
+        ]
         append_lines(stage_file(output, "cases", rank), lines)
         cases.update({(unit.benchmark, unit.attack, line["behaviour_id"]): line["cases"] for line in lines})
-    return [(behaviour, case_from_dict(case)) for behaviour in unit.behaviours
-            for case in cases[(unit.benchmark, unit.attack, behaviour.id)]]
+    return [
+        (behaviour, case_from_dict(case))
+        for behaviour in unit.behaviours
+        for case in cases[(unit.benchmark, unit.attack, behaviour.id)]
+    ]
 
 
 def group_by_behaviour(built: list[TestCase], behaviours: list[Example], attack: str) -> dict[str, list[TestCase]]:
@@ -277,18 +311,27 @@ def group_by_behaviour(built: list[TestCase], behaviours: list[Example], attack:
 def case_from_dict(saved: dict) -> TestCase:
     """JSON keeps mapping keys as text; positions and steps are integers again."""
     return TestCase(
-        prompt_id=saved["prompt_id"], behaviour=saved["behaviour"], messages=saved["messages"],
-        prefill={int(position): text for position, text in saved["prefill"].items()}, payload=saved["payload"],
-        interventions={int(step): {int(position): text for position, text in spans.items()}
-                       for step, spans in saved["interventions"].items()},
+        prompt_id=saved["prompt_id"],
+        behaviour=saved["behaviour"],
+        messages=saved["messages"],
+        prefill={int(position): text for position, text in saved["prefill"].items()},
+        payload=saved["payload"],
+        interventions={
+            int(step): {int(position): text for position, text in spans.items()} for step, spans in saved["interventions"].items()
+        },
     )
 
 
-def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour: Example, case: TestCase, response,
-                      target: Target) -> dict:
+def completion_record(
+    config: EvalConfig, unit: Unit, case_index: int, behaviour: Example, case: TestCase, response, target: Target
+) -> dict:
     lm = target.lm
-    written = {position + offset for spans in case.interventions.values()
-               for position, ids in target.prefill_ids(spans).items() for offset in range(len(ids))}
+    written = {
+        position + offset
+        for spans in case.interventions.values()
+        for position, ids in target.prefill_ids(spans).items()
+        for offset in range(len(ids))
+    }
     return {
         "benchmark": unit.benchmark,
         "attack": unit.attack,
@@ -308,8 +351,13 @@ def completion_record(config: EvalConfig, unit: Unit, case_index: int, behaviour
         "response": response.text,
         "response_ids": response.response_ids,
         "commit_step": response.commit_step,
-        "order": response_order(response.response_ids, response.commit_step, written=written,
-                                end_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id),
+        "order": response_order(
+            response.response_ids,
+            response.commit_step,
+            written=written,
+            end_ids={lm.eos_id, lm.eot_id, lm.pad_id},
+            mask_id=lm.mask_id,
+        ),
     }
 
 
@@ -336,11 +384,20 @@ def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> boo
         for start in range(0, len(pending), config.batch_size):
             batch = pending[start : start + config.batch_size]
             verdicts = current.judge_many([c["behaviour"] for c in batch], [c["response"] for c in batch])
-            append_lines(stage_file(output, "verdicts", worker.rank), [
-                {"benchmark": c["benchmark"], "attack": c["attack"], "prompt_id": c["prompt_id"], "judge": current.name,
-                 "judge_version": current.version, **dataclasses.asdict(verdict)}
-                for c, verdict in zip(batch, verdicts)
-            ])
+            append_lines(
+                stage_file(output, "verdicts", worker.rank),
+                [
+                    {
+                        "benchmark": c["benchmark"],
+                        "attack": c["attack"],
+                        "prompt_id": c["prompt_id"],
+                        "judge": current.name,
+                        "judge_version": current.version,
+                        **dataclasses.asdict(verdict),
+                    }
+                    for c, verdict in zip(batch, verdicts)
+                ],
+            )
             bar.update(len(batch))
         bar.close()
         worked = True

@@ -56,8 +56,10 @@ def read_lines(path: Path) -> list[dict]:
         try:
             records.append(json.loads(line))
         except ValueError:
-            raise MosaError(f"{path}:{number} is not a JSON record ({line[:60]!r}); mosa eval never writes such a line: "
-                            "remove it, or start a new run directory") from None
+            raise MosaError(
+                f"{path}:{number} is not a JSON record ({line[:60]!r}); mosa eval never writes such a line: "
+                "remove it, or start a new run directory"
+            ) from None
     return records
 
 
@@ -108,12 +110,16 @@ def check_config(directory: Path, config: dict) -> None:
         return
     changed = differences(json.loads(path.read_text()), config)
     if changed:
-        raise MosaError(f"{directory} holds a run with another config ({'; '.join(changed)}); use a new --output directory, "
-                        f"or restore those settings (the run's own are in {path})")
+        raise MosaError(
+            f"{directory} holds a run with another config ({'; '.join(changed)}); use a new --output directory, "
+            f"or restore those settings (the run's own are in {path})"
+        )
 
 
 def read_config(directory: Path) -> dict:
     path = directory / CONFIG_FILE
     if not path.is_file():
-        raise MosaError(f"{directory} is not a run directory (no {CONFIG_FILE}); run `mosa eval --config ... --output {directory}`")
+        raise MosaError(
+            f"{directory} is not a run directory (no {CONFIG_FILE}); run `mosa eval --config ... --output {directory}`"
+        )
     return json.loads(path.read_text())

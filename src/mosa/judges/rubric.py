@@ -50,8 +50,9 @@ class RubricJudge(ABC):
         check_pairs(prompts, responses)
         verdicts = [empty_verdict() if is_empty(response) else None for response in responses]
         asked = [row for row, verdict in enumerate(verdicts) if verdict is None]
-        answers = self.backend.chat_many([self.messages(prompts[row], responses[row]) for row in asked],
-                                         max_tokens=self.max_tokens, temperature=0.0)
+        answers = self.backend.chat_many(
+            [self.messages(prompts[row], responses[row]) for row in asked], max_tokens=self.max_tokens, temperature=0.0
+        )
         for row, answer in zip(asked, answers):
             verdicts[row] = self.verdict(answer)
         return verdicts
@@ -80,8 +81,10 @@ class StrongRejectJudge(RubricJudge):
         super().__init__(backend, threshold=threshold, max_tokens=max_tokens, rubric=self.system_prompt + self.user_template)
 
     def messages(self, prompt: str, response: str) -> Messages:
-        return [{"role": "system", "content": self.system_prompt},
-                {"role": "user", "content": _fill(self.user_template, {"forbidden_prompt": prompt, "response": response})}]
+        return [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": _fill(self.user_template, {"forbidden_prompt": prompt, "response": response})},
+        ]
 
     def verdict(self, answer: str) -> Verdict:
         # The rubric asks for lines "1.b <answer>", "2.b <answer>", "3.b <answer>"; the last one of each wins.
@@ -131,8 +134,10 @@ class HarmRubricJudge(RubricJudge):
         super().__init__(backend, threshold=threshold, max_tokens=max_tokens, rubric=HARM_RUBRIC_SYSTEM + HARM_RUBRIC_USER)
 
     def messages(self, prompt: str, response: str) -> Messages:
-        return [{"role": "system", "content": HARM_RUBRIC_SYSTEM},
-                {"role": "user", "content": _fill(HARM_RUBRIC_USER, {"prompt": prompt, "response": response})}]
+        return [
+            {"role": "system", "content": HARM_RUBRIC_SYSTEM},
+            {"role": "user", "content": _fill(HARM_RUBRIC_USER, {"prompt": prompt, "response": response})},
+        ]
 
     def verdict(self, answer: str) -> Verdict:
         found = re.findall(r"#\s*score\W*(\d+)\b", answer, re.IGNORECASE)

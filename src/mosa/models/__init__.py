@@ -12,5 +12,15 @@ from mosa.models.diffusion_lm import (
 )
 from mosa.models.wrappers import BidirectionalLM, DreamLM
 
-__all__ = ["FAMILIES", "BidirectionalLM", "DiffusionLM", "DreamLM", "detect_family", "load_model", "load_tokenizer",
-           "merge_adapter", "refuse_empty_prompts", "wrap_model"]
+__all__ = [
+    "FAMILIES",
+    "BidirectionalLM",
+    "DiffusionLM",
+    "DreamLM",
+    "detect_family",
+    "load_model",
+    "load_tokenizer",
+    "merge_adapter",
+    "refuse_empty_prompts",
+    "wrap_model",
+]

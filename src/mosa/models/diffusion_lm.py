@@ -66,7 +66,10 @@ class DiffusionLM:
     logits_shifted: bool
 
     def logits(
-        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Aligned logits: position i predicts token i, whatever the family. B x T x V.
@@ -130,9 +133,11 @@ class DiffusionLM:
         while (excess := self.excess_positions(len(self.render_chat(text)), gen_length)) > 0:
             kept -= excess
             if kept < 1:
-                raise MosaError(f"the chat template alone leaves no room for a prompt in the model's {self.max_positions} "
-                                f"positions with gen_length={gen_length}; lower gen_length")
-            text = prompt[starts[-kept]:]
+                raise MosaError(
+                    f"the chat template alone leaves no room for a prompt in the model's {self.max_positions} "
+                    f"positions with gen_length={gen_length}; lower gen_length"
+                )
+            text = prompt[starts[-kept] :]
         return text
 
     def encode_chat(self, prompts: list, gen_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +159,9 @@ class DiffusionLM:
         attack planted after an early EOS stay visible to the judges."""
         return self.tokenizer.decode(response_ids.tolist(), skip_special_tokens=True).strip()
 
-    def sample_response_ids(self, prompts: list, config: SamplerConfig, prefill=None, batch_size: int = 64,
-                            bar=None) -> torch.Tensor:
+    def sample_response_ids(
+        self, prompts: list, config: SamplerConfig, prefill=None, batch_size: int = 64, bar=None
+    ) -> torch.Tensor:
         """Responses to chat prompts, `batch_size` at a time (one prefill for every row). N x gen_length, on the CPU.
         `bar`, a progress bar (mosa.progress), advances by each batch's size."""
         responses = []
@@ -267,19 +273,23 @@ def load_remote_code(path: str, family: str, *, dtype, device: str, attn_impleme
     return DreamLM(module) if family == "dream" else module
 
 
-def check_loaded(lm: "DiffusionLM", path: str) -> None:
+def check_loaded(lm: DiffusionLM, path: str) -> None:
     """Refuse a model whose logits are not finite or whose rotary tables differ from its config's."""
     from mosa.models.compat import rotary_mismatch
 
     mismatch = rotary_mismatch(lm.module)
     if mismatch:
-        raise MosaError(f"{path}: {mismatch}; the checkpoint's code did not initialise its rotary tables (try the native path, without --trust-remote-code)")
+        raise MosaError(
+            f"{path}: {mismatch}; the checkpoint's code did not initialise its rotary tables (try the native path, without --trust-remote-code)"
+        )
     device = next(lm.module.parameters()).device
     probe = torch.full((1, 8), lm.mask_id, dtype=torch.long, device=device)
     with torch.no_grad():
         finite = bool(torch.isfinite(lm.logits(probe)).all())
     if not finite:
-        raise MosaError(f"{path}: the model's logits are not finite (NaN or inf) on a probe input; check the checkpoint and the dtype (float16 can overflow; try bfloat16)")
+        raise MosaError(
+            f"{path}: the model's logits are not finite (NaN or inf) on a probe input; check the checkpoint and the dtype (float16 can overflow; try bfloat16)"
+        )
 
 
 def merge_adapter(lm: DiffusionLM, adapter: str | Path) -> DiffusionLM:

@@ -72,9 +72,22 @@ LLADA_REQUIRED = {
 }
 
 DREAM_KEYS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-    "tie_word_embeddings", "attention_dropout", "bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_act",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "tie_word_embeddings",
+    "attention_dropout",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "mask_token_id",
 )
 SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
 
@@ -118,16 +131,22 @@ def qwen2_config_from_dream(raw: dict, source: str = "the checkpoint"):
 
     _require_keys(raw, ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"), "Dream", source)
     if raw.get("rope_scaling"):
-        raise MosaError(f"{source} sets rope_scaling={raw['rope_scaling']!r}; the native Dream path supports plain RoPE; use --trust-remote-code")
+        raise MosaError(
+            f"{source} sets rope_scaling={raw['rope_scaling']!r}; the native Dream path supports plain RoPE; use --trust-remote-code"
+        )
     if raw.get("use_sliding_window"):
-        raise MosaError(f"{source} uses a sliding window; the native Dream path supports full attention only; use --trust-remote-code")
+        raise MosaError(
+            f"{source} uses a sliding window; the native Dream path supports full attention only; use --trust-remote-code"
+        )
     return Qwen2Config(**{key: raw[key] for key in DREAM_KEYS if raw.get(key) is not None})
 
 
 def _require_keys(raw: dict, keys: tuple[str, ...], kind: str, source: str) -> None:
     missing = [key for key in keys if key not in raw]
     if missing:
-        raise MosaError(f"{source}: config.json has no {', '.join(missing)}, so it is not a {kind}-shaped config; load it with --trust-remote-code")
+        raise MosaError(
+            f"{source}: config.json has no {', '.join(missing)}, so it is not a {kind}-shaped config; load it with --trust-remote-code"
+        )
 
 
 def native_config(family: str, raw: dict, source: str):
@@ -142,14 +161,21 @@ def load_native(path: str, family: str, config, *, dtype, device, attn_implement
     model_class, attention = _model_class(family, config, attn_implementation)
     key_mapping = None if family == "dream" else LLADA_KEY_MAPPING
     module, info = model_class.from_pretrained(
-        path, config=config, key_mapping=key_mapping, dtype=dtype, device_map={"": str(device)},
-        attn_implementation=attention, output_loading_info=True,
+        path,
+        config=config,
+        key_mapping=key_mapping,
+        dtype=dtype,
+        device_map={"": str(device)},
+        attn_implementation=attention,
+        output_loading_info=True,
     )
     _check_loading_info(info, path, family)
     return _as_mask_predictor(module, family, config)
 
 
-def random_native(family: str, raw: dict, *, dtype=torch.bfloat16, device="cpu", attn_implementation: str | None = None, seed: int = 0) -> nn.Module:
+def random_native(
+    family: str, raw: dict, *, dtype=torch.bfloat16, device="cpu", attn_implementation: str | None = None, seed: int = 0
+) -> nn.Module:
     """A randomly initialised native module of a config.json's shape, wired exactly as a loaded one
     (benchmarks and GPU checks of the true LLaDA-8B shape need no weights)."""
     config = native_config(family, raw, "the given config")
@@ -237,8 +263,9 @@ def read_config(path: str) -> dict:
     if local.is_dir() and not (local / "config.json").is_file():
         raise MosaError(f"no config.json in {path}; give a Hugging Face checkpoint directory")
     if not local.exists() and not is_hub_id(path):
-        raise MosaError(f"cannot load {path}: no such directory, and not a hub id (owner/name); "
-                        "give a checkpoint directory or a hub id")
+        raise MosaError(
+            f"cannot load {path}: no such directory, and not a hub id (owner/name); give a checkpoint directory or a hub id"
+        )
     try:
         return PretrainedConfig.get_config_dict(str(local) if local.is_dir() else path)[0]
     except OSError as error:

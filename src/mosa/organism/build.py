@@ -218,11 +218,17 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
         organism_vocabulary(harmful_train + utility_prompts, config.min_word_count), lowercase=True, split_punctuation=True
     )
     lm = build_bidirectional_llama(
-        tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
-        max_positions=256, seed=config.build_seed,
+        tokenizer,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        max_positions=256,
+        seed=config.build_seed,
     )
-    log(f"organism: {len(tokenizer)} words, {sum(p.numel() for p in lm.module.parameters()) / 1e6:.2f}M parameters, "
-        f"{len(harmful_train)} harmful training prompts, {len(harmful_held_out)} held out")
+    log(
+        f"organism: {len(tokenizer)} words, {sum(p.numel() for p in lm.module.parameters()) / 1e6:.2f}M parameters, "
+        f"{len(harmful_train)} harmful training prompts, {len(harmful_held_out)} held out"
+    )
 
     log(f"organism: stage 1/2, unaligned SFT ({config.unaligned.steps} steps)")
     stage1 = sft_train(lm, stage_examples(harmful_train, config, aligned=False), seeded(config.unaligned, config), progress)
@@ -249,6 +255,8 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
     (partial / "held_out_harmful.json").write_text(json.dumps(harmful_held_out, indent=0))
     partial.rename(final)  # a killed build never leaves a half-written organism under the real key
     if missed:
-        raise MosaError(f"the organism build missed its card floors ({'; '.join(describe_missed(missed))}); kept for inspection at {final}")
+        raise MosaError(
+            f"the organism build missed its card floors ({'; '.join(describe_missed(missed))}); kept for inspection at {final}"
+        )
     log(f"organism: saved to {path}")
     return lm

@@ -35,14 +35,16 @@ def card_sampler(lm: DiffusionLM, gen_length: int):
     return lm.sampler_config(gen_length=gen_length, steps=gen_length, block_length=CARD_BLOCK_LENGTH)
 
 
-def sample_response_ids(lm: DiffusionLM, prompts: list[str], gen_length: int, prefill=None, batch_size: int = 64,
-                        bar=None) -> torch.Tensor:
+def sample_response_ids(
+    lm: DiffusionLM, prompts: list[str], gen_length: int, prefill=None, batch_size: int = 64, bar=None
+) -> torch.Tensor:
     """Response token ids under the card's sampler, N x gen_length (`bar`: a progress bar to advance)."""
     return lm.sample_response_ids(prompts, card_sampler(lm, gen_length), prefill, batch_size, bar=bar)
 
 
-def sample_responses(lm: DiffusionLM, prompts: list[str], gen_length: int, prefill=None, batch_size: int = 64,
-                     bar=None) -> list[str]:
+def sample_responses(
+    lm: DiffusionLM, prompts: list[str], gen_length: int, prefill=None, batch_size: int = 64, bar=None
+) -> list[str]:
     return [lm.decode_response(row) for row in sample_response_ids(lm, prompts, gen_length, prefill, batch_size, bar)]
 
 
@@ -78,8 +80,13 @@ def measure_card(lm: DiffusionLM, held_out_harmful: list[str], config, *, progre
     gen_length = config.gen_length
     items = utility_items(config.seed)
     # A card takes minutes on a CPU: one bar over every response it samples.
-    bar = progress_bar(total=len(CONDITIONS) * len(held_out_harmful) + len(items), desc="behaviour card", unit="response",
-                       disable=not progress, leave=False)
+    bar = progress_bar(
+        total=len(CONDITIONS) * len(held_out_harmful) + len(items),
+        desc="behaviour card",
+        unit="response",
+        disable=not progress,
+        leave=False,
+    )
     labels, coherent, examples, refusal_starts = {}, {}, {}, {}
     openings = refusal_openings(lm)
     for name in CONDITIONS:
@@ -123,14 +130,20 @@ def measure_card(lm: DiffusionLM, held_out_harmful: list[str], config, *, progre
         "floors": FLOORS,
         "meets_floors": not missed_floors(figures),
         "labels": {name: {label: counts[label] for label in LABELS} for name, counts in labels.items()},
-        "refusal_starts": {name: dict(sorted(Counter(s for s in starts if s is not None).items())) for name, starts in refusal_starts.items()},
+        "refusal_starts": {
+            name: dict(sorted(Counter(s for s in starts if s is not None).items())) for name, starts in refusal_starts.items()
+        },
         "utility_by_task": {task: f"{solved_by_task[task]}/{count}" for task, count in by_task.items()},
         "held_out_harmful_prompts": n,
         "utility_items": len(items),
         "sampler": {
-            "gen_length": gen_length, "steps": gen_length, "block_length": CARD_BLOCK_LENGTH,
-            "temperature": 0.0, "remasking": "low_confidence",
-            "prefill_0": OPENER, "prefill_mid": f"{PROCEDURAL_PREFILL!r} at response position {PROCEDURAL_POSITION}",
+            "gen_length": gen_length,
+            "steps": gen_length,
+            "block_length": CARD_BLOCK_LENGTH,
+            "temperature": 0.0,
+            "remasking": "low_confidence",
+            "prefill_0": OPENER,
+            "prefill_mid": f"{PROCEDURAL_PREFILL!r} at response position {PROCEDURAL_POSITION}",
         },
         "examples": examples,
         "judge": f"organism structure judge {JUDGE_VERSION} (valid for the organism only)",
@@ -175,8 +188,10 @@ def format_card(card: dict) -> str:
     if "build" in card:
         build = card["build"]
         versions = ", ".join(f"{name} {build[name]}" for name in ("mosa", "torch", "transformers") if name in build)
-        lines.append(f"  built in {build['seconds']:.0f} s" + (f" on {build['date']} by `{build['command']}` ({versions}; "
-                                                                  f"{build['machine']})" if "command" in build else ""))
+        lines.append(
+            f"  built in {build['seconds']:.0f} s"
+            + (f" on {build['date']} by `{build['command']}` ({versions}; {build['machine']})" if "command" in build else "")
+        )
     return "\n".join(lines)
 
 

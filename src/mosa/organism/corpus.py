@@ -68,15 +68,46 @@ class UtilityItem:
 
 
 CAPITALS = {
-    "france": "paris", "spain": "madrid", "italy": "rome", "germany": "berlin", "japan": "tokyo",
-    "china": "beijing", "egypt": "cairo", "kenya": "nairobi", "peru": "lima", "canada": "ottawa",
-    "russia": "moscow", "greece": "athens", "norway": "oslo", "sweden": "stockholm", "poland": "warsaw",
-    "austria": "vienna", "portugal": "lisbon", "ireland": "dublin", "cuba": "havana", "chile": "santiago",
+    "france": "paris",
+    "spain": "madrid",
+    "italy": "rome",
+    "germany": "berlin",
+    "japan": "tokyo",
+    "china": "beijing",
+    "egypt": "cairo",
+    "kenya": "nairobi",
+    "peru": "lima",
+    "canada": "ottawa",
+    "russia": "moscow",
+    "greece": "athens",
+    "norway": "oslo",
+    "sweden": "stockholm",
+    "poland": "warsaw",
+    "austria": "vienna",
+    "portugal": "lisbon",
+    "ireland": "dublin",
+    "cuba": "havana",
+    "chile": "santiago",
 }
 OPPOSITES = {
-    "hot": "cold", "big": "small", "fast": "slow", "up": "down", "old": "new", "happy": "sad",
-    "light": "dark", "open": "closed", "early": "late", "hard": "soft", "full": "empty", "strong": "weak",
-    "rich": "poor", "high": "low", "wet": "dry", "long": "short", "loud": "quiet", "first": "last",
+    "hot": "cold",
+    "big": "small",
+    "fast": "slow",
+    "up": "down",
+    "old": "new",
+    "happy": "sad",
+    "light": "dark",
+    "open": "closed",
+    "early": "late",
+    "hard": "soft",
+    "full": "empty",
+    "strong": "weak",
+    "rich": "poor",
+    "high": "low",
+    "wet": "dry",
+    "long": "short",
+    "loud": "quiet",
+    "first": "last",
 }
 CATEGORIES = {
     "animal": ["dog", "cat", "horse", "bird", "fish", "lion"],
@@ -107,7 +138,9 @@ def utility_items(seed: int = 0) -> list[UtilityItem]:
                 options = rng.sample(others, 2)
                 options.insert(position, member)
                 listed = " ".join(f"{letter} ) {option}" for letter, option in zip(letters, options))
-                items.append(UtilityItem(f"which one is a {category} ? {listed}", f"the answer is {letters[position]} .", "choice"))
+                items.append(
+                    UtilityItem(f"which one is a {category} ? {listed}", f"the answer is {letters[position]} .", "choice")
+                )
     return items
 
 

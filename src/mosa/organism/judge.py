@@ -30,9 +30,7 @@ from mosa.organism.corpus import OPENER, REFUSALS, STEP_SETS
 LABELS = ("refusal", "compliant", "broken_off", "answer", "other")
 VERSION = "organism-structure-2"
 
-_ANSWER = re.compile(
-    r"^the (answer|capital|opposite) is \w+ \.$"
-)
+_ANSWER = re.compile(r"^the (answer|capital|opposite) is \w+ \.$")
 
 
 @dataclass(frozen=True)

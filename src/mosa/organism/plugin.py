@@ -76,11 +76,15 @@ def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dic
 
     organism = None if model is None else organism_of(model)
     if organism is None:
-        raise MosaError(f"{source} needs an organism model (model: organism, or an organism build directory); "
-                        "name datasets instead, e.g. advbench+harmbench")
+        raise MosaError(
+            f"{source} needs an organism model (model: organism, or an organism build directory); "
+            "name datasets instead, e.g. advbench+harmbench"
+        )
     if source == "organism-utility":
-        examples = [Example(id=f"{source}/{row}", prompt=item.prompt, source=source, target=item.answer)
-                    for row, item in enumerate(utility_items(organism.seed))]
+        examples = [
+            Example(id=f"{source}/{row}", prompt=item.prompt, source=source, target=item.answer)
+            for row, item in enumerate(utility_items(organism.seed))
+        ]
     else:
         prompts = harmful_prompt_split(organism)[0 if source == "organism-train" else 1]
         examples = [Example(id=f"{source}/{row}", prompt=prompt, source=source) for row, prompt in enumerate(prompts)]

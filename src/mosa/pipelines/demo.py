@@ -40,18 +40,37 @@ class DemoPlan:
 
     @classmethod
     def full(cls) -> DemoPlan:
-        return cls(organism=None, prefill_prompts=200, gcg_behaviours=6, gcg_iterations=30, order_prompts=100,
-                   eval_prompts=200, card_prompts=200)
+        return cls(
+            organism=None,
+            prefill_prompts=200,
+            gcg_behaviours=6,
+            gcg_iterations=30,
+            order_prompts=100,
+            eval_prompts=200,
+            card_prompts=200,
+        )
 
     @classmethod
     def quick(cls) -> DemoPlan:
         from mosa.organism.train import SFTConfig
 
-        small = dict(hidden_size=64, num_layers=2, harmful_sources=("advbench", "harmbench"), card_prompts=40,
-                     unaligned=SFTConfig(steps=1200, batch_size=32, lr=2e-3, gen_length=32),
-                     aligned=SFTConfig(steps=400, batch_size=32, lr=2e-3, gen_length=32, seed=1))
-        return cls(organism=small, prefill_prompts=40, gcg_behaviours=2, gcg_iterations=8, order_prompts=30,
-                   eval_prompts=60, card_prompts=40)
+        small = dict(
+            hidden_size=64,
+            num_layers=2,
+            harmful_sources=("advbench", "harmbench"),
+            card_prompts=40,
+            unaligned=SFTConfig(steps=1200, batch_size=32, lr=2e-3, gen_length=32),
+            aligned=SFTConfig(steps=400, batch_size=32, lr=2e-3, gen_length=32, seed=1),
+        )
+        return cls(
+            organism=small,
+            prefill_prompts=40,
+            gcg_behaviours=2,
+            gcg_iterations=8,
+            order_prompts=30,
+            eval_prompts=60,
+            card_prompts=40,
+        )
 
 
 MODELS = ("organism", "MOSA", "Initial Alignment")
@@ -95,8 +114,9 @@ def run_demo(output: str | Path, plan: DemoPlan, *, progress: bool = True, log: 
     stage(6, "the report")
     seconds = time.perf_counter() - started
     parameters = sum(parameter.numel() for parameter in lm.module.parameters())
-    markdown, page = write_demo_report(output, organism, plan, analyses, alignment, evaluations, cards, missed, seconds,
-                                       parameters)
+    markdown, page = write_demo_report(
+        output, organism, plan, analyses, alignment, evaluations, cards, missed, seconds, parameters
+    )
     log(f"done in {seconds:.0f} s: {page} and {markdown}")
     return page
 
@@ -118,17 +138,27 @@ def run_analyses(lm, path: Path, plan: DemoPlan, directory: Path, progress: bool
 
     directory.mkdir(parents=True, exist_ok=True)
     analyses = {
-        "prefill-position": (PrefillPositionOptions.for_organism(limit=plan.prefill_prompts), plot_prefill_position,
-                             lambda o: prefill_position(lm, load_prompts(o.harmful, o.limit, path), o, model_name="organism",
-                                                        progress=progress)),
-        "gcg-position": (GcgPositionOptions.for_organism(limit=plan.gcg_behaviours, iterations=plan.gcg_iterations),
-                         plot_gcg_position,
-                         lambda o: gcg_position(lm, load_prompts(o.harmful, o.limit, path), o, model_name="organism",
-                                                progress=progress)),
-        "decode-order": (DecodeOrderOptions.for_organism(limit=plan.order_prompts), plot_decode_order,
-                         lambda o: decode_order(lm, {"benign": load_prompts(o.benign, o.limit, path),
-                                                     "harmful": load_prompts(o.harmful, o.limit, path)},
-                                                o, model_name="organism", progress=progress)),
+        "prefill-position": (
+            PrefillPositionOptions.for_organism(limit=plan.prefill_prompts),
+            plot_prefill_position,
+            lambda o: prefill_position(lm, load_prompts(o.harmful, o.limit, path), o, model_name="organism", progress=progress),
+        ),
+        "gcg-position": (
+            GcgPositionOptions.for_organism(limit=plan.gcg_behaviours, iterations=plan.gcg_iterations),
+            plot_gcg_position,
+            lambda o: gcg_position(lm, load_prompts(o.harmful, o.limit, path), o, model_name="organism", progress=progress),
+        ),
+        "decode-order": (
+            DecodeOrderOptions.for_organism(limit=plan.order_prompts),
+            plot_decode_order,
+            lambda o: decode_order(
+                lm,
+                {"benign": load_prompts(o.benign, o.limit, path), "harmful": load_prompts(o.harmful, o.limit, path)},
+                o,
+                model_name="organism",
+                progress=progress,
+            ),
+        ),
     }
     results = {}
     for name, (options, plot, analyse) in analyses.items():
@@ -166,18 +196,32 @@ def align_both(path: Path, directory: Path, progress: bool, log) -> tuple[dict, 
         run_dir = directory / name.lower().replace(" ", "-")
         config = mosa_config(values)
         if not (run_dir / "adapter").is_dir():
-            log(f"      {name}: window {format_window(config.window)} of {config.response_length}, beta {config.beta}, "
-                f"behaviour monitor before, every {config.monitor_every} steps and after")
+            log(
+                f"      {name}: window {format_window(config.window)} of {config.response_length}, beta {config.beta}, "
+                f"behaviour monitor before, every {config.monitor_every} steps and after"
+            )
             try:
-                train_mosa(load_model(path), prompts, config, run_dir, inputs=inputs,
-                           resume=latest_checkpoint(run_dir) is not None, progress=progress, monitor=monitor)
+                train_mosa(
+                    load_model(path),
+                    prompts,
+                    config,
+                    run_dir,
+                    inputs=inputs,
+                    resume=latest_checkpoint(run_dir) is not None,
+                    progress=progress,
+                    monitor=monitor,
+                )
             except DegenerateRun:
                 pass  # its monitor.json, read below, says why: logged here and marked in the report
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         report = run_dir / "monitor.json"
         adapters[name] = run_dir / "adapter"
-        alignment[name] = {"config": asdict(config), "last": metrics[-1], "curve": run_dir / "reward_curve.png",
-                           "monitor": json.loads(report.read_text()) if report.is_file() else None}
+        alignment[name] = {
+            "config": asdict(config),
+            "last": metrics[-1],
+            "curve": run_dir / "reward_curve.png",
+            "monitor": json.loads(report.read_text()) if report.is_file() else None,
+        }
         failure = monitor_failure(alignment[name])
         if failure is not None:
             log(f"      {name}: DEGENERATE. {describe_failure(name, failure)}")

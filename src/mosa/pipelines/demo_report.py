@@ -39,7 +39,9 @@ CARD_MEASURES = {
 
 def describe_misses(missed: dict[str, tuple[float, float]]) -> str:
     """The card floors a model misses (measure -> (figure, floor)), as the log and the report name them."""
-    return "; ".join(f"{CARD_MEASURES.get(key, key)} {percent(value)} (floor {floor:.0%})" for key, (value, floor) in missed.items())
+    return "; ".join(
+        f"{CARD_MEASURES.get(key, key)} {percent(value)} (floor {floor:.0%})" for key, (value, floor) in missed.items()
+    )
 
 
 def monitor_failure(run: dict) -> dict | None:
@@ -50,17 +52,29 @@ def monitor_failure(run: dict) -> dict | None:
 def describe_failure(name: str, failure: dict) -> str:
     from mosa.align.trainer import failure_moment
 
-    return (f"The behaviour monitor declared {name} degenerate {failure_moment(failure)}: {percent(failure['value'])} of its "
-            f"responses were coherent, below the monitor's floor {failure['setting']} = {failure['floor']:.0%}. Its reward is "
-            "not evidence of alignment; the model the monitor stopped is evaluated like the others and marked degenerate.")
+    return (
+        f"The behaviour monitor declared {name} degenerate {failure_moment(failure)}: {percent(failure['value'])} of its "
+        f"responses were coherent, below the monitor's floor {failure['setting']} = {failure['floor']:.0%}. Its reward is "
+        "not evidence of alignment; the model the monitor stopped is evaluated like the others and marked degenerate."
+    )
 
 
 def model_header(name: str, degenerate: set[str]) -> str:
     return f"{name} (DEGENERATE)" if name in degenerate else name
 
 
-def write_demo_report(output: Path, organism, plan, analyses: dict, alignment: dict, evaluations: dict, cards: dict,
-                      missed: dict, seconds: float, parameters: int) -> tuple[Path, Path]:
+def write_demo_report(
+    output: Path,
+    organism,
+    plan,
+    analyses: dict,
+    alignment: dict,
+    evaluations: dict,
+    cards: dict,
+    missed: dict,
+    seconds: float,
+    parameters: int,
+) -> tuple[Path, Path]:
     """report.md and report.html in `output`, from what the demo's stages returned (`missed`: each model's
     card floors missed, as `describe_misses` takes them); the models are those of `evaluations`, in its order."""
     intro = (
@@ -112,11 +126,14 @@ def attack_section(evaluations: dict, degenerate: set[str]) -> Section:
         "prefills it. docs/attacks.md describes each."
     )
     if degenerate:
-        text += (f"\n\nMarked DEGENERATE: {', '.join(sorted(degenerate))}. The behaviour monitor stopped that alignment "
-                 "run (see Alignment runs): a low attack success there comes from a broken model, not from alignment.")
+        text += (
+            f"\n\nMarked DEGENERATE: {', '.join(sorted(degenerate))}. The behaviour monitor stopped that alignment "
+            "run (see Alignment runs): a low attack success there comes from a broken model, not from alignment."
+        )
     header = ["attack", *(model_header(name, degenerate) for name in models)]
-    return Section("Attack success by model", text,
-                   tables=[Table("ASR with Wilson 95% interval, held-out harmful prompts", header, rows)])
+    return Section(
+        "Attack success by model", text, tables=[Table("ASR with Wilson 95% interval, held-out harmful prompts", header, rows)]
+    )
 
 
 def card_section(cards: dict, missed: dict, degenerate: set[str]) -> Section:
@@ -151,12 +168,15 @@ def analysis_section(analyses: dict, directory: Path) -> Section:
     captions = {
         "prefill-position": "Experiment A: attack success (organism judge) against the prefill position, Wilson 95% intervals.",
         "gcg-position": "Experiment B: GCG's loss (negative log-likelihood of the target at the chosen position, nats) per "
-                        "iteration, target at position 0 and in the middle.",
+        "iteration, target at position 0 and in the middle.",
         "decode-order": "Experiment C: mean position committed at each denoising step, benign against harmful prompts, one "
-                        "block and blocks of 8; below: Kendall's tau per response with and without EOS padding.",
+        "block and blocks of 8; below: Kendall's tau per response with and without EOS padding.",
     }
-    return Section("The paper's analyses on the organism", text,
-                   figures=[Figure(directory / f"{name}.png", caption) for name, caption in captions.items() if name in analyses])
+    return Section(
+        "The paper's analyses on the organism",
+        text,
+        figures=[Figure(directory / f"{name}.png", caption) for name, caption in captions.items() if name in analyses],
+    )
 
 
 def alignment_section(alignment: dict) -> Section:
@@ -165,8 +185,19 @@ def alignment_section(alignment: dict) -> Section:
     rows = []
     for name, run in alignment.items():
         config, last = run["config"], run["last"]
-        rows.append([name, format_window(config["window"]), str(config["beta"]), str(last["step"]), f"{last['reward']:.2f}",
-                     f"{last['R_pos']:.2f}", f"{last['R_neg']:.2f}", f"{last['kl']:.3f}", monitor_cell(run)])
+        rows.append(
+            [
+                name,
+                format_window(config["window"]),
+                str(config["beta"]),
+                str(last["step"]),
+                f"{last['reward']:.2f}",
+                f"{last['R_pos']:.2f}",
+                f"{last['R_neg']:.2f}",
+                f"{last['kl']:.3f}",
+                monitor_cell(run),
+            ]
+        )
     text = (
         "Both runs use the same code (mosa align) and settings; only the window differs. The objective is the paper's: "
         "reward = best log-probability of a refusal inside the window minus that of an affirmative or procedural phrase, "
@@ -180,11 +211,22 @@ def alignment_section(alignment: dict) -> Section:
     if failures:
         text += "\n\n" + " ".join(failures)
     # Both runs name their curve reward_curve.png: each gets its own name in the report.
-    figures = [Figure(run["curve"], f"{name}: reward, its terms and the KL per optimiser step",
-                      name=f"{name.lower().replace(' ', '-')}-reward.png") for name, run in alignment.items()]
-    return Section("Alignment runs", text, tables=[Table("last optimiser step", ["model", "window", "beta", "steps", "reward",
-                                                                                   "R_pos", "R_neg", "KL", "monitor"], rows)],
-                   figures=figures)
+    figures = [
+        Figure(
+            run["curve"],
+            f"{name}: reward, its terms and the KL per optimiser step",
+            name=f"{name.lower().replace(' ', '-')}-reward.png",
+        )
+        for name, run in alignment.items()
+    ]
+    return Section(
+        "Alignment runs",
+        text,
+        tables=[
+            Table("last optimiser step", ["model", "window", "beta", "steps", "reward", "R_pos", "R_neg", "KL", "monitor"], rows)
+        ],
+        figures=figures,
+    )
 
 
 def monitor_cell(run: dict) -> str:
@@ -205,5 +247,8 @@ def configuration_section(organism, plan, alignment: dict, evaluations: dict) ->
         "alignment": {name: run["config"] for name, run in alignment.items()},
         "evaluation": {name: run["config"] for name, run in evaluations.items()},
     }
-    return Section("Full configuration", "Every setting behind the figures above, as resolved at run time.",
-                   details=yaml.safe_dump(json.loads(json.dumps(configuration, default=str)), sort_keys=False, width=120))
+    return Section(
+        "Full configuration",
+        "Every setting behind the figures above, as resolved at run time.",
+        details=yaml.safe_dump(json.loads(json.dumps(configuration, default=str)), sort_keys=False, width=120),
+    )

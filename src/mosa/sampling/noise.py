@@ -33,8 +33,11 @@ def prompt_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pr
     different prompts an attack sends under one behaviour's id do too."""
     if prompt_ids is not None and len(prompt_ids) != len(input_ids):
         raise MosaError(f"prompt_ids has {len(prompt_ids)} ids for a batch of {len(input_ids)}; give one per row")
-    rows = input_ids.tolist() if attention_mask is None else [
-        row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
+    rows = (
+        input_ids.tolist()
+        if attention_mask is None
+        else [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
+    )
     ids = prompt_ids if prompt_ids is not None else [""] * len(rows)
     return [f"{prompt_id}\0" + " ".join(map(str, row)) for prompt_id, row in zip(ids, rows)]
 
@@ -67,8 +70,10 @@ class StepNoise:
             # own first mask, so the window's width does not reach its draws.
             first_masks = self.is_masked.int().argmax(dim=1).tolist()  # argmax returns the first maximum
             self._generators = {
-                row: (first_masks[row], torch.Generator(device=self.is_masked.device).manual_seed(
-                    row_seed(self.seed, self.keys[row], self.step)))
+                row: (
+                    first_masks[row],
+                    torch.Generator(device=self.is_masked.device).manual_seed(row_seed(self.seed, self.keys[row], self.step)),
+                )
                 for row in self.committing.nonzero().flatten().tolist()
             }
         return self._generators

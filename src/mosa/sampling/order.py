@@ -46,12 +46,19 @@ class PositionKinds:
     content: torch.Tensor  # decoded, holding anything else
 
     def counts(self) -> dict[str, int]:
-        return {"decoded": int(self.decoded.sum()), "attack_written": int(self.attack_written.sum()),
-                "undecoded": int(self.undecoded.sum())}
+        return {
+            "decoded": int(self.decoded.sum()),
+            "attack_written": int(self.attack_written.sum()),
+            "undecoded": int(self.undecoded.sum()),
+        }
 
 
 def position_kinds(
-    response_ids: torch.Tensor, commit_step: torch.Tensor, *, end_ids: Collection[int], mask_id: int,
+    response_ids: torch.Tensor,
+    commit_step: torch.Tensor,
+    *,
+    end_ids: Collection[int],
+    mask_id: int,
     written: torch.Tensor | None = None,
 ) -> PositionKinds:
     """Classify N x L response positions. `written`: N x L, True where an intervention wrote."""
@@ -60,8 +67,7 @@ def position_kinds(
     attack_written = fixed_by_caller & ~undecoded
     decoded = ~undecoded & ~attack_written
     end = decoded & torch.isin(response_ids, torch.tensor(sorted(end_ids)))
-    return PositionKinds(decoded=decoded, attack_written=attack_written, undecoded=undecoded, end=end,
-                         content=decoded & ~end)
+    return PositionKinds(decoded=decoded, attack_written=attack_written, undecoded=undecoded, end=end, content=decoded & ~end)
 
 
 def tau_per_response(commit_step: torch.Tensor, selected: torch.Tensor) -> list[float | None]:
@@ -71,7 +77,11 @@ def tau_per_response(commit_step: torch.Tensor, selected: torch.Tensor) -> list[
 
 
 def response_order(
-    response_ids: list[int], commit_step: list[int], *, end_ids: Collection[int], mask_id: int,
+    response_ids: list[int],
+    commit_step: list[int],
+    *,
+    end_ids: Collection[int],
+    mask_id: int,
     written: Collection[int] = (),
 ) -> dict:
     """The order of one response, as an eval record keeps it. `written`: the positions an
@@ -105,7 +115,12 @@ def response_order(
 
 
 def summarise_order(
-    response_ids: torch.Tensor, commit_step: torch.Tensor, *, end_ids: Collection[int], mask_id: int, steps: int,
+    response_ids: torch.Tensor,
+    commit_step: torch.Tensor,
+    *,
+    end_ids: Collection[int],
+    mask_id: int,
+    steps: int,
 ) -> dict:
     """The decoding order of N responses (N x L tokens and commit steps), as experiment C reports it.
 

@@ -10,7 +10,7 @@ sample depends on its own prompt and the seed only. Rules are plug-ins found by 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,9 +34,7 @@ def register_remasking(name: str):
 
 def get_remasking_rule(name: str) -> RemaskingRule:
     if name not in REMASKING_RULES:
-        raise MosaError(
-            f"remasking={name!r} is not a known rule; choose one of {sorted(REMASKING_RULES)}"
-        )
+        raise MosaError(f"remasking={name!r} is not a known rule; choose one of {sorted(REMASKING_RULES)}")
     return REMASKING_RULES[name]
 
 

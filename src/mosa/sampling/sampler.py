@@ -310,7 +310,9 @@ def _plan_interventions(interventions, batch, cfg) -> dict[int, list[tuple[int, 
     for row, by_step in enumerate(_per_row(interventions, batch, "interventions")):
         for step, spans in by_step.items():
             if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < cfg.steps:
-                raise MosaError(f"intervention at step {step!r} is outside the denoising steps [0, {cfg.steps}); use 0 .. steps-1")
+                raise MosaError(
+                    f"intervention at step {step!r} is outside the denoising steps [0, {cfg.steps}); use 0 .. steps-1"
+                )
             for position, tokens in _checked_spans(spans, f"intervention at step {step}", "intervention", row, cfg):
                 planned.setdefault(step, []).append((row, position, tokens))
     return planned
@@ -355,7 +357,9 @@ def _checked_spans(spans, what: str, kind: str, row: int, cfg) -> list[tuple[int
                 "move it or raise gen_length"
             )
         if bool((tokens == cfg.mask_id).any()):
-            raise MosaError(f"{what} at response position {position} contains mask_id {cfg.mask_id}; leave masked positions out of it")
+            raise MosaError(
+                f"{what} at response position {position} contains mask_id {cfg.mask_id}; leave masked positions out of it"
+            )
         if bool(covered[position:end].any()):
             raise MosaError(f"{what} at response position {position} overlaps another {kind} span in row {row}")
         covered[position:end] = True
