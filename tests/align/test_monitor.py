@@ -77,3 +77,23 @@ def test_mosa_align_monitors_a_model_that_is_not_the_organism(tokenizer, tmp_pat
     config.write_text("monitor: {prompts: 4, benign: gsm8k, judges: keyword-gcg}\n")
     assert main(argv("bad")) == 2
     assert "unknown monitor settings ['judges']" in capsys.readouterr().err
+
+
+def test_a_measurement_leaves_the_training_random_stream_as_it_was(tokenizer, tmp_path):
+    # A monitor that samples must not move the stream dropout draws from, or a resumed run would
+    # differ from one that never stopped.
+    import torch
+
+    from mosa.align.trainer import Monitoring, MosaConfig
+
+    def sampling_monitor(lm):
+        torch.rand(100)
+        return {"coherent": 1.0}
+
+    monitoring = Monitoring(sampling_monitor, tmp_path, MosaConfig(), enabled=True)
+    lm = tiny_llama(tokenizer)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    monitoring.measure("before", lm)
+    assert torch.equal(torch.rand(3), expected)

@@ -403,7 +403,10 @@ class Monitoring:
             return None
         was_training = lm.module.training
         lm.module.eval()
-        with torch.no_grad():
+        # The monitor may sample; forking the random state keeps training's stream (dropout) as if it
+        # had not run, so a resumed run stays bitwise identical whether or not it measured in between.
+        device = next(lm.module.parameters()).device
+        with torch.no_grad(), torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
             figures = self.monitor(lm)
         lm.module.train(was_training)
         report = json.loads(self.path.read_text()) if self.path.is_file() else {"before": None, "during": []}
