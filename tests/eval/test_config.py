@@ -19,8 +19,10 @@ def test_the_shipped_configs_are_valid_and_their_attacks_and_judges_build(name, 
 
 def test_the_judge_endpoint_comes_from_the_environment_and_a_secret_never_does(monkeypatch):
     monkeypatch.setenv("MOSA_JUDGE_URL", "http://127.0.0.1:9/v1")
-    backend = load_config("paper-llada8b").judges[2]["backend"]
-    assert backend["base_url"] == "http://127.0.0.1:9/v1" and backend["model"] == "gpt-4o-mini"
+    judges = load_config("paper-llada8b").judges
+    backends = [judge["backend"] for judge in judges if "backend" in judge]
+    assert [judge["name"] for judge in judges if "backend" in judge] == ["harm-rubric", "strongreject-strict", "strongreject"]
+    assert all(backend["base_url"] == "http://127.0.0.1:9/v1" and backend["model"] == "gpt-4o-mini" for backend in backends)
     with pytest.raises(MosaError, match=r"\$\{OPENAI_API_KEY\} looks like a secret"):
         load_config("paper-llada8b", ["judges=[{name: strongreject, backend: 'openai:m@${OPENAI_API_KEY}'}]"])
     with pytest.raises(MosaError, match=r"\$\{MOSA_UNSET_VARIABLE\} is used in the config but not set"):
@@ -42,7 +44,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
         ),
         (
             "judges=[keyword]",
-            "unknown judge 'keyword'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject",
+            "unknown judge 'keyword'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict",
         ),
         ("attacks=[{name: prefill, postion: 3}]", "attack 'prefill' has no option postion; its options: position, phrases, seed"),
         (

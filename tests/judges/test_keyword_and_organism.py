@@ -75,7 +75,8 @@ def test_organism_judge_keeps_the_organism_labels():
 
 def test_unknown_judges_and_options_are_one_line_errors():
     with pytest.raises(
-        MosaError, match=r"unknown judge 'nope'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject"
+        MosaError,
+        match=r"unknown judge 'nope'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict",
     ):
         make_judge("nope")
     with pytest.raises(MosaError, match=r"judge 'keyword-gcg' has no option threshold"):
@@ -84,4 +85,11 @@ def test_unknown_judges_and_options_are_one_line_errors():
         make_judge("harm-rubric")
     with pytest.raises(MosaError, match=r"one prompt per response"):
         make_judge("keyword-gcg").judge_many(["a"], ["b", "c"])
-    assert set(JUDGES.names()) == {"harm-rubric", "keyword-gcg", "keyword-long", "organism", "strongreject"}
+    assert set(JUDGES.names()) == {
+        "harm-rubric",
+        "keyword-gcg",
+        "keyword-long",
+        "organism",
+        "strongreject",
+        "strongreject-strict",
+    }
