@@ -12,13 +12,14 @@ factory taking keyword options; build one with `make_judge("name")` or
 Details, versions and measured accuracy: docs/judges.md.
 """
 
-from mosa.judges.base import EMPTY, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, make_judge
+from mosa.judges.base import EMPTY, ERROR, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, judge_recording_errors, make_judge
 from mosa.judges.keywords import GCG, LONG, KeywordJudge, KeywordList
 from mosa.judges.rubric import HarmRubricJudge, RubricJudge, StrongRejectJudge
 from mosa.judges.validate import RefusalValidation, read_refusal_labels, validate_refusal_judge
 
 __all__ = [
     "EMPTY",
+    "ERROR",
     "GCG",
     "JUDGES",
     "LONG",
@@ -31,6 +32,7 @@ __all__ = [
     "RubricJudge",
     "StrongRejectJudge",
     "Verdict",
+    "judge_recording_errors",
     "make_judge",
     "read_refusal_labels",
     "validate_refusal_judge",
