@@ -151,16 +151,16 @@ class OpenAIChat:
                 failure, fix = f"answered HTTP {error.code}", SERVER_STRUGGLING
                 retry_after = error.headers.get("Retry-After")
             except (OSError, http.client.HTTPException) as error:  # urllib's URLError is an OSError
-                failure, fix = self._passing_failure(error)
+                failure, fix = self._transient_failure(error)
             if attempt + 1 < tries:
                 wait = self._wait(attempt, retry_after)
                 note(f"{self.name}: {failure}; retry {attempt + 1} of {self.retries} in {wait:.1f}s")
                 time.sleep(wait)
         raise MosaError(f"{self.url} {failure} after {tries} tries; {fix}")
 
-    def _passing_failure(self, error: Exception) -> tuple[str, str]:
-        """What went wrong, and the fix should it last, for a failure that another try may not meet;
-        any other failure (an unknown host, a certificate) raises at once."""
+    def _transient_failure(self, error: Exception) -> tuple[str, str]:
+        """What went wrong, and the fix should it outlast the retries, for a failure that another try
+        may get past; any other (an unknown host, a bad certificate) raises at once."""
         reason = error.reason if isinstance(error, urllib.error.URLError) else error  # urllib wraps errors while sending
         if isinstance(reason, TimeoutError):
             return f"did not answer within {self.timeout:g}s", SERVER_STRUGGLING

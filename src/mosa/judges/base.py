@@ -56,6 +56,8 @@ def judge_recording_errors(judge, prompts: list[str], responses: list[str]) -> l
         # are answered again from the backend's cache (judges ask greedily).
         verdicts = [_judge_one_or_error(judge, prompt, response) for prompt, response in zip(prompts, responses)]
     for verdict in verdicts:
+        # The judge's answer, where the verdict keeps it (the rubric judges keep one they cannot
+        # parse), is the backend's Answer, which knows whether it was cut off.
         if getattr(verdict.detail.get("answer"), "truncated", False):
             verdict.truncated = True
             if verdict.harmful is None:
