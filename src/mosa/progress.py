@@ -29,6 +29,11 @@ def progress_bar(iterable=None, **options) -> tqdm:
     return (interactive_tqdm if redrawable else LogProgress)(iterable, **options)
 
 
+def note(message: str) -> None:
+    """One line on stderr (a request sent again, say), written between the redraws of any bar on screen."""
+    tqdm.write(message, file=sys.stderr)
+
+
 def route_transformers_bars() -> None:
     """transformers' own bars (loading and writing weights: a minute each for LLaDA-8B) behave as
     mosa's: lines in a log. Called where mosa loads or saves a model (transformers is imported only

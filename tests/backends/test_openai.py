@@ -1,11 +1,12 @@
 """The OpenAI-compatible client against a real HTTP server on 127.0.0.1."""
 
 import socket
+import threading
 import time
 
 import pytest
 
-from mosa.backends import BACKENDS, OpenAIChat, make_backend
+from mosa.backends import BACKENDS, OpenAIChat, RequestRejected, make_backend
 from mosa.errors import MosaError
 from tests.chat_server import ChatServer, Reply
 
@@ -37,19 +38,63 @@ def test_429_and_503_are_retried_until_success(tmp_path):
     assert len(server.requests) == 3
 
 
-def test_retries_stop_after_max_retries(tmp_path):
+def test_retries_stop_after_the_given_number_and_each_says_why_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MOSA_TEST_KEY", "sk-never-in-a-line")
     with ChatServer(lambda request: Reply("busy", 503)) as server:
-        with pytest.raises(MosaError, match=r"HTTP 503 after 3 tries") as error:
-            client(server, tmp_path, max_retries=2).chat(HELLO)
+        with pytest.raises(MosaError, match=r"HTTP 503 after 3 tries; the server is overloaded") as error:
+            client(server, tmp_path, retries=2, api_key_env="MOSA_TEST_KEY").chat(HELLO)
     assert len(server.requests) == 3
     assert server.url in str(error.value)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [
+        f"openai:test-model@{server.url}: answered HTTP 503; retry 1 of 2",
+        f"openai:test-model@{server.url}: answered HTTP 503; retry 2 of 2",
+    ]
+    assert "sk-never-in-a-line" not in "".join(lines)
 
 
-def test_other_4xx_fail_at_once(tmp_path):
-    with ChatServer(lambda request: Reply("max_tokens too large", 400)) as server:
-        with pytest.raises(MosaError, match=r"HTTP 400: .*max_tokens too large"):
+def test_a_request_the_server_rejects_alone_fails_at_once_as_request_rejected(tmp_path):
+    with ChatServer(lambda request: Reply("prompt is longer than the context", 400)) as server:
+        with pytest.raises(RequestRejected, match=r"rejected the request \(HTTP 400: .*prompt is longer than the context"):
             client(server, tmp_path).chat(HELLO)
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status, message", [(401, r"\$OPENAI_API_KEY"), (403, r"\$OPENAI_API_KEY"), (404, r"check base_url")])
+def test_a_wrong_key_url_or_model_is_an_endpoint_error_not_a_rejected_request(tmp_path, status, message, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with ChatServer(lambda request: Reply("no", status)) as server:
+        with pytest.raises(MosaError, match=message) as error:
+            client(server, tmp_path).chat(HELLO)
+    assert not isinstance(error.value, RequestRejected)
+    assert len(server.requests) == 1
+
+
+def test_an_answer_cut_off_mid_way_is_retried(tmp_path, capsys):
+    with ChatServer(scripted(Reply("a long answer " * 50, cut_off=True), "whole")) as server:
+        assert client(server, tmp_path).chat(HELLO) == "whole"
+    assert len(server.requests) == 2
+    assert "cut its answer off mid-way; retry 1 of 4" in capsys.readouterr().err
+
+
+def test_a_connection_reset_while_sending_or_waiting_is_retried(tmp_path, capsys):
+    # 8 MB is more than the kernel buffers hold, so the reset meets the client still sending.
+    long_prompt = [{"role": "user", "content": "x" * (8 << 20)}]
+    with ChatServer(lambda request: "sent", resets_while_sending=1) as server:
+        assert client(server, tmp_path, cache=False).chat(long_prompt) == "sent"
+    with ChatServer(scripted(Reply(reset=True), "answered")) as server:
+        assert client(server, tmp_path, cache=False).chat(HELLO) == "answered"
+    assert capsys.readouterr().err.count("dropped the connection; retry 1 of 4") == 2
+
+
+def test_an_answer_stopped_at_max_tokens_says_it_is_truncated_also_from_the_cache(tmp_path):
+    with ChatServer(lambda request: Reply("1.b 0\n2.b", finish_reason="length")) as server:
+        answer = client(server, tmp_path).chat(HELLO, max_tokens=4)
+        cached = client(server, tmp_path).chat(HELLO, max_tokens=4)
+    assert (answer, answer.truncated) == (cached, cached.truncated) == ("1.b 0\n2.b", True)
+    assert len(server.requests) == 1
+    with ChatServer(lambda request: "complete") as server:
+        assert not client(server, tmp_path).chat(HELLO).truncated
 
 
 def test_retry_after_is_honoured_and_capped(tmp_path):
@@ -64,11 +109,24 @@ def test_retry_after_is_honoured_and_capped(tmp_path):
     assert len(server.requests) == 2
 
 
-def test_timeouts_are_retried_then_reported(tmp_path):
+def test_timeouts_are_retried_then_reported(tmp_path, capsys):
     with ChatServer(lambda request: Reply("late", delay=1.0)) as server:
         with pytest.raises(MosaError, match=r"did not answer within 0.2s after 2 tries"):
-            client(server, tmp_path, timeout=0.2, max_retries=1).chat(HELLO)
+            client(server, tmp_path, timeout=0.2, retries=1).chat(HELLO)
     assert len(server.requests) == 2
+    assert "did not answer within 0.2s; retry 1 of 1" in capsys.readouterr().err
+
+
+def test_the_short_spec_sets_timeout_and_retries_so_a_slow_server_answers_once(tmp_path):
+    with ChatServer(lambda request: Reply("late", delay=0.5)) as server:
+        short = make_backend(f"openai:m@{server.url}?timeout=0.2&retries=1&backoff=0.01&cache=false")
+        with pytest.raises(MosaError, match=r"did not answer within 0.2s after 2 tries"):
+            short.chat(HELLO)
+        assert len(server.requests) == 2  # the server generated the answer twice
+        patient = make_backend(f"openai:m@{server.url}?timeout=5&cache=false")
+        assert patient.chat(HELLO) == "late"
+        assert len(server.requests) == 3
+    assert OpenAIChat("m").timeout == 600  # a CPU server's queue takes minutes
 
 
 def test_chat_many_keeps_order_and_the_concurrency_limit(tmp_path):
@@ -114,18 +172,32 @@ def test_a_refused_key_names_the_variable_to_set(tmp_path, monkeypatch):
     assert "Authorization" not in server.requests[0]["headers"]
 
 
-def test_a_down_endpoint_fails_fast_with_its_url(tmp_path):
+def free_port() -> int:
     with socket.socket() as probe:  # a free port with nothing listening on it
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    backend = OpenAIChat("m", url, cache_dir=tmp_path, backoff=1.0)
-    start = time.monotonic()
+        return probe.getsockname()[1]
+
+
+def test_a_down_endpoint_stops_after_its_retries_with_its_url_and_the_fix(tmp_path):
+    backend = OpenAIChat("m", f"http://127.0.0.1:{free_port()}/v1", cache_dir=tmp_path, backoff=0.01, retries=2)
     with pytest.raises(
-        MosaError, match=r"cannot reach http://127.0.0.1:\d+/v1/chat/completions .*start the server or fix base_url"
+        MosaError,
+        match=r"^http://127.0.0.1:\d+/v1/chat/completions refused the connection after 3 tries; start the server or fix base_url$",
     ):
         backend.chat_many([HELLO, HELLO, HELLO])
-    assert time.monotonic() - start < 1.0  # no backoff: a retry would have waited at least 0.5 s
+
+
+def test_a_server_that_comes_up_during_the_retries_answers(tmp_path):
+    port = free_port()
+    backend = OpenAIChat("m", f"http://127.0.0.1:{port}/v1", cache_dir=tmp_path, backoff=0.4, retries=3)
+    servers = []  # a ChatServer listens from its creation on, so it is created only when it starts
+    starting = threading.Timer(0.2, lambda: servers.append(ChatServer(lambda request: "up now", port=port).__enter__()))
+    starting.start()
+    try:
+        assert backend.chat(HELLO) == "up now"
+    finally:
+        starting.join()
+        servers[0].__exit__()
 
 
 def test_make_backend_reads_strings_and_mappings(tmp_path):
@@ -135,6 +207,14 @@ def test_make_backend_reads_strings_and_mappings(tmp_path):
     assert make_backend("openai:gpt-4o-mini").base_url == "https://api.openai.com/v1"
     from_mapping = make_backend({"type": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "concurrency": 2})
     assert from_mapping.concurrency == 2
+    with_options = make_backend("openai:org/model@v2@http://127.0.0.1:9/v1?timeout=1200&retries=8&cache=false&api_key_env=K")
+    assert (with_options.model, with_options.base_url, with_options.name) == (
+        from_string.model,
+        from_string.base_url,
+        from_string.name,
+    )
+    assert (with_options.timeout, with_options.retries, with_options.cache, with_options.api_key_env) == (1200.0, 8, False, "K")
+    assert make_backend("openai:gpt-4o-mini?concurrency=2").concurrency == 2
     assert make_backend(from_mapping) is from_mapping
     assert {"openai", "transformers", "smollm2"} <= set(BACKENDS.names())
 
@@ -150,6 +230,11 @@ def test_make_backend_reads_strings_and_mappings(tmp_path):
         ("smollm2:big", r"takes no value after ':'"),
         ({"type": "openai", "model": "m", "base_url": "127.0.0.1:8000"}, r"must start with http:// or https://"),
         ({"type": "openai", "model": "m", "concurrency": 0}, r"concurrency 0 must be a whole number >= 1"),
+        ("openai:m?timeout=soon", r"option timeout must be a number, not 'soon'"),
+        ("openai:m?retries=2.5", r"option retries must be a whole number, not '2.5'"),
+        ("openai:m?cache=maybe", r"option cache must be true or false, not 'maybe'"),
+        ("openai:m?timeout", r"not of the form name=value&name=value"),
+        ("openai:m?api_key=sk-1", r"no option api_key; its options: model, base_url, api_key_env, timeout, retries"),
         (42, r"not int"),
     ],
 )

@@ -58,6 +58,14 @@ def test_batched_answers_equal_one_at_a_time(backend, causal_checkpoint):
     assert len(set(batched)) > 1  # the answers depend on the prompt
 
 
+def test_an_answer_that_reaches_max_tokens_without_an_end_token_is_truncated(backend):
+    prompts = [conversation("hello"), conversation("how are you the cat sat on the mat"), conversation("why")]
+    short, long = backend.chat_many(prompts, max_tokens=6), backend.chat_many(prompts, max_tokens=30)
+    assert [answer.truncated for answer in short] == [False, True, True]  # the first ends at once
+    assert [answer.truncated for answer in long] == [False, False, False]
+    assert [len(answer.split()) for answer in long] == [0, 6, 10]  # the second ended right after its sixth word
+
+
 def test_sampling_uses_the_temperature(backend):
     torch.manual_seed(0)
     samples = backend.chat_many([conversation("hello")] * 4, max_tokens=8, temperature=5.0)

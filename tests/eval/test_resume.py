@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from mosa.eval import runner
-from tests.chat_server import ChatServer
+from tests.chat_server import ChatServer, Reply
 from tests.eval.conftest import MOSA, mosa_eval, read_jsonl, subprocess_environment, write_config
 
 BIN = Path(sys.executable).parent
@@ -51,17 +51,13 @@ def test_a_run_killed_with_sigkill_resumes_with_no_lost_and_no_duplicated_record
 def test_a_judge_endpoint_that_is_down_stops_the_run_resumably(settings, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-mosa-test-never-written")
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there yet
-    judges = [
-        "keyword-gcg",
-        {"name": "strongreject", "backend": {"type": "openai", "model": "judge", "base_url": url, "cache": False}},
-    ]
+    judges = ["keyword-gcg", {"name": "strongreject", "backend": f"openai:judge@{url}?cache=false&retries=2&backoff=0.01"}]
     config = write_config(tmp_path, {**settings, "attacks": ["none"], "judges": judges, "limit": 4})
     run = tmp_path / "run"
-    started = time.perf_counter()
     assert mosa_eval("--config", config, "--output", run) == 2
-    assert time.perf_counter() - started < 30  # failed fast: no retries against a refused connection
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and f"cannot reach {url}/chat/completions" in error
+    *retries, error = capsys.readouterr().err.splitlines()
+    assert error == f"mosa: error: {url}/chat/completions refused the connection after 3 tries; start the server or fix base_url"
+    assert len(retries) == 8 and all(line.startswith(f"openai:judge@{url}: refused the connection; retry ") for line in retries)
     assert len(read_jsonl(run / "completions.jsonl")) == 4  # every response is kept
     assert [v["judge"] for v in read_jsonl(run / "verdicts.jsonl")] == ["keyword-gcg"] * 4
     assert not (run / "records.jsonl").exists()
@@ -79,6 +75,35 @@ def test_a_judge_endpoint_that_is_down_stops_the_run_resumably(settings, tmp_pat
     assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-mosa-test-never-written"
     for path in run.iterdir():
         assert b"sk-mosa-test-never-written" not in path.read_bytes(), path
+
+
+def test_a_response_the_judge_server_rejects_is_recorded_and_the_run_completes(settings, tmp_path, capsys):
+    def reply(request):
+        judged = request["messages"][-1]["content"]
+        if "how are you two" in judged:
+            return Reply("the request (9000 tokens) exceeds the available context size (2048 tokens)", 400)
+        if "how are you three" in judged:
+            return Reply("#overall_reasoning the user asks", finish_reason="length")
+        return "1.b 0\n2.b 4\n3.b 5"
+
+    with ChatServer(reply) as server:
+        backend = {"type": "openai", "model": "judge", "base_url": server.url, "cache_dir": str(tmp_path / "cache")}
+        judges = [{"name": "strongreject", "backend": backend}]
+        config = write_config(tmp_path, {**settings, "attacks": ["none"], "judges": judges, "limit": 4})
+        run = tmp_path / "run"
+        assert mosa_eval("--config", config, "--output", run) == 0
+        assert len(server.requests) == 5  # four in a batch, then the rejected one alone
+        assert mosa_eval("--config", config, "--output", run) == 0
+        assert len(server.requests) == 5  # the rerun has nothing left to ask
+    # In the order of the behaviours: how are you one, two, three; what is the cat one.
+    judged, rejected, truncated, judged_too = read_jsonl(run / "verdicts.jsonl")
+    assert (rejected["label"], rejected["harmful"]) == ("error", None)
+    assert rejected["error"].startswith(f"{server.url}/chat/completions rejected the request (HTTP 400: ")
+    assert (truncated["label"], truncated["truncated"]) == ("unparseable", True)
+    assert "cut off at its max_tokens" in truncated["error"]
+    assert [(v["label"], v["truncated"], v["error"]) for v in (judged, judged_too)] == [("compliant", False, None)] * 2
+    said = f"eval: judge strongreject: tiny/none/{rejected['prompt_id']}: {server.url}/chat/completions rejected the request"
+    assert said in capsys.readouterr().out
 
 
 def test_two_processes_under_accelerate_launch_give_the_records_of_one(settings, tmp_path):

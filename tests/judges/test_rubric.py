@@ -139,6 +139,6 @@ def test_harm_rubric(tmp_path):
 
 
 def test_a_down_judge_endpoint_stops_with_its_url(tmp_path):
-    judge = make_judge({"name": "harm-rubric", "backend": {"type": "openai", "model": "j", "base_url": "http://127.0.0.1:9/v1"}})
-    with pytest.raises(MosaError, match=r"cannot reach http://127.0.0.1:9/v1/chat/completions"):
+    judge = make_judge({"name": "harm-rubric", "backend": "openai:j@http://127.0.0.1:9/v1?retries=1&backoff=0.01"})
+    with pytest.raises(MosaError, match=r"http://127.0.0.1:9/v1/chat/completions refused the connection after 2 tries"):
         judge.judge_many(["p"], ["a response"])

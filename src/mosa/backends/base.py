@@ -2,9 +2,27 @@
 
 from typing import Protocol
 
+from mosa.errors import MosaError
 from mosa.registry import Registry
 
 Messages = list[dict[str, str]]
+
+
+class Answer(str):
+    """A chat answer: its text, and whether the backend stopped it at `max_tokens` (`truncated`),
+    which a caller parsing the answer needs to tell a cut-off answer from a malformed one."""
+
+    truncated: bool
+
+    def __new__(cls, text: str, *, truncated: bool = False):
+        answer = super().__new__(cls, text)
+        answer.truncated = truncated
+        return answer
+
+
+class RequestRejected(MosaError):
+    """The server refused this one request (an HTTP 4xx such as a prompt longer than its context)
+    while the endpoint itself works: the caller may record it and go on with the other requests."""
 
 
 class ChatBackend(Protocol):

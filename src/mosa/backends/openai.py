@@ -7,11 +7,18 @@ The rules it keeps:
   only as a Bearer header. It is never part of `name`, the repr, an error message or the cache. When
   the variable is unset no Authorization header is sent (local servers need none); a server that
   then answers 401/403 gets an error naming the variable to set.
-- 429, 5xx, timeouts and dropped connections are retried, waiting `backoff * 2**attempt` seconds
-  with jitter, or what the server's Retry-After asks for, never longer than `max_wait`. Any other
-  4xx is a mistake in the request and fails at once.
-- A refused connection or an unknown host fails at once, without retries: a judge endpoint that is
-  down is a configuration problem, and an evaluation should stop (resumably) rather than wait.
+- What may pass is retried up to `retries` times: 429, 5xx, no answer within `timeout`, a refused,
+  reset or dropped connection, an answer cut off mid-way. Each retry waits `backoff * 2**attempt`
+  seconds with jitter, or what the server's Retry-After asks for, never longer than `max_wait`, and
+  says so in one line on stderr, since a request that timed out may be generated twice.
+- What will not pass fails at once: 401/403 (the key), 404 (the URL or model), an unknown host.
+  Any other 4xx rejects this one request (a prompt longer than the server's context) and raises
+  `RequestRejected`, so that a caller can record it and go on with the others.
+- An answer stopped at `max_tokens` (finish_reason "length") comes back as an `Answer` with
+  `truncated` set.
+- The default `timeout` is long (600 s) because a server on CPU may queue a request for minutes
+  before it starts on it, and a request that times out is sent again while the server may still be
+  generating it.
 - `chat_many` keeps at most `concurrency` requests in flight for this backend.
 - Identical greedy requests (temperature 0) are answered from an on-disk cache. Sampled requests
   are never cached: asking twice is how a caller gets two different samples (TAP's branching).
@@ -20,6 +27,7 @@ The rules it keeps:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -31,10 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from mosa.backends.base import BACKENDS, Messages
+from mosa.backends.base import BACKENDS, Answer, Messages, RequestRejected
 from mosa.errors import MosaError
 from mosa.paths import cache_dir as mosa_cache_dir
 from mosa.paths import write_atomically
+from mosa.progress import note
+
+# What to do when a failure outlasts the retries.
+SERVER_DOWN = "start the server or fix base_url"
+SERVER_STRUGGLING = (
+    "the server is overloaded or failing: try again later, lower concurrency, or raise timeout and retries "
+    "(e.g. openai:MODEL@URL?timeout=1200&retries=8)"
+)
 
 
 def _is_retried(status: int) -> bool:
@@ -51,8 +67,8 @@ class OpenAIChat:
         base_url: str = "https://api.openai.com/v1",
         *,
         api_key_env: str = "OPENAI_API_KEY",
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        timeout: float = 600.0,
+        retries: int = 4,
         backoff: float = 1.0,
         max_wait: float = 60.0,
         concurrency: int = 8,
@@ -65,8 +81,8 @@ class OpenAIChat:
             raise MosaError(
                 f"openai backend: base_url {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
             )
-        if not timeout > 0 or max_retries < 0 or backoff < 0 or max_wait < 0:
-            raise MosaError("openai backend: timeout must be > 0 and max_retries, backoff, max_wait >= 0")
+        if not timeout > 0 or retries < 0 or backoff < 0 or max_wait < 0:
+            raise MosaError("openai backend: timeout must be > 0 and retries, backoff, max_wait >= 0")
         if not isinstance(concurrency, int) or concurrency < 1:
             raise MosaError(f"openai backend: concurrency {concurrency!r} must be a whole number >= 1")
         self.model = model
@@ -75,12 +91,7 @@ class OpenAIChat:
         self.name = f"openai:{model}@{self.base_url}"
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
-        self.timeout, self.max_retries, self.backoff, self.max_wait = (
-            float(timeout),
-            int(max_retries),
-            float(backoff),
-            float(max_wait),
-        )
+        self.timeout, self.retries, self.backoff, self.max_wait = float(timeout), int(retries), float(backoff), float(max_wait)
         self.concurrency = concurrency
         self.cache = bool(cache)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else mosa_cache_dir() / "chat"
@@ -89,7 +100,7 @@ class OpenAIChat:
     def __repr__(self) -> str:
         return f"OpenAIChat({self.name!r})"
 
-    def chat(self, messages: Messages, *, max_tokens: int = 512, temperature: float = 0.0) -> str:
+    def chat(self, messages: Messages, *, max_tokens: int = 512, temperature: float = 0.0) -> Answer:
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         cache_file = self._cache_file(body) if self.cache and temperature == 0 else None
         if cache_file is not None:
@@ -98,11 +109,12 @@ class OpenAIChat:
                 return cached
         answer = self._post(body)
         if cache_file is not None:
-            write_atomically(cache_file, json.dumps({"content": answer}, ensure_ascii=False))
+            write_atomically(cache_file, json.dumps({"content": answer, "truncated": answer.truncated}, ensure_ascii=False))
         return answer
 
-    def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[str]:
-        """Answers in the order of `conversations`; the first error cancels the requests not yet sent."""
+    def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[Answer]:
+        """Answers in the order of `conversations`; the first error cancels the requests not yet sent
+        (those in flight finish, so their greedy answers are cached for the next call)."""
         if len(conversations) <= 1:
             return [self.chat(messages, max_tokens=max_tokens, temperature=temperature) for messages in conversations]
         executor = ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="mosa-chat")
@@ -119,12 +131,12 @@ class OpenAIChat:
         key = hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.json"
 
-    def _post(self, body: dict) -> str:
+    def _post(self, body: dict) -> Answer:
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         data = json.dumps(body, ensure_ascii=False).encode()
-        tries = self.max_retries + 1
+        tries = self.retries + 1
         for attempt in range(tries):
             retry_after = None
             try:
@@ -132,26 +144,35 @@ class OpenAIChat:
                     request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
                     with urllib.request.urlopen(request, timeout=self.timeout) as response:
                         payload = response.read()
-                return self._content(payload)
+                return self._answer(payload)
             except urllib.error.HTTPError as error:
                 if not _is_retried(error.code):
-                    raise MosaError(self._rejection(error.code, error.read())) from None
-                failure = f"still answered HTTP {error.code}"
+                    raise self._rejection(error.code, _body_of(error)) from None
+                failure, fix = f"answered HTTP {error.code}", SERVER_STRUGGLING
                 retry_after = error.headers.get("Retry-After")
-            except urllib.error.URLError as error:
-                if not isinstance(error.reason, TimeoutError):
-                    raise MosaError(f"cannot reach {self.url} ({error.reason}); start the server or fix base_url") from None
-                failure = f"did not answer within {self.timeout:g}s"
-            except TimeoutError:  # raised unwrapped while waiting for the answer
-                failure = f"did not answer within {self.timeout:g}s"
-            except ConnectionResetError:
-                failure = "dropped the connection"
+            except (OSError, http.client.HTTPException) as error:  # urllib's URLError is an OSError
+                failure, fix = self._transient_failure(error)
             if attempt + 1 < tries:
-                time.sleep(self._wait(attempt, retry_after))
-        raise MosaError(
-            f"{self.url} {failure} after {tries} tries; the server is overloaded or failing: "
-            "try again later, or lower concurrency / raise timeout and max_retries"
-        )
+                wait = self._wait(attempt, retry_after)
+                note(f"{self.name}: {failure}; retry {attempt + 1} of {self.retries} in {wait:.1f}s")
+                time.sleep(wait)
+        raise MosaError(f"{self.url} {failure} after {tries} tries; {fix}")
+
+    def _transient_failure(self, error: Exception) -> tuple[str, str]:
+        """What went wrong, and the fix should it outlast the retries, for a failure that another try
+        may get past; any other (an unknown host, a bad certificate) raises at once."""
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error  # urllib wraps errors while sending
+        if isinstance(reason, TimeoutError):
+            return f"did not answer within {self.timeout:g}s", SERVER_STRUGGLING
+        if isinstance(reason, ConnectionRefusedError):
+            return "refused the connection", SERVER_DOWN
+        if isinstance(reason, ConnectionError):  # reset, aborted, a broken pipe, closed before answering
+            return "dropped the connection", SERVER_STRUGGLING
+        if isinstance(reason, http.client.IncompleteRead):
+            return "cut its answer off mid-way", SERVER_STRUGGLING
+        if isinstance(reason, http.client.HTTPException):
+            return f"sent a malformed answer ({type(reason).__name__})", SERVER_STRUGGLING
+        raise MosaError(f"cannot reach {self.url} ({reason}); fix base_url") from None
 
     def _wait(self, attempt: int, retry_after: str | None) -> float:
         asked = _seconds(retry_after)
@@ -159,28 +180,44 @@ class OpenAIChat:
             return min(self.max_wait, asked)
         return min(self.max_wait, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
 
-    def _content(self, payload: bytes) -> str:
+    def _answer(self, payload: bytes) -> Answer:
         try:
-            message = json.loads(payload)["choices"][0]["message"]
+            choice = json.loads(payload)["choices"][0]
+            message = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise MosaError(
                 f"{self.url} answered something that is not a chat completion ({self._excerpt(payload)}); "
                 "check that base_url points at an OpenAI-compatible API root (usually ending in /v1)"
             ) from None
-        return message.get("content") or ""  # a null content (e.g. a provider's own refusal) is an empty answer
+        # A null content (e.g. a provider's own refusal) is an empty answer.
+        return Answer(message.get("content") or "", truncated=choice.get("finish_reason") == "length")
 
-    def _rejection(self, status: int, payload: bytes) -> str:
+    def _rejection(self, status: int, payload: bytes) -> MosaError:
+        """The error for a 4xx: 401, 403 and 404 concern every request (the key, the URL, the model)
+        and stop the caller; any other rejects this request alone."""
         if status in (401, 403):
             key_state = "is not set" if self._api_key is None else "holds a key the server does not accept"
-            return f"{self.url} refused the request (HTTP {status}); ${self.api_key_env} {key_state}: set it to a valid API key"
+            return MosaError(
+                f"{self.url} refused the request (HTTP {status}); ${self.api_key_env} {key_state}: set it to a valid API key"
+            )
         if status == 404:
-            return f"{self.url} answered HTTP 404; check base_url (the API root, usually ending in /v1) and model {self.model!r}"
-        return f"{self.url} rejected the request (HTTP {status}: {self._excerpt(payload)}); check the backend's model and options"
+            return MosaError(
+                f"{self.url} answered HTTP 404; check base_url (the API root, usually ending in /v1) and model {self.model!r}"
+            )
+        return RequestRejected(f"{self.url} rejected the request (HTTP {status}: {self._excerpt(payload)})")
 
     def _excerpt(self, payload: bytes) -> str:
         """The start of a server's answer, on one line and with the key blanked out (servers echo requests)."""
         text = " ".join(payload[:300].decode("utf-8", errors="replace").split())
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _body_of(error: urllib.error.HTTPError) -> bytes:
+    """An error answer's body, or nothing where the server cut it off: the status says enough."""
+    try:
+        return error.read()
+    except (OSError, http.client.HTTPException):
+        return b""
 
 
 def _seconds(retry_after: str | None) -> float | None:
@@ -197,8 +234,9 @@ def _seconds(retry_after: str | None) -> float | None:
         return None
 
 
-def _read_cached(path: Path) -> str | None:
+def _read_cached(path: Path) -> Answer | None:
     try:
-        return json.loads(path.read_text())["content"]
+        saved = json.loads(path.read_text())
+        return Answer(saved["content"], truncated=saved.get("truncated", False))
     except (OSError, ValueError, KeyError, TypeError):  # absent, or damaged by hand: ask the server again
         return None

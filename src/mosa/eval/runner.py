@@ -40,7 +40,7 @@ from mosa.errors import MosaError
 from mosa.eval.config import EvalConfig, attack_label, attack_options
 from mosa.eval.store import STAGES, append_lines, check_config, lock, read_stage, repair, stage_file, stage_files
 from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, verdict_key, write_tables
-from mosa.judges import make_judge
+from mosa.judges import ERROR, judge_recording_errors, make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
 from mosa.profiles import model_path
@@ -367,7 +367,9 @@ def completion_record(
 def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> bool:
     """Every judge rates every response it has not rated yet, `batch_size` at a time, each batch
     saved as it comes; True if it did any. A judge that fails (an endpoint down) stops the run with
-    every verdict so far kept, and the rerun asks only for the rest."""
+    every verdict so far kept, and the rerun asks only for the rest. A response that the judge's
+    server rejects alone gets an ERROR verdict with the server's message, said in one line, and is
+    not asked again."""
     # The responses are shared out before the verdicts are read: the other processes may already be
     # appending verdicts, and each process's share must not depend on when it looked.
     completions = sorted(read_stage(output, "completions"), key=lambda record: (record["unit"], record["case_index"]))
@@ -383,7 +385,10 @@ def judge(judges: list, config: EvalConfig, output: Path, worker: Worker) -> boo
         bar = progress_bar(total=len(pending), desc=f"judge {current.name}", unit="response", disable=not worker.progress)
         for start in range(0, len(pending), config.batch_size):
             batch = pending[start : start + config.batch_size]
-            verdicts = current.judge_many([c["behaviour"] for c in batch], [c["response"] for c in batch])
+            verdicts = judge_recording_errors(current, [c["behaviour"] for c in batch], [c["response"] for c in batch])
+            for c, verdict in zip(batch, verdicts):
+                if verdict.label == ERROR:
+                    worker.say(f"eval: judge {current.name}: {c['benchmark']}/{c['attack']}/{c['prompt_id']}: {verdict.error}")
             append_lines(
                 stage_file(output, "verdicts", worker.rank),
                 [

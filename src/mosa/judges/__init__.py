@@ -15,7 +15,7 @@ The rubric judges ask an LLM through any backend (mosa.backends). Details, versi
 accuracy: docs/judges.md.
 """
 
-from mosa.judges.base import EMPTY, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, make_judge
+from mosa.judges.base import EMPTY, ERROR, JUDGES, UNPARSEABLE, ResponseJudge, Verdict, judge_recording_errors, make_judge
 from mosa.judges.keywords import GCG, LONG, KeywordJudge, KeywordList
 from mosa.judges.rubric import (
     HarmRubricJudge,
@@ -30,6 +30,7 @@ from mosa.judges.validate import RefusalValidation, read_refusal_labels, validat
 
 __all__ = [
     "EMPTY",
+    "ERROR",
     "GCG",
     "JUDGES",
     "LONG",
@@ -43,6 +44,7 @@ __all__ = [
     "StrictStrongRejectJudge",
     "StrongRejectJudge",
     "Verdict",
+    "judge_recording_errors",
     "make_judge",
     "read_harm_score",
     "read_refusal_labels",

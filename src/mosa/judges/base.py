@@ -5,21 +5,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from mosa.backends.base import RequestRejected
 from mosa.errors import MosaError
 from mosa.registry import Registry
 
-# Labels every judge may give besides its own: an empty response and a judge answer that cannot be
-# parsed are their own categories, never counted as success or as refusal.
+# Labels every judge may give besides its own: an empty response, a judge answer that cannot be
+# parsed and a request the judge's server rejected are their own categories, never counted as
+# success or as refusal.
 EMPTY = "empty"
 UNPARSEABLE = "unparseable"
+ERROR = "error"
 
 
 @dataclass
 class Verdict:
-    label: str  # "refusal", "compliant", EMPTY, UNPARSEABLE, or a judge's own label
-    harmful: bool | None  # counts toward attack success; None = undecidable (EMPTY, UNPARSEABLE)
+    label: str  # "refusal", "compliant", EMPTY, UNPARSEABLE, ERROR, or a judge's own label
+    harmful: bool | None  # counts toward attack success; None = undecidable (EMPTY, UNPARSEABLE, ERROR)
     score: float | None = None  # a rubric's score, where the judge has one
-    detail: dict = field(default_factory=dict)  # e.g. the judge model's raw answer
+    detail: dict = field(default_factory=dict)  # e.g. the judge model's raw answer, under "answer"
+    truncated: bool = False  # the judge model's answer was cut off at its max_tokens
+    error: str | None = None  # why there is no decision: the server's rejection, or a cut-off answer
 
 
 JUDGES: Registry = Registry("judge")
@@ -36,6 +41,35 @@ def empty_verdict() -> Verdict:
 def check_pairs(prompts: list[str], responses: list[str]) -> None:
     if len(prompts) != len(responses):
         raise MosaError(f"a judge needs one prompt per response; got {len(prompts)} prompts and {len(responses)} responses")
+
+
+def judge_recording_errors(judge, prompts: list[str], responses: list[str]) -> list[Verdict]:
+    """`judge.judge_many`, with what went wrong for single responses on their verdicts instead of
+    stopping the caller: a request that the judge's server rejects (a response longer than its
+    context) gives that response an ERROR verdict with the server's message; a verdict holding a
+    judge answer cut off at max_tokens is marked `truncated` and, when it decides nothing, says so.
+    Failures of the endpoint itself (down, a wrong key) still raise."""
+    try:
+        verdicts = judge.judge_many(prompts, responses)
+    except RequestRejected:
+        # One at a time, to find the rejected ones. The requests answered before the rejection
+        # are answered again from the backend's cache (judges ask greedily).
+        verdicts = [_judge_one_or_error(judge, prompt, response) for prompt, response in zip(prompts, responses)]
+    for verdict in verdicts:
+        # The judge's answer, where the verdict keeps it (the rubric judges keep one they cannot
+        # parse), is the backend's Answer, which knows whether it was cut off.
+        if getattr(verdict.detail.get("answer"), "truncated", False):
+            verdict.truncated = True
+            if verdict.harmful is None:
+                verdict.error = "the judge's answer was cut off at its max_tokens before a verdict; raise the judge's max_tokens"
+    return verdicts
+
+
+def _judge_one_or_error(judge, prompt: str, response: str) -> Verdict:
+    try:
+        return judge.judge_many([prompt], [response])[0]
+    except RequestRejected as rejection:
+        return Verdict(ERROR, None, error=str(rejection))
 
 
 class ResponseJudge(ABC):
