@@ -47,7 +47,7 @@ def render_conversation(tokenizer, messages: list[dict]) -> str:
     replaced by a marker of its own, and looking for the markers in order: content-free, so short
     messages ("Yes.") cannot be found by accident.
     """
-    from jinja2 import TemplateError
+    from jinja2 import TemplateError  # what transformers renders templates with, and raises through
 
     for number, message in enumerate(messages, start=1):
         if (
