@@ -1,9 +1,10 @@
 """What an attack produces: test cases for a dLLM target, and the target that answers them.
 
-An attack turns harmful behaviours into `TestCase`s: the conversation to render, text to prefill at
-chosen response positions, and text to write over the canvas at chosen denoising steps. Single-shot
-attacks build cases from the behaviour alone; white-box and multi-query attacks (GCG, TAP) query the
-`Target` while they build them.
+An attack turns harmful behaviours into `TestCase`s: the conversation to render (any message list),
+text to prefill at chosen response positions, text to write over the canvas at chosen denoising
+steps, and text banned from starting at chosen response positions. Single-shot attacks build cases
+from the behaviour alone; white-box and multi-query attacks (GCG, TAP, ...) query the `Target` while
+they build them: for responses, and for the log-probabilities of a given response three ways.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 from mosa.data import Example
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.models.likelihood import TokenLogprobs, elbo_logprobs, masked_logprobs, teacher_forced_logprobs
 from mosa.registry import Registry
 from mosa.sampling import SamplerConfig, generate
 
@@ -31,6 +33,8 @@ class TestCase:
     payload: dict = field(default_factory=dict)  # what the attack did, JSON-serialisable, for the record
     # denoising step -> {response position -> text}: written over the canvas just before that step
     interventions: dict[int, dict[int, str]] = field(default_factory=dict)
+    # response position -> texts the response may not hold starting there (EPT's negative prefixes)
+    bans: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,7 +45,17 @@ class TargetResponse:
 
 
 class Target:
-    """A dLLM and the sampler settings it is attacked with."""
+    """A dLLM and the sampler settings it is attacked with: what black-box attacks may ask of it.
+
+    respond(cases)              responses to conversations (any message list), with prefill,
+                                interventions and token bans on the canvas: up to `steps` forward
+                                passes per batch, plus one per position of a ban's region
+    prompt_tokens(messages)     the ids a conversation reaches the model as (chat template): no pass
+    masked_logprobs             a response's per-token log-probabilities, fully masked: 1 forward pass
+    teacher_forced_logprobs     left to right, with the exact top-k per position: m passes (m tokens)
+    elbo_logprobs               LLaDA's Monte-Carlo ELBO: mc_num passes
+    Every reading uses the canvas the target answers on, [prompt ; gen_length] (mosa.models.likelihood).
+    """
 
     def __init__(self, lm: DiffusionLM, sampler: SamplerConfig, batch_size: int = 16):
         self.lm, self.sampler, self.batch_size = lm, sampler, batch_size
@@ -54,6 +68,54 @@ class Target:
         """{response position: text} -> {response position: token ids} (for prefill and interventions alike)."""
         return {int(position): self.tokens(text) for position, text in prefill.items()}
 
+    def ban_ids(self, bans: dict[int, list[str]]) -> dict[int, list[list[int]]]:
+        """{response position: banned texts} -> {response position: banned token sequences}. A text is
+        banned as it tokenizes alone: give the variants a tokenizer makes in context (" I" after a
+        space) as texts of their own."""
+        return {int(position): [self.tokens(text) for text in texts] for position, texts in bans.items()}
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """A conversation's token ids as the target is given it (chat template and assistant header),
+        refused when the template cannot render it or when it leaves no room for the response."""
+        return self.lm.check_prompts([messages], self.sampler.gen_length)[0]
+
+    def masked_logprobs(self, messages: list[dict[str, str]], response: str, position: int = 0) -> TokenLogprobs:
+        """Each token of `response`, placed at `position` of the response canvas, scored with the
+        whole response masked (as MOSA's objective reads it). 1 forward pass."""
+        return masked_logprobs(
+            self.lm, self.prompt_tokens(messages), self.tokens(response), gen_length=self.sampler.gen_length, position=position
+        )
+
+    def teacher_forced_logprobs(
+        self, messages: list[dict[str, str]], response: str, position: int = 0, top_k: int = 5
+    ) -> TokenLogprobs:
+        """Each token scored with the tokens before it revealed and the rest masked, with the exact
+        top_k tokens at each position (PAL's black-box view). m forward passes, batch_size per call."""
+        return teacher_forced_logprobs(
+            self.lm,
+            self.prompt_tokens(messages),
+            self.tokens(response),
+            top_k=top_k,
+            batch_size=self.batch_size,
+            gen_length=self.sampler.gen_length,
+            position=position,
+        )
+
+    def elbo_logprobs(
+        self, messages: list[dict[str, str]], response: str, position: int = 0, mc_num: int = 128, seed: int = 0
+    ) -> TokenLogprobs:
+        """LLaDA's Monte-Carlo ELBO of `response`, as each token's share. mc_num forward passes."""
+        return elbo_logprobs(
+            self.lm,
+            self.prompt_tokens(messages),
+            self.tokens(response),
+            mc_num=mc_num,
+            seed=seed,
+            batch_size=self.batch_size,
+            gen_length=self.sampler.gen_length,
+            position=position,
+        )
+
     def respond(self, cases: list[TestCase]) -> list[TargetResponse]:
         responses = []
         for start in range(0, len(cases), self.batch_size):
@@ -61,6 +123,7 @@ class Target:
             input_ids, attention_mask = self.lm.encode_chat([case.messages for case in batch], self.sampler.gen_length)
             prefill = [self.prefill_ids(case.prefill) for case in batch]
             interventions = [{int(step): self.prefill_ids(spans) for step, spans in case.interventions.items()} for case in batch]
+            bans = [self.ban_ids(case.bans) for case in batch]
             # A case's noise (at temperature > 0) follows its prompt id and text, so its response does not depend on its batch.
             output = generate(
                 self.lm.module,
@@ -69,6 +132,7 @@ class Target:
                 config=self.sampler,
                 prefill=prefill,
                 interventions=interventions,
+                bans=bans,
                 prompt_ids=[case.prompt_id for case in batch],
             )
             for row in range(len(batch)):

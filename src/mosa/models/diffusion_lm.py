@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mosa.errors import MosaError
-from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE, DREAM_TEMPLATE, LLADA_TEMPLATE
+from mosa.models.chat_templates import BIDIRECTIONAL_TEMPLATE, DREAM_TEMPLATE, LLADA_TEMPLATE, render_conversation
 from mosa.models.native import family_of, load_native, native_config, read_config
 from mosa.models.wrappers import BidirectionalLM, DreamLM
 from mosa.progress import route_transformers_bars
@@ -81,10 +81,12 @@ class DiffusionLM:
         return aligned_logits(raw, self.logits_shifted)
 
     def chat_text(self, messages: list[dict] | str) -> str:
-        """A conversation rendered by the chat template, followed by the assistant header."""
+        """A conversation (a user's text, or any message list: fabricated assistant turns and system
+        messages anywhere) rendered by the chat template, followed by the assistant header. What the
+        template cannot render is refused in one line, never dropped (render_conversation)."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return render_conversation(self.tokenizer, messages)
 
     def render_chat(self, messages: list[dict] | str) -> list[int]:
         """Token ids of a conversation followed by the assistant header, ready for a response."""

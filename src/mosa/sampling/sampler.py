@@ -21,7 +21,8 @@ What makes it faster without changing a token:
     not on the whole canvas, when the model accepts `logits_to_keep` (Hugging Face models do);
   - a step at which no row commits anything (possible with prefill) skips the forward pass.
 What it adds: tokens prefilled at any response positions, tokens written over the canvas at chosen
-denoising steps (interventions), the step at which each response position was committed, more
+denoising steps (interventions), token sequences banned from starting at chosen response positions
+(bans, decoded left to right there), the step at which each response position was committed, more
 remasking rules, Dream's shifted logits.
 
 Randomness per prompt: at temperature > 0 (Gumbel noise) and for `random` remasking, each row's
@@ -47,6 +48,9 @@ Prefill = Mapping[int, Sequence[int] | torch.Tensor]
 # {global step: {response position: token ids}}: written over the canvas just before that step's
 # forward pass; the same for every row, or one such mapping per row.
 Interventions = Mapping[int, Prefill]
+# {response position: [token sequences]}: sequences the response may not hold starting at that
+# position; the same for every row, or one such mapping per row.
+Bans = Mapping[int, Sequence[Sequence[int]]]
 
 
 @dataclass
@@ -112,7 +116,8 @@ class SamplerConfig:
 class GenerationOutput:
     sequences: torch.Tensor  # B x (P + gen_length): prompt and response
     # B x gen_length: the global step that committed each position; -1 = prefilled, or never picked
-    # (a position may stay masked, mosa.sampling.order); a position an intervention wrote at step t records t
+    # (a position may stay masked, mosa.sampling.order); a position an intervention wrote at step t records t,
+    # a ban's region the first step of the block holding the ban (decoded just before it)
     commit_step: torch.Tensor
     prompt_length: int
 
@@ -130,6 +135,7 @@ def generate(
     config: SamplerConfig,
     prefill: Prefill | Sequence[Prefill] | None = None,
     interventions: Interventions | Sequence[Interventions] | None = None,
+    bans: Bans | Sequence[Bans] | None = None,
     prompt_ids: Sequence[str] | None = None,
 ) -> GenerationOutput:
     """Sample responses for a left-padded batch of prompts (B x P).
@@ -138,6 +144,18 @@ def generate(
     later steps (anchoring, priming): at global step t, before that step's forward pass, the given
     response positions take the given tokens, whether they were masked or already decoded; they then
     count as committed at step t and are never remasked.
+
+    `bans` forbid token sequences from starting at given response positions (EPT's negative
+    prefixes: the answer must not open with "I cannot"). A ban's region, [position, position + its
+    longest sequence), is decoded apart, left to right: when the sampler reaches the block holding
+    the position, before that block's first step, it commits the region's tokens one per forward
+    pass, in order. At each it sets to -inf the logit of every token that would complete a banned
+    sequence given the region's tokens committed before it, and the mask token's, then chooses the
+    token as a step does (argmax, or Gumbel-max at temperature > 0). So no banned sequence can form
+    (the region never holds a mask to be decoded later, unchecked), and the block is then
+    sampled as usual around the region. Cost: one forward pass per region position (rows in
+    parallel). The region's positions record that block's first step as their commit step. A region
+    may not overlap a prefill, an intervention or another region of its row.
 
     `prompt_ids`, one per row, key each row's noise (temperature > 0, random remasking): a row draws
     from `config.seed`, its prompt id and its prompt's token ids alone, so its sample does not depend
@@ -162,6 +180,7 @@ def generate(
     prompt_index = x != mask_id
     _place_prefill(x, prompt_len, prefill, cfg)
     planned = _plan_interventions(interventions, batch, cfg)
+    regions = _plan_bans(bans, x, planned, cfg)  # {block: [(row, ban position, banned sequences)]}
     commit_step = torch.full((batch, gen_length), -1, dtype=torch.long, device=device)
 
     num_blocks = gen_length // cfg.block_length
@@ -171,6 +190,19 @@ def generate(
     for block in range(num_blocks):
         block_start = prompt_len + block * cfg.block_length
         block_end = block_start + cfg.block_length
+        if block in regions:
+            _decode_ban_regions(
+                model,
+                x,
+                attention_mask,
+                prompt_index,
+                cfg,
+                keys,
+                commit_step,
+                regions[block],
+                block * steps_per_block,
+                keep_supported,
+            )
         block_masks = (x[:, block_start:block_end] == mask_id).sum(dim=1)
         schedule = commit_schedule(block_masks, steps_per_block)  # B x steps_per_block
 
@@ -327,6 +359,89 @@ def _intervene(x, commit_step, prompt_len, writes, step) -> torch.Tensor:
         commit_step[row, position:end] = step
         touched[row] = True
     return touched
+
+
+def _plan_bans(bans, x, planned, cfg) -> dict[int, list[tuple[int, int, list[list[int]]]]]:
+    """Check every ban before sampling starts; returns {block: [(row, ban position, banned sequences)]}.
+    A ban's region must still be masked once prefill is placed (x), and no intervention may write in it."""
+    regions: dict[int, list[tuple[int, int, list[list[int]]]]] = {}
+    if bans is None:
+        return regions
+    prompt_len = x.shape[1] - cfg.gen_length
+    written = torch.zeros((x.shape[0], cfg.gen_length), dtype=torch.bool)  # B x gen_length: what interventions write
+    for writes in planned.values():
+        for row, position, tokens in writes:
+            written[row, position : position + len(tokens)] = True
+    for row, row_bans in enumerate(_per_row(bans, x.shape[0], "bans")):
+        taken = torch.zeros(cfg.gen_length, dtype=torch.bool)  # this row's regions so far
+        for position, sequences in sorted(row_bans.items()):
+            sequences = _checked_ban(position, sequences, cfg)
+            end = position + max(map(len, sequences))
+            if bool((x[row, prompt_len + position : prompt_len + end] != cfg.mask_id).any()):
+                raise MosaError(f"the ban at response position {position} overlaps a prefill span in row {row}; ban elsewhere")
+            if bool(written[row, position:end].any()) or bool(taken[position:end].any()):
+                raise MosaError(
+                    f"the ban at response position {position} spans [{position}, {end}), which an intervention or "
+                    f"another ban of row {row} also covers"
+                )
+            taken[position:end] = True
+            regions.setdefault(position // cfg.block_length, []).append((row, position, sequences))
+    return regions
+
+
+def _checked_ban(position, sequences, cfg) -> list[list[int]]:
+    """One ban's sequences as lists of ids, each non-empty, free of mask tokens and inside the response."""
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < cfg.gen_length:
+        raise MosaError(f"ban at response position {position!r}: it must be an integer in [0, {cfg.gen_length})")
+    checked = [torch.as_tensor(sequence, dtype=torch.long).flatten().tolist() for sequence in sequences]
+    if not checked or not all(checked):
+        raise MosaError(f"the ban at response position {position} needs at least one non-empty token sequence")
+    for sequence in checked:
+        if position + len(sequence) > cfg.gen_length:
+            raise MosaError(
+                f"the banned sequence {sequence} at response position {position} leaves the response [0, {cfg.gen_length})"
+            )
+        if cfg.mask_id in sequence:
+            raise MosaError(f"the banned sequence {sequence} contains mask_id {cfg.mask_id}")
+    return checked
+
+
+def _decode_ban_regions(model, x, attention_mask, prompt_index, cfg, keys, commit_step, regions, step, keep_supported):
+    """Decode the regions of the bans that lie in this block, left to right: at each forward pass every
+    row with a region commits its next region position, with the tokens that would complete a banned
+    sequence there forbidden. regions: [(row, ban position, banned sequences)]; step: the block's first."""
+    prompt_len = x.shape[1] - cfg.gen_length
+    queues: dict[int, list[tuple[int, int, list[list[int]]]]] = {}  # row -> [(response position, ban position, sequences)]
+    for row, start, sequences in sorted(regions):
+        length = max(map(len, sequences))
+        queues.setdefault(row, []).extend((start + offset, start, sequences) for offset in range(length))
+
+    for turn in range(max(map(len, queues.values()))):
+        due = {row: queue[turn] for row, queue in queues.items() if turn < len(queue)}
+        window_start = prompt_len + min(position for position, _, _ in due.values())
+        window_end = prompt_len + max(position for position, _, _ in due.values()) + 1
+        logits = _window_logits(model, x, attention_mask, prompt_index, cfg, window_start, window_end, keep_supported)
+        if cfg.logits_eos_inf:
+            logits[:, :, cfg.eos_id] = -torch.inf
+        decoding = torch.zeros(logits.shape[:2], dtype=torch.bool, device=x.device)  # B x K: the column each row commits
+        for row, (position, start, sequences) in due.items():
+            column = prompt_len + position - window_start
+            decoding[row, column] = True
+            committed = x[row, prompt_len + start : prompt_len + position].tolist()
+            # Never the mask token either: a position left masked would be decoded later, unchecked.
+            logits[row, column, completing_tokens(sequences, committed) + [cfg.mask_id]] = -torch.inf
+        # A region position draws noise of its own (its position in the key), apart from the block's steps.
+        ban_keys = [f"{key}\0ban {due[row][0]}" if row in due else key for row, key in enumerate(keys)]
+        x0 = _choose_tokens(logits, cfg.temperature, StepNoise(cfg.seed, ban_keys, step, decoding, decoding.any(dim=1)))
+        for row, (position, _, _) in due.items():
+            x[row, prompt_len + position] = x0[row, prompt_len + position - window_start]
+            commit_step[row, position] = step
+
+
+def completing_tokens(sequences: list[list[int]], committed: list[int]) -> list[int]:
+    """The tokens that, placed after `committed` (a ban region's tokens so far), would complete one of
+    the banned sequences."""
+    return [sequence[-1] for sequence in sequences if sequence[:-1] == committed]
 
 
 def _per_row(spec, batch: int, what: str) -> list:
