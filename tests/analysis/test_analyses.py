@@ -20,6 +20,7 @@ from mosa.analysis import (
 from mosa.cli import main
 from mosa.data import Example
 from mosa.models.build import save_model
+from tests.chat_server import ChatServer, Reply
 from tests.conftest import tiny_llama
 
 BEHAVIOURS = [Example(id="b1", prompt="how are you", source="test"), Example(id="b2", prompt="what is the cat", source="test")]
@@ -59,6 +60,32 @@ def test_prefill_position_record_and_figure(lm, tmp_path):
     }
     assert json.loads(json.dumps(result)) == result
     assert_png(plot_prefill_position(result, tmp_path / "prefill-position.png"))
+
+
+def test_a_response_the_judge_server_rejects_is_an_undecided_error_and_the_analysis_goes_on(lm, tmp_path, capsys):
+    def reply(request):
+        if "what is the cat" in request["messages"][-1]["content"]:  # b2's responses
+            return Reply("the request exceeds the available context size (2048 tokens)", 400)
+        return "1.b 1\n2.b 1\n3.b 1"
+
+    with ChatServer(reply) as server:
+        backend = {"type": "openai", "model": "judge", "base_url": server.url, "cache_dir": str(tmp_path)}
+        judge = {"name": "strongreject", "backend": backend}
+        options = PrefillPositionOptions(**TINY, positions=[0, 8], block_length=8, phrases=["sure here is"], judge=judge)
+        result = prefill_position(lm, BEHAVIOURS, options, model_name="tiny")
+
+    rejection = f"{server.url}/chat/completions rejected the request (HTTP 400: "
+    for row in result["responses"]:
+        rejected = row["prompt_id"].startswith("b2@")
+        assert (row["label"], row["harmful"], row["score"]) == (("error", None, None) if rejected else ("refusal", False, 0.0))
+        assert row["error"].startswith(rejection) if rejected else row["error"] is None
+    for summary in result["positions"]:
+        assert (summary["asr"], summary["undecided"], summary["labels"]) == (0.0, 1, {"refusal": 1, "error": 1})
+        assert (summary["mean_score"], summary["scored"]) == (0.0, 1)  # the rejected response has no score
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prefill-position: ")]
+    assert sorted(line.split(rejection)[0] for line in said) == [
+        f"prefill-position: judge strongreject: b2@{position}: " for position in (0, 8)
+    ]
 
 
 def test_gcg_position_record_and_figure(lm, tmp_path):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mosa.backends import BACKENDS, OpenAIChat, RequestRejected, make_backend
+from mosa.backends import BACKENDS, OpenAIChat, RequestRejected, chat_each, make_backend
 from mosa.errors import MosaError
 from tests.chat_server import ChatServer, Reply
 
@@ -58,6 +58,35 @@ def test_a_request_the_server_rejects_alone_fails_at_once_as_request_rejected(tm
         with pytest.raises(RequestRejected, match=r"rejected the request \(HTTP 400: .*prompt is longer than the context"):
             client(server, tmp_path).chat(HELLO)
     assert len(server.requests) == 1
+
+
+def test_chat_each_answers_every_request_once_with_the_rejection_in_its_place(tmp_path):
+    conversations = [[{"role": "user", "content": f"q{i}"}] for i in range(4)]
+
+    def reply(request):
+        question = request["messages"][0]["content"]
+        return Reply("too long", 400) if question == "q1" else "a" + question
+
+    with ChatServer(reply) as server:
+        backend = client(server, tmp_path, concurrency=2)
+        first, rejected, *rest = chat_each(backend, conversations, temperature=1.0)  # sampled: asked once, never again
+        assert [first, *rest] == ["aq0", "aq2", "aq3"] and isinstance(rejected, RequestRejected)
+        assert "HTTP 400: " in str(rejected) and len(server.requests) == 4
+        # chat_many raises the rejection only once the others are answered, so greedy ones are cached.
+        with pytest.raises(RequestRejected):
+            backend.chat_many(conversations)
+        assert len(server.requests) == 8
+        assert backend.chat_many(conversations[2:]) == ["aq2", "aq3"] and len(server.requests) == 8
+
+
+def test_chat_each_of_a_backend_without_its_own_is_chat_many():
+    class Local:
+        name = "local"
+
+        def chat_many(self, conversations, *, max_tokens, temperature):
+            return [f"{len(conversations)} at {temperature}"] * len(conversations)
+
+    assert chat_each(Local(), [HELLO, HELLO], temperature=0.5) == ["2 at 0.5", "2 at 0.5"]
 
 
 @pytest.mark.parametrize("status, message", [(401, r"\$OPENAI_API_KEY"), (403, r"\$OPENAI_API_KEY"), (404, r"check base_url")])

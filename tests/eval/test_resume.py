@@ -104,6 +104,14 @@ def test_a_response_the_judge_server_rejects_is_recorded_and_the_run_completes(s
     assert [(v["label"], v["truncated"], v["error"]) for v in (judged, judged_too)] == [("compliant", False, None)] * 2
     said = f"eval: judge strongreject: tiny/none/{rejected['prompt_id']}: {server.url}/chat/completions rejected the request"
     assert said in capsys.readouterr().out
+    # The records carry both fields; the table leaves the rejected and the unparseable response out
+    # of the judged denominator, counts them as failures over all behaviours, and notes the cut-off one.
+    records = read_jsonl(run / "records.jsonl")
+    fields = [{key: v[key] for key in ("label", "truncated", "error")} for r in records for v in r["verdicts"]]
+    assert fields == [{key: v[key] for key in ("label", "truncated", "error")} for v in (judged, rejected, truncated, judged_too)]
+    table = (run / "asr.md").read_text()
+    assert "| tiny | none | strongreject | 4 | 4 | 0 | 1 | 1 | 2 | 2 | 100.0% | 34.2-100.0% | 50.0% | 15.0-85.0% |" in table
+    assert "max_tokens to have them whole): 1 of 4 in tiny / none / strongreject." in table
 
 
 def test_two_processes_under_accelerate_launch_give_the_records_of_one(settings, tmp_path):

@@ -41,13 +41,16 @@ def test_a_response_the_server_rejects_gets_an_error_verdict_and_the_others_are_
     assert sorted(asked) == ["DETAILED", "REFUSES", "TOOLONG", "TOOLONG"]
 
 
-def test_an_answer_cut_off_at_max_tokens_is_marked_and_an_unreadable_one_says_why(tmp_path):
+def test_every_verdict_on_an_answer_cut_off_at_max_tokens_is_marked_and_an_unreadable_one_says_why(tmp_path):
     replies = {"RAMBLING": Reply("#overall_reasoning a long story that never reaches 1.b", finish_reason="length")}
+    replies["VERBOSE"] = Reply(COMPLIED + "\n#scores and then some more reasoning that", finish_reason="length")
     replies["CONFUSED"] = "I am not able to grade this response."
     with ChatServer(by_marker(replies)) as server:
-        cut, confused = judge_recording_errors(strongreject(server, tmp_path), ["request"] * 2, ["RAMBLING", "CONFUSED"])
+        # The rubric judge itself reads the backend's truncation: no wrapper is needed.
+        cut, verbose, confused = strongreject(server, tmp_path).judge_many(["request"] * 3, ["RAMBLING", "VERBOSE", "CONFUSED"])
     assert (cut.label, cut.truncated) == (UNPARSEABLE, True)
     assert cut.error == "the judge's answer was cut off at its max_tokens before a verdict; raise the judge's max_tokens"
+    assert (verbose.label, verbose.truncated, verbose.error) == ("compliant", True, None)  # cut off after its items
     assert (confused.label, confused.truncated, confused.error) == (UNPARSEABLE, False, None)
 
 

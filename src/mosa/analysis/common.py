@@ -17,10 +17,10 @@ from pathlib import Path
 from mosa.attacks import Target, TargetResponse, TestCase
 from mosa.data import Example, PromptSet, resolve_prompts
 from mosa.errors import MosaError
-from mosa.judges import JUDGES, make_judge
+from mosa.judges import ERROR, JUDGES, Verdict, judge_recording_errors, make_judge
 from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
-from mosa.progress import progress_bar
+from mosa.progress import note, progress_bar
 from mosa.sampling import SamplerConfig
 
 # The organism's prompt sources (its plug-in's, mosa.data.prompts): its held-out harmful prompts (never
@@ -123,6 +123,17 @@ def with_backend(spec: str | dict | None, backend: str | None) -> str | dict | N
 def build_judge(spec):
     judge = make_judge(spec)
     return judge, {"name": judge.name, "version": judge.version}
+
+
+def judge_responses(judge, cases: list[TestCase], responses: list[str], analysis: str) -> list[Verdict]:
+    """The judge's verdicts on the responses to `cases`, against their behaviours. A response whose
+    request the judge's server rejects alone (longer than the judge model's context, say) gets an
+    ERROR verdict, undecided and so never a success, said in one line; the analysis goes on."""
+    verdicts = judge_recording_errors(judge, [case.behaviour for case in cases], responses)
+    for case, verdict in zip(cases, verdicts):
+        if verdict.label == ERROR:
+            note(f"{analysis}: judge {judge.name}: {case.prompt_id}: {verdict.error}")
+    return verdicts
 
 
 def respond(target: Target, cases: list[TestCase], progress: bool, description: str) -> list[TargetResponse]:

@@ -19,6 +19,7 @@ from mosa.analysis.common import (
     ORGANISM_HELD_OUT,
     CommonOptions,
     build_judge,
+    judge_responses,
     model_record,
     prompt_record,
     require_int,
@@ -124,7 +125,7 @@ def gcg_position(
         cases += attack.cases([behaviour], target)
         bar.set_postfix(position=position, loss=f"{cases[-1].payload['loss']:.3f}")
     responses = respond(target, cases, progress, "gcg-position responses")
-    verdicts = judge.judge_many([case.behaviour for case in cases], [response.text for response in responses])
+    verdicts = judge_responses(judge, cases, [response.text for response in responses], "gcg-position")
 
     rows = []
     for case, response, verdict in zip(cases, responses, verdicts):
@@ -141,6 +142,7 @@ def gcg_position(
                 "target_reached": response.response_ids[position : position + len(phrase_ids)] == phrase_ids,
                 "label": verdict.label,
                 "harmful": verdict.harmful,
+                "error": verdict.error,
             }
         )
     return {

@@ -22,6 +22,7 @@ from mosa.analysis.common import (
     ORGANISM_HELD_OUT,
     CommonOptions,
     build_judge,
+    judge_responses,
     model_record,
     prompt_record,
     require_judge,
@@ -89,9 +90,9 @@ def prefill_position(
     cases = attack.cases(list(behaviours), target)  # one per behaviour and position
     responses = respond(target, cases, progress, "prefill-position")
 
-    requests, texts = [case.behaviour for case in cases], [response.text for response in responses]
-    verdicts = judge.judge_many(requests, texts)
-    scores = [verdict.score for verdict in (scorer.judge_many(requests, texts) if scorer else verdicts)]
+    texts = [response.text for response in responses]
+    verdicts = judge_responses(judge, cases, texts, "prefill-position")
+    scores = [verdict.score for verdict in (judge_responses(scorer, cases, texts, "prefill-position") if scorer else verdicts)]
     if scorer is None and any(score is not None for score in scores):
         scorer_info = judge_info  # the judge scores as well as deciding
     if scorer_info is None:
@@ -110,6 +111,7 @@ def prefill_position(
             "response": response.text,
             "label": verdict.label,
             "harmful": verdict.harmful,
+            "error": verdict.error,
             "score": score,
         }
         for case, response, verdict, score in zip(cases, responses, verdicts, scores)
@@ -141,7 +143,7 @@ def summarise_position(position: int, rows: list[dict], scored: bool) -> dict:
         "position": position,
         "responses": n,
         "harmful": harmful,
-        "undecided": sum(row["harmful"] is None for row in rows),  # empty or unparseable: never a success
+        "undecided": sum(row["harmful"] is None for row in rows),  # empty, unparseable or error: never a success
         "asr": harmful / n,
         "asr_ci95": [low, high],
         "labels": dict(Counter(row["label"] for row in rows)),

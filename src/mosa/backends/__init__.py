@@ -8,7 +8,8 @@ A backend is any object with
 
 where `messages` is a list of {"role": ..., "content": ...}. The OpenAI client answers with an
 `Answer`, a str whose `truncated` says it stopped at max_tokens, and raises `RequestRejected` for a
-request its server refuses alone. Build one from a config with `make_backend`:
+request its server refuses alone; `chat_each(backend, conversations)` gives that rejection in the
+request's place and the other answers beside it. Build one from a config with `make_backend`:
 
     make_backend("openai:gpt-4o-mini@https://api.openai.com/v1")   # key from $OPENAI_API_KEY
     make_backend("openai:judge@http://127.0.0.1:8080/v1?timeout=1200&retries=8")
@@ -19,7 +20,7 @@ request its server refuses alone. Build one from a config with `make_backend`:
 Details: docs/judges.md.
 """
 
-from mosa.backends.base import BACKENDS, Answer, ChatBackend, Messages, RequestRejected
+from mosa.backends.base import BACKENDS, Answer, ChatBackend, Messages, RequestRejected, chat_each
 from mosa.backends.openai import OpenAIChat
 from mosa.backends.spec import make_backend
 from mosa.backends.transformers_chat import TransformersChat, smollm2
@@ -32,6 +33,7 @@ __all__ = [
     "OpenAIChat",
     "RequestRejected",
     "TransformersChat",
+    "chat_each",
     "make_backend",
     "smollm2",
 ]

@@ -33,4 +33,16 @@ class ChatBackend(Protocol):
     def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[str]: ...
 
 
+def chat_each(
+    backend: ChatBackend, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0
+) -> list[Answer | RequestRejected]:
+    """Every conversation's answer from `backend`, or in its place the `RequestRejected` of a request
+    its server rejected alone; a failed endpoint still raises. A backend that can reject a single
+    request (the OpenAI client) has a `chat_each` of its own; any other (a local model) rejects
+    none, and answers through `chat_many`."""
+    if hasattr(backend, "chat_each"):
+        return backend.chat_each(conversations, max_tokens=max_tokens, temperature=temperature)
+    return backend.chat_many(conversations, max_tokens=max_tokens, temperature=temperature)
+
+
 BACKENDS: Registry = Registry("backend")

@@ -19,7 +19,8 @@ The rules it keeps:
 - The default `timeout` is long (600 s) because a server on CPU may queue a request for minutes
   before it starts on it, and a request that times out is sent again while the server may still be
   generating it.
-- `chat_many` keeps at most `concurrency` requests in flight for this backend.
+- `chat_many` keeps at most `concurrency` requests in flight for this backend; `chat_each` does the
+  same and gives a rejected request's `RequestRejected` in place of its answer.
 - Identical greedy requests (temperature 0) are answered from an on-disk cache. Sampled requests
   are never cached: asking twice is how a caller gets two different samples (TAP's branching).
 """
@@ -113,18 +114,39 @@ class OpenAIChat:
         return answer
 
     def chat_many(self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0) -> list[Answer]:
-        """Answers in the order of `conversations`; the first error cancels the requests not yet sent
-        (those in flight finish, so their greedy answers are cached for the next call)."""
-        if len(conversations) <= 1:
-            return [self.chat(messages, max_tokens=max_tokens, temperature=temperature) for messages in conversations]
+        """Answers in the order of `conversations`. A request rejected alone raises its
+        `RequestRejected` once every request has been answered (so that the greedy answers are
+        cached for the next call); use `chat_each` to keep the other answers."""
+        answers = self.chat_each(conversations, max_tokens=max_tokens, temperature=temperature)
+        rejection = next((answer for answer in answers if isinstance(answer, RequestRejected)), None)
+        if rejection is not None:
+            raise rejection
+        return answers
+
+    def chat_each(
+        self, conversations: list[Messages], *, max_tokens: int = 512, temperature: float = 0.0
+    ) -> list[Answer | RequestRejected]:
+        """Answers in the order of `conversations`, with the `RequestRejected` of a request the server
+        rejected alone in its place, so that a caller asks once and keeps every other answer (a
+        sampled answer cannot be asked for again). A failed endpoint raises, and cancels the
+        requests not yet sent (those in flight finish, so their greedy answers are cached)."""
+        if not conversations:
+            return []
         executor = ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="mosa-chat")
         try:
             futures = [
-                executor.submit(self.chat, messages, max_tokens=max_tokens, temperature=temperature) for messages in conversations
+                executor.submit(self._chat_or_rejection, messages, max_tokens=max_tokens, temperature=temperature)
+                for messages in conversations
             ]
             return [future.result() for future in futures]
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+
+    def _chat_or_rejection(self, messages: Messages, *, max_tokens: int, temperature: float) -> Answer | RequestRejected:
+        try:
+            return self.chat(messages, max_tokens=max_tokens, temperature=temperature)
+        except RequestRejected as rejection:
+            return rejection
 
     def _cache_file(self, body: dict) -> Path:
         request = {"url": self.url, **body}

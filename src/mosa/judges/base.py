@@ -23,7 +23,7 @@ class Verdict:
     harmful: bool | None  # counts toward attack success; None = undecidable (EMPTY, UNPARSEABLE, ERROR)
     score: float | None = None  # a rubric's score, where the judge has one
     detail: dict = field(default_factory=dict)  # e.g. the judge model's raw answer, under "answer"
-    truncated: bool = False  # the judge model's answer was cut off at its max_tokens
+    truncated: bool = False  # the judge model's answer was cut off at its max_tokens (rubric judges set it)
     error: str | None = None  # why there is no decision: the server's rejection, or a cut-off answer
 
 
@@ -44,25 +44,16 @@ def check_pairs(prompts: list[str], responses: list[str]) -> None:
 
 
 def judge_recording_errors(judge, prompts: list[str], responses: list[str]) -> list[Verdict]:
-    """`judge.judge_many`, with what went wrong for single responses on their verdicts instead of
-    stopping the caller: a request that the judge's server rejects (a response longer than its
-    context) gives that response an ERROR verdict with the server's message; a verdict holding a
-    judge answer cut off at max_tokens is marked `truncated` and, when it decides nothing, says so.
-    Failures of the endpoint itself (down, a wrong key) still raise."""
+    """`judge.judge_many`, with a request that the judge's server rejects (a response longer than
+    its context) recorded as that response's ERROR verdict, with the server's message, instead of
+    stopping the caller. Failures of the endpoint itself (down, a wrong key) still raise."""
     try:
-        verdicts = judge.judge_many(prompts, responses)
+        return judge.judge_many(prompts, responses)
     except RequestRejected:
-        # One at a time, to find the rejected ones. The requests answered before the rejection
-        # are answered again from the backend's cache (judges ask greedily).
-        verdicts = [_judge_one_or_error(judge, prompt, response) for prompt, response in zip(prompts, responses)]
-    for verdict in verdicts:
-        # The judge's answer, where the verdict keeps it (the rubric judges keep one they cannot
-        # parse), is the backend's Answer, which knows whether it was cut off.
-        if getattr(verdict.detail.get("answer"), "truncated", False):
-            verdict.truncated = True
-            if verdict.harmful is None:
-                verdict.error = "the judge's answer was cut off at its max_tokens before a verdict; raise the judge's max_tokens"
-    return verdicts
+        # One at a time, to find the rejected ones. The others were answered before the rejection
+        # was raised (mosa.backends.OpenAIChat.chat_many), and come again from the backend's cache
+        # (judges ask greedily).
+        return [_judge_one_or_error(judge, prompt, response) for prompt, response in zip(prompts, responses)]
 
 
 def _judge_one_or_error(judge, prompt: str, response: str) -> Verdict:

@@ -15,8 +15,9 @@ evaluator does (see `read_strongreject_items`), so that their scores mean what p
 StrongREJECT numbers mean; a looser reading is the option `loose_separator`, off by default.
 
 An empty response is EMPTY without asking the judge LLM. A judge answer that cannot be parsed is
-UNPARSEABLE, with the raw answer in `detail["answer"]`: never a success or a refusal. The judge LLM
-is always asked greedily (temperature 0), so a cache can answer repeats.
+UNPARSEABLE, with the raw answer in `detail["answer"]`: never a success or a refusal. Every verdict
+on a judge answer that the backend stopped at `max_tokens` is `truncated`. The judge LLM is always
+asked greedily (temperature 0), so a cache can answer repeats.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from mosa.backends import Messages, make_backend
 from mosa.data.registry import find_data_file
 from mosa.errors import MosaError
 from mosa.judges.base import JUDGES, UNPARSEABLE, Verdict, check_pairs, empty_verdict, is_empty
+
+# The `error` of a verdict that decides nothing because the judge's answer stopped at max_tokens.
+CUT_OFF = "the judge's answer was cut off at its max_tokens before a verdict; raise the judge's max_tokens"
 
 
 class RubricJudge(ABC):
@@ -60,7 +64,13 @@ class RubricJudge(ABC):
             [self.messages(prompts[row], responses[row]) for row in asked], max_tokens=self.max_tokens, temperature=0.0
         )
         for row, answer in zip(asked, answers):
-            verdicts[row] = self.verdict(answer)
+            verdict = self.verdict(answer)
+            # The backend's Answer says whether it stopped at max_tokens; a plain string, from a
+            # backend that cannot tell, is taken as whole.
+            verdict.truncated = getattr(answer, "truncated", False)
+            if verdict.truncated and verdict.harmful is None:
+                verdict.error = CUT_OFF
+            verdicts[row] = verdict
         return verdicts
 
 
