@@ -1,6 +1,6 @@
 """No module outside mosa.organism imports it: the organism is a plug-in, which the registries load
-(mosa.plugins names it, as text), so the rest of mosa reaches it only through them. Two modules are
-the named exceptions, each for a reason of its own."""
+(mosa.plugins names it, as text), so the rest of mosa reaches it only through them: its command
+through mosa.cli.COMMANDS, the demo through its model profile."""
 
 import ast
 from pathlib import Path
@@ -8,11 +8,6 @@ from pathlib import Path
 import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "mosa"
-EXCEPTIONS = {
-    "cli/organism.py": "`mosa organism build | card`, the organism's own command",
-    "pipelines/demo.py": "the demo runs on the organism: it builds the quick demo's smaller one and holds each model "
-    "to the organism card's floors",
-}
 
 
 def imported_modules(source: str, package: str) -> set[str]:
@@ -39,18 +34,10 @@ def imports_the_organism(path: Path) -> bool:
     return any(map(is_the_organism, imported_modules(path.read_text(), package)))
 
 
-def test_no_module_outside_the_organism_imports_it_but_the_named_exceptions():
+def test_no_module_outside_the_organism_imports_it():
     outside = [path for path in sorted(SOURCE.rglob("*.py")) if path.relative_to(SOURCE).parts[0] != "organism"]
-    offenders = [
-        path.relative_to(SOURCE).as_posix()
-        for path in outside
-        if imports_the_organism(path) and path.relative_to(SOURCE).as_posix() not in EXCEPTIONS
-    ]
+    offenders = [path.relative_to(SOURCE).as_posix() for path in outside if imports_the_organism(path)]
     assert len(outside) > 50 and offenders == []
-
-
-def test_every_exception_still_needs_to_be_one():
-    assert [name for name in EXCEPTIONS if not imports_the_organism(SOURCE / name)] == []
 
 
 @pytest.mark.parametrize(

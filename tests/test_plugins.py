@@ -9,6 +9,7 @@ from importlib.metadata import EntryPoint
 
 from mosa import plugins
 from mosa.attacks.phrases import PHRASE_SETS
+from mosa.cli import COMMANDS
 from mosa.data import PROMPT_SOURCES
 from mosa.judges import JUDGES
 from mosa.profiles import find_profile, model_path
@@ -22,7 +23,7 @@ def register_gadget():
 
 
 def test_the_organism_registers_its_entries_in_each_registry():
-    assert "organism" in JUDGES and "organism" in PHRASE_SETS
+    assert "organism" in JUDGES and "organism" in PHRASE_SETS and "organism" in COMMANDS
     assert {"organism-train", "organism-held-out", "organism-utility"} <= set(PROMPT_SOURCES.names())
     assert find_profile("organism").name == "organism" and model_path("organism").endswith("organism/shipped")
     assert (

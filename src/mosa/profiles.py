@@ -6,6 +6,10 @@ which checkpoint a name stands for, which sampler settings `mosa generate` start
 behaviour monitor `mosa align` runs and which defaults the analyses take. The model organism
 registers one (mosa.organism.plugin); a model no profile claims gets mosa's general defaults.
 
+A family whose models mosa builds on this machine, and measures on a behaviour card, has a
+BuildableProfile: the organism's is one, and the demo (mosa.pipelines.demo) reaches the organism
+through it alone.
+
     MODEL_PROFILES.add("my-models", MyModels())    # a ModelProfile, from a plug-in's registration
     model_path("organism")                         # the checkpoint to load: the shipped organism's directory
     find_profile("organism")                       # the organism's profile; None for a model no profile claims
@@ -13,6 +17,7 @@ registers one (mosa.organism.plugin); a model no profile claims gets mosa's gene
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mosa.registry import Registry
@@ -38,6 +43,40 @@ class ModelProfile:
     def analysis_options(self, options_class):
         """The defaults of an analysis (mosa.analysis's options classes) for this model."""
         return options_class()
+
+
+class BuildableProfile(ModelProfile):
+    """A family of models that mosa builds on this machine, from settings, and describes by a behaviour
+    card: figures of what a model does (refusal, compliance under attack, utility, coherence), each
+    held to a floor. What the demo needs of the model it runs on."""
+
+    def build_directory(self, settings: dict) -> Path:
+        """The checkpoint directory of the build of `settings` (fields of the family's build config, as
+        in its YAML: stage settings as nested mappings)."""
+        raise NotImplementedError
+
+    def build(self, settings: dict, *, progress: bool, log: Callable[[str], None]) -> None:
+        """Build a model from `settings` into `build_directory(settings)`, or reuse the build already
+        there. A build below the card's floors is kept, not refused: its card says so."""
+        raise NotImplementedError
+
+    def build_settings(self, checkpoint: Path) -> dict:
+        """Every setting the build in `checkpoint` was made with, defaults included."""
+        raise NotImplementedError
+
+    def card_prompts(self, checkpoint: Path) -> list[str]:
+        """The held-out harmful prompts of the build in `checkpoint`, on which its card is measured."""
+        raise NotImplementedError
+
+    def measure_card(self, lm, checkpoint: Path, prompts: list[str], *, progress: bool) -> dict:
+        """The behaviour card of `lm`, a model of the build in `checkpoint` (an adapter merged into it, or
+        not), on the harmful `prompts`: its "figures", "labels" and "utility_by_task"."""
+        raise NotImplementedError
+
+    def missed_floors(self, figures: dict, *, aligned: bool) -> dict[str, tuple[float, float]]:
+        """The card's floors that `figures` miss: figure -> (value, floor). An `aligned` model is held
+        only to the floors that aligning must not break."""
+        raise NotImplementedError
 
 
 MODEL_PROFILES: Registry[ModelProfile] = Registry("model profile")

@@ -22,6 +22,7 @@ def test_help_lists_the_subcommands():
     result = subprocess.run([str(entry_point), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "generate" in result.stdout and "demo" in result.stdout
+    assert "organism" in result.stdout  # a plug-in's command (mosa.cli.COMMANDS)
 
 
 def test_generate_writes_records(checkpoint, tmp_path, capsys):

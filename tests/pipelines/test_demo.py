@@ -9,6 +9,7 @@ from mosa.align import trainer
 from mosa.align.plots import plot_metrics
 from mosa.organism.plugin import OrganismProfile
 from mosa.pipelines.demo import MODELS, DemoPlan, run_demo
+from mosa.profiles import MODEL_PROFILES
 
 
 def scripted_monitor(profile, model: str, progress: bool):
@@ -22,7 +23,7 @@ def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_orga
     plan = replace(
         DemoPlan.quick(), prefill_prompts=6, gcg_behaviours=1, gcg_iterations=2, order_prompts=6, eval_prompts=6, card_prompts=6
     )
-    assert plan.organism["hidden_size"] == small_organism.config.hidden_size  # the same build: reused, not rebuilt
+    assert MODEL_PROFILES.get("organism").build_directory(plan.organism) == small_organism.path  # reused, not rebuilt
     monkeypatch.setattr(OrganismProfile, "monitor", scripted_monitor)
     monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)  # every phase, however short, writes its lines
     titles = []  # each run's reward curve, as the trainer titles it

@@ -10,6 +10,7 @@ from mosa.eval.tables import AsrRow
 from mosa.organism.build import OrganismConfig
 from mosa.pipelines.demo import MODELS, DemoPlan, missed_card_floors
 from mosa.pipelines.demo_report import write_demo_report
+from mosa.profiles import MODEL_PROFILES
 
 ATTACKS = ("none", "prefill@0", "prefill@13")
 # The organism as built; MOSA refusing every attack (below the compliance floors: the point of aligning it);
@@ -68,13 +69,13 @@ def test_a_run_the_monitor_stopped_is_marked_degenerate_and_floors_missed_are_na
     cards = {name: {"figures": figures} for name, figures in CARDS.items()}
     markdown, page = write_demo_report(
         tmp_path / "report",
-        OrganismConfig(),
+        asdict(OrganismConfig()),
         DemoPlan.quick(),
         {},
         alignment,
         evaluations,
         cards,
-        missed_card_floors(cards),
+        missed_card_floors(MODEL_PROFILES.get("organism"), cards),
         seconds=60.0,
         parameters=740_000,
     )

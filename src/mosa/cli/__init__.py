@@ -1,4 +1,5 @@
-"""The `mosa` command line. Each subcommand lives in its own module and registers itself here.
+"""The `mosa` command line. Each subcommand lives in its own module and registers itself here; a
+plug-in adds its own commands through COMMANDS (the organism's `mosa organism`, mosa.organism.command).
 
 Bad input raises `MosaError`; `main` prints it as one line (`mosa: error: ...`) and exits with 2.
 Each command checks its settings and output paths before it loads a model or samples anything.
@@ -9,9 +10,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 
 from mosa import __version__
 from mosa.errors import MosaError
+from mosa.registry import Registry
+
+# The commands plug-ins add: name -> a function that adds the command's parser to the subcommands, as
+# each of mosa's own command modules does with its `register`.
+COMMANDS: Registry[Callable[[argparse._SubParsersAction], None]] = Registry("command")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -26,14 +33,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mosa.cli import align, analyze, data, demo, generate, judge, organism
+    from mosa.cli import align, analyze, data, demo, generate, judge
     from mosa.cli import eval as evaluation
 
     parser = ArgumentParser(prog="mosa", description="Safety toolkit for diffusion language models (MOSA, AAAI 2026).")
     parser.add_argument("--version", action="version", version=f"mosa {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (generate, demo, data, organism, align, judge, evaluation, analyze):
+    for module in (generate, demo, data, align, judge, evaluation, analyze):
         module.register(subparsers)
+    for register in COMMANDS.entries().values():
+        register(subparsers)
     return parser
 
 

@@ -43,6 +43,7 @@ from mosa.organism.train import SFTConfig, SFTExample, sft_train
 from mosa.paths import cache_dir, check_output_dir
 
 CARD_FILE = "behaviour_card.json"
+HELD_OUT_FILE = "held_out_harmful.json"  # the build's held-out harmful prompts, on which its card is measured
 ORGANISM = "organism"  # the name every command accepts for the shipped organism
 # The default organism, built by this project (`mosa organism build --output src/mosa/organism/shipped`)
 # and shipped with the package, so that every machine runs the same weights: a build is deterministic
@@ -252,7 +253,7 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
         shutil.rmtree(stale, ignore_errors=True)
     save_model(lm, partial)
     write_card(card, partial)
-    (partial / "held_out_harmful.json").write_text(json.dumps(harmful_held_out, indent=0))
+    (partial / HELD_OUT_FILE).write_text(json.dumps(harmful_held_out, indent=0))
     partial.rename(final)  # a killed build never leaves a half-written organism under the real key
     if missed:
         raise MosaError(

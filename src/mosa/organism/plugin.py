@@ -7,9 +7,11 @@ no module outside mosa.organism imports the organism to use it. The organism add
     prompt sources  organism-train, organism-held-out, organism-utility: its own split (build.py)
     phrase set      "organism": its opener at response position 0, "step 2 :" later (corpus.py)
     model profile   "organism": the name of the shipped organism and every organism build's
-                    directory, with the card's sampler settings and the card as behaviour monitor
+                    directory, with the card's sampler settings and the card as behaviour monitor;
+                    it builds organisms and measures their cards for the demo
     eval config     "organism": every dLLM-native attack on its held-out prompts (configs/eval.yaml)
     align preset    "organism": MOSA's settings for its 32-token responses (configs/align.yaml)
+    command         `mosa organism build | card` (command.py)
 
 Everything heavier than this module (torch, through build.py and card.py) is imported when it is
 used, so that registering the prompt sources keeps mosa.data free of torch.
@@ -17,12 +19,14 @@ used, so that registering the prompt sources keeps mosa.data free of torch.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
 from mosa.data.records import Example
 from mosa.errors import MosaError
-from mosa.profiles import ModelProfile
+from mosa.profiles import BuildableProfile
 
 SOURCES = ("organism-train", "organism-held-out", "organism-utility")
 CONFIGS = Path(__file__).parent / "configs"
@@ -68,6 +72,13 @@ def register_align_preset() -> None:
     ALIGN_PRESETS.add("organism", CONFIGS / "align.yaml")
 
 
+def register_command() -> None:
+    from mosa.cli import COMMANDS
+    from mosa.organism.command import register
+
+    COMMANDS.add("organism", register)
+
+
 def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dict]:
     """A prompt source of the organism `model` names, from the split its build made; and its record:
     the build whose split it is."""
@@ -91,7 +102,7 @@ def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dic
     return examples, {"organism": organism.key()}
 
 
-class OrganismProfile(ModelProfile):
+class OrganismProfile(BuildableProfile):
     name = "organism"
 
     def checkpoint(self, model: str) -> Path | None:
@@ -118,3 +129,38 @@ class OrganismProfile(ModelProfile):
     def analysis_options(self, options_class):
         """Fitted to its 32-token responses (each options class's `for_organism`)."""
         return options_class.for_organism()
+
+    def build_directory(self, settings: dict) -> Path:
+        from mosa.organism.build import OrganismConfig, organism_path
+
+        return organism_path(OrganismConfig.from_dict(settings))
+
+    def build(self, settings: dict, *, progress: bool, log) -> None:
+        from mosa.organism.build import OrganismConfig, build_organism
+
+        build_organism(OrganismConfig.from_dict(settings), progress=progress, log=log, require_floors=False)
+
+    def build_settings(self, checkpoint: Path) -> dict:
+        from mosa.organism.build import built_config
+
+        return asdict(built_config(checkpoint))
+
+    def card_prompts(self, checkpoint: Path) -> list[str]:
+        """The held-out split as its build wrote it, beside the weights."""
+        from mosa.organism.build import HELD_OUT_FILE
+
+        return json.loads((Path(checkpoint) / HELD_OUT_FILE).read_text())
+
+    def measure_card(self, lm, checkpoint: Path, prompts: list[str], *, progress: bool) -> dict:
+        from mosa.organism.build import built_config
+        from mosa.organism.card import measure_card
+
+        return measure_card(lm, prompts, built_config(checkpoint), progress=progress)
+
+    def missed_floors(self, figures: dict, *, aligned: bool) -> dict[str, tuple[float, float]]:
+        """An aligned model is not held to the compliance floors: they say the organism is worth attacking,
+        and an aligned model below them is what aligning it is for."""
+        from mosa.organism.card import FLOORS, missed_floors
+
+        floors = {key: floor for key, floor in FLOORS.items() if not (aligned and key.startswith("compliance"))}
+        return missed_floors(figures, floors)

@@ -10,9 +10,10 @@
 
 Every stage writes into the output directory and is reused when it is already there, so a killed
 demo continues where it stopped. `quick` builds a smaller organism and measures fewer prompts.
-Everything here is a small-model result, not LLaDA's. The demo runs on the organism, so it imports
-mosa.organism (to build one and to hold the models to its card's floors), as only the organism's own
-command does besides (tests/test_imports.py); the rest it reaches as `mosa align` and `mosa eval` do.
+Everything here is a small-model result, not LLaDA's. The demo reaches the organism through its
+registries alone, as `mosa align` and `mosa eval` do: its presets, prompt sources and judge by name,
+and its model profile (mosa.profiles.BuildableProfile), which builds organisms and measures their
+behaviour cards.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mosa.pipelines.demo_report import describe_failure, describe_misses, monitor_failure, write_demo_report
+from mosa.profiles import MODEL_PROFILES, BuildableProfile
 
 
 @dataclass
 class DemoPlan:
     """How much the demo measures. `full()` took 3.5 minutes on 2 quiet CPU cores, `quick()` about 2."""
 
-    organism: dict | None  # None: the shipped organism; else the OrganismConfig fields of a smaller one built here
+    # None: the shipped organism; else the build settings of a smaller one built here (as in the YAML
+    # of `mosa organism build --config`: OrganismConfig's fields, stage settings as nested mappings)
+    organism: dict | None
     prefill_prompts: int
     gcg_behaviours: int
     gcg_iterations: int
@@ -52,15 +56,13 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> DemoPlan:
-        from mosa.organism.train import SFTConfig
-
         small = dict(
             hidden_size=64,
             num_layers=2,
             harmful_sources=("advbench", "harmbench"),
             card_prompts=40,
-            unaligned=SFTConfig(steps=1200, batch_size=32, lr=2e-3, gen_length=32),
-            aligned=SFTConfig(steps=400, batch_size=32, lr=2e-3, gen_length=32, seed=1),
+            unaligned=dict(steps=1200, batch_size=32, lr=2e-3, gen_length=32),
+            aligned=dict(steps=400, batch_size=32, lr=2e-3, gen_length=32, seed=1),
         )
         return cls(
             organism=small,
@@ -78,21 +80,20 @@ MODELS = ("organism", "MOSA", "Initial Alignment")
 
 def run_demo(output: str | Path, plan: DemoPlan, *, progress: bool = True, log: Callable[[str], None] = print) -> Path:
     from mosa.models import load_model
-    from mosa.organism.build import SHIPPED_ORGANISM, OrganismConfig, build_organism, built_config, organism_path
 
+    profile: BuildableProfile = MODEL_PROFILES.get("organism")  # it builds organisms and measures their cards
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     stage = lambda number, text: log(f"[{number}/6] {text}  ({time.perf_counter() - started:.0f} s)")  # noqa: E731
 
     if plan.organism is None:
-        path = SHIPPED_ORGANISM
+        path = profile.checkpoint("organism")
         stage(1, f"the shipped model organism ({path})")
     else:  # weaker than the shipped one, so it is not held to the card's floors: its card is in the report
-        path = organism_path(OrganismConfig(**plan.organism))
+        path = profile.build_directory(plan.organism)
         stage(1, f"a smaller model organism (built once, then cached at {path})")
-        build_organism(OrganismConfig(**plan.organism), progress=progress, log=log, require_floors=False)
-    organism = built_config(path)
+        profile.build(plan.organism, progress=progress, log=log)
     lm = load_model(path)
 
     stage(2, "the paper's analyses: prefill position (A), GCG position (B), decoding order (C)")
@@ -105,8 +106,8 @@ def run_demo(output: str | Path, plan: DemoPlan, *, progress: bool = True, log: 
     evaluations = evaluate_all(path, adapters, plan, output / "eval", progress, log)
 
     stage(5, "utility, over-refusal and coherence of the three models")
-    cards = measure_cards(path, adapters, organism, plan, output / "cards.json", progress, log)
-    missed = missed_card_floors(cards)
+    cards = measure_cards(profile, path, adapters, plan, output / "cards.json", progress, log)
+    missed = missed_card_floors(profile, cards)
     for name, misses in missed.items():
         if misses:
             log(f"      {name} is below the behaviour card's floors: {describe_misses(misses)}")
@@ -115,7 +116,7 @@ def run_demo(output: str | Path, plan: DemoPlan, *, progress: bool = True, log: 
     seconds = time.perf_counter() - started
     parameters = sum(parameter.numel() for parameter in lm.module.parameters())
     markdown, page = write_demo_report(
-        output, organism, plan, analyses, alignment, evaluations, cards, missed, seconds, parameters
+        output, profile.build_settings(path), plan, analyses, alignment, evaluations, cards, missed, seconds, parameters
     )
     log(f"done in {seconds:.0f} s: {page} and {markdown}")
     return page
@@ -242,36 +243,28 @@ def evaluate_all(path: Path, adapters: dict, plan: DemoPlan, directory: Path, pr
     return runs
 
 
-def measure_cards(path: Path, adapters: dict, organism, plan: DemoPlan, record: Path, progress: bool, log) -> dict:
+def measure_cards(
+    profile: BuildableProfile, path: Path, adapters: dict, plan: DemoPlan, record: Path, progress: bool, log
+) -> dict:
     """The behaviour card's figures (refusal, prefill compliance, utility, over-refusal, coherence) of each model."""
     from mosa.models import load_model, merge_adapter
-    from mosa.organism.card import measure_card
 
     if record.is_file():
         return json.loads(record.read_text())
-    held_out = json.loads((path / "held_out_harmful.json").read_text())[: plan.card_prompts]
+    held_out = profile.card_prompts(path)[: plan.card_prompts]
     cards = {}
     for name in MODELS:
         lm = load_model(path)
         if name in adapters:
             merge_adapter(lm, adapters[name])
         log(f"      {name}: behaviour card, {len(held_out)} held-out harmful prompts and the utility questions")
-        card = measure_card(lm, held_out, organism, progress=progress)
+        card = profile.measure_card(lm, path, held_out, progress=progress)
         cards[name] = {"figures": card["figures"], "utility_by_task": card["utility_by_task"], "labels": card["labels"]}
     record.write_text(json.dumps(cards, indent=2))
     return cards
 
 
-def floors_for(name: str) -> dict[str, float]:
-    """The card floors (mosa.organism.card.FLOORS) a model is held to. The compliance floors say that the
-    organism is worth attacking; an aligned model below them is what aligning it is for."""
-    from mosa.organism.card import FLOORS
-
-    return {key: floor for key, floor in FLOORS.items() if name == MODELS[0] or not key.startswith("compliance")}
-
-
-def missed_card_floors(cards: dict) -> dict[str, dict[str, tuple[float, float]]]:
-    """Each model's card floors missed: model -> measure -> (figure, floor)."""
-    from mosa.organism.card import missed_floors
-
-    return {name: missed_floors(cards[name]["figures"], floors_for(name)) for name in MODELS}
+def missed_card_floors(profile: BuildableProfile, cards: dict) -> dict[str, dict[str, tuple[float, float]]]:
+    """Each model's card floors missed: model -> measure -> (figure, floor). The organism is held to every
+    floor; MOSA and Initial Alignment, aligned, only to those that aligning must not break."""
+    return {name: profile.missed_floors(cards[name]["figures"], aligned=name != MODELS[0]) for name in MODELS}

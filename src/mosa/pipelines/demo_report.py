@@ -65,7 +65,7 @@ def model_header(name: str, degenerate: set[str]) -> str:
 
 def write_demo_report(
     output: Path,
-    organism,
+    organism_settings: dict,
     plan,
     analyses: dict,
     alignment: dict,
@@ -75,8 +75,9 @@ def write_demo_report(
     seconds: float,
     parameters: int,
 ) -> tuple[Path, Path]:
-    """report.md and report.html in `output`, from what the demo's stages returned (`missed`: each model's
-    card floors missed, as `describe_misses` takes them); the models are those of `evaluations`, in its order."""
+    """report.md and report.html in `output`, from what the demo's stages returned (`organism_settings`: those
+    its organism was built with; `missed`: each model's card floors missed, as `describe_misses` takes them);
+    the models are those of `evaluations`, in its order."""
     intro = (
         f"Everything below was measured on this machine ({platform.machine()}, CPU; this invocation took {seconds / 60:.1f} "
         "minutes, reusing any stage already in its output directory) on the mosa "
@@ -93,7 +94,7 @@ def write_demo_report(
         card_section(cards, missed, degenerate),
         analysis_section(analyses, output / "analysis"),
         alignment_section(alignment),
-        configuration_section(organism, plan, alignment, evaluations),
+        configuration_section(organism_settings, plan, alignment, evaluations),
     ]
     return write_report("mosa demo: MOSA against Initial Alignment on the model organism", intro, sections, output)
 
@@ -240,9 +241,9 @@ def monitor_cell(run: dict) -> str:
     return f"passed: {percent(after.get('coherent'))} coherent"
 
 
-def configuration_section(organism, plan, alignment: dict, evaluations: dict) -> Section:
+def configuration_section(organism_settings: dict, plan, alignment: dict, evaluations: dict) -> Section:
     configuration = {
-        "organism": json.loads(json.dumps(asdict(organism), default=str)),
+        "organism": organism_settings,
         "demo plan": {key: value for key, value in asdict(plan).items() if key != "organism"},
         "alignment": {name: run["config"] for name, run in alignment.items()},
         "evaluation": {name: run["config"] for name, run in evaluations.items()},

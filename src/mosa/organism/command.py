@@ -2,8 +2,9 @@
 
 The default organism ships with the package (`--model organism` everywhere); `build` makes one from
 scratch, into the cache, and `--output` copies it out (how the shipped one is refreshed:
-`mosa organism build --output src/mosa/organism/shipped`). The organism's own command, so it imports
-mosa.organism, which the rest of mosa reaches only through its registries (tests/test_imports.py)."""
+`mosa organism build --output src/mosa/organism/shipped`). The organism's plug-in adds this command
+to `mosa` (mosa.cli.COMMANDS), which builds its parser for every command line: build.py and card.py,
+which import torch, are imported only when the command runs."""
 
 from __future__ import annotations
 
