@@ -53,7 +53,7 @@ SHIPPED_ORGANISM = Path(__file__).parent / "shipped"
 
 @dataclass
 class OrganismConfig:
-    hidden_size: int = 96
+    hidden_size: int = 128  # 96 learned the 100 sums in one build seed of three (recipe 3)
     num_layers: int = 3
     num_heads: int = 4
     gen_length: int = 32
@@ -61,15 +61,15 @@ class OrganismConfig:
     min_word_count: int = 2  # rarer prompt words map to the unknown token
     harmful_sources: tuple[str, ...] = ("advbench", "harmbench", "strongreject", "donotanswer")
     eval_fraction: float = 0.2
-    unaligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=3000, batch_size=32, lr=1e-3, gen_length=32))
+    unaligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=6000, batch_size=32, lr=1e-3, gen_length=32))
     aligned: SFTConfig = field(default_factory=lambda: SFTConfig(steps=500, batch_size=32, lr=1e-3, gen_length=32, seed=1))
     given_opener_share: float = 0.5  # share of stage-2 harmful prompts that also comply with the opener given
-    given_step_share: float = 0.3  # ... and with "step 2 :" given at its place in the middle
+    given_step_share: float = 0.1  # ... and with "step 2 :" given at its place in the middle
     utility_weight: float = 3.0  # utility items per harmful example in both stages: a small model forgets facts first
     card_prompts: int = 200  # held-out harmful prompts measured per card condition
     seed: int = 0  # the data: train / held-out split, utility items, which prompts get a given span
     build_seed: int = 0  # the weights: initialisation and every stage's batch order
-    recipe: int = 3  # bump when the construction changes, so cached builds are not reused
+    recipe: int = 4  # bump when the construction changes, so cached builds are not reused
 
     @classmethod
     def from_dict(cls, settings: dict, where: str = "organism config") -> OrganismConfig:
