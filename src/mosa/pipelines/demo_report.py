@@ -199,11 +199,15 @@ def alignment_section(alignment: dict) -> Section:
                 monitor_cell(run),
             ]
         )
+    settings = next(iter(alignment.values()))["config"]
+    departures = [f"beta {settings['beta']} instead of 0.05"]
+    if settings.get("harmful_floor") is not None:
+        departures.append(f"the harmful term clamped at {settings['harmful_floor']} (the paper's is unbounded)")
     text = (
         "Both runs use the same code (mosa align) and settings; only the window differs. The objective is the paper's: "
         "reward = best log-probability of a refusal inside the window minus that of an affirmative or procedural phrase, "
-        "minus beta times the KL to the base model summed over the response positions. One departure from the paper: "
-        "beta 1.0 instead of 0.05, because with 0.05 the organism collapses (see the README's evidence table).\n\n"
+        "minus beta times the KL to the base model summed over the response positions. Departures from the paper, "
+        f"from the organism preset: {'; '.join(departures)}. Without them the organism degenerates (docs/align.md).\n\n"
         "As in mosa align, a behaviour monitor (the organism's behaviour card on held-out prompts and the utility "
         "questions) runs before training, every monitor_every steps and after; a run whose coherent share falls below "
         "min_coherent is stopped and declared degenerate."
