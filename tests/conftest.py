@@ -1,6 +1,8 @@
 """Shared small models. Everything here is built locally in seconds; nothing is downloaded."""
 
 import os
+import socket
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -143,3 +145,18 @@ def small_organism(tmp_path_factory):
     )
     lm = build_organism(config, progress=False, log=lambda message: None, require_floors=False)  # smaller: weaker
     return SimpleNamespace(lm=lm, config=config, path=organism_path(config))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a test server or a launcher)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def accelerate_launch(*program: str) -> list[str]:
+    """`accelerate launch` of `program` on two processes on this machine. --multi_gpu selects
+    torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo."""
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    return [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()), *program]  # fmt: skip

@@ -3,21 +3,15 @@ stopped and resumed from their checkpoint."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from safetensors.torch import load_file
 
+from tests.conftest import accelerate_launch
+
 WORKER = str(Path(__file__).with_name("ddp_run.py"))
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_two_processes_stopped_and_resumed_match_one_process_with_the_doubled_batch(small_organism, tmp_path):
@@ -27,30 +21,7 @@ def test_two_processes_stopped_and_resumed_match_one_process_with_the_doubled_ba
     one = [sys.executable, WORKER, str(small_organism.path), str(prompts), str(tmp_path / "one"), "4"]
 
     def two(part):
-        # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
-        return [
-            str(BIN / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_ip",
-            "127.0.0.1",
-            "--main_process_port",
-            str(free_port()),
-            WORKER,
-            str(small_organism.path),
-            str(prompts),
-            str(tmp_path / "two"),
-            "2",
-            part,
-        ]
+        return accelerate_launch(WORKER, str(small_organism.path), str(prompts), str(tmp_path / "two"), "2", part)
 
     def launch(command):
         finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)

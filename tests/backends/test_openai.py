@@ -1,6 +1,5 @@
 """The OpenAI-compatible client against a real HTTP server on 127.0.0.1."""
 
-import socket
 import threading
 import time
 
@@ -9,6 +8,7 @@ import pytest
 from mosa.backends import BACKENDS, OpenAIChat, RequestRejected, chat_each, make_backend
 from mosa.errors import MosaError
 from tests.chat_server import ChatServer, Reply
+from tests.conftest import free_port
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -199,12 +199,6 @@ def test_a_refused_key_names_the_variable_to_set(tmp_path, monkeypatch):
         with pytest.raises(MosaError, match=r"\$MOSA_TEST_KEY is not set"):
             client(server, tmp_path, api_key_env="MOSA_TEST_KEY").chat(HELLO)
     assert "Authorization" not in server.requests[0]["headers"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:  # a free port with nothing listening on it
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_down_endpoint_stops_after_its_retries_with_its_url_and_the_fix(tmp_path):

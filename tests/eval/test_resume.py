@@ -1,23 +1,14 @@
 """Runs killed with SIGKILL, judge endpoints that are down, and two processes under accelerate launch."""
 
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from mosa.eval import runner
 from tests.chat_server import ChatServer, Reply
+from tests.conftest import accelerate_launch, free_port
 from tests.eval.conftest import MOSA, mosa_eval, read_jsonl, subprocess_environment, write_config
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def keys(path: Path) -> list[tuple]:
@@ -117,32 +108,7 @@ def test_a_response_the_judge_server_rejects_is_recorded_and_the_run_completes(s
 def test_two_processes_under_accelerate_launch_give_the_records_of_one(settings, tmp_path):
     config = write_config(tmp_path, settings)
     assert mosa_eval("--config", config, "--output", tmp_path / "one") == 0
-    # --multi_gpu selects torch.distributed's launcher; with no GPU, accelerate runs the processes on CPU with gloo.
-    launch = [
-        str(BIN / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(free_port()),
-        "-m",
-        "mosa",
-        "eval",
-        "--config",
-        str(config),
-        "--output",
-        str(tmp_path / "two"),
-        "--quiet",
-    ]
+    launch = accelerate_launch("-m", "mosa", "eval", "--config", str(config), "--output", str(tmp_path / "two"), "--quiet")
     finished = subprocess.run(launch, env=subprocess_environment(), capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
 
