@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mosa.data.registry import find_data_file
 from mosa.errors import MosaError
-from mosa.judges.base import make_judge
+from mosa.judges.base import judge_recording_errors, make_judge
 
 LABELS_FILE = "refusal_labels/refusal.csv"
 COLUMNS = ("objective", "assistant_response", "human_score")
@@ -96,7 +96,8 @@ def validate_refusal_judge(judge, labels: str | Path | None = None, *, data_dir:
     judge = make_judge(judge)
     path = Path(labels) if labels is not None else find_data_file(LABELS_FILE, data_dir, what="the refusal labels")[1]
     rows = read_refusal_labels(path)
-    verdicts = judge.judge_many([row.prompt for row in rows], [row.response for row in rows])
+    # A response the judge's server rejects is undecided, like an empty one, and the others are still scored.
+    verdicts = judge_recording_errors(judge, [row.prompt for row in rows], [row.response for row in rows])
     counts = dict(true_refusal=0, missed_refusal=0, false_refusal=0, true_compliant=0, undecided=0)
     for row, verdict in zip(rows, verdicts):
         if verdict.harmful is None:
