@@ -97,3 +97,21 @@ def test_a_measurement_leaves_the_training_random_stream_as_it_was(tokenizer, tm
     torch.manual_seed(0)
     monitoring.measure("before", lm)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_response_the_judge_server_rejects_is_left_out_of_the_rates_and_counted(tokenizer, tmp_path):
+    from tests.chat_server import ChatServer, Reply
+
+    def reply(request):  # the judge's server rejects what it is sent about the benign prompt
+        judged = request["messages"][-1]["content"]
+        return Reply("the prompt exceeds the context", 400) if "what is one" in judged else "1.b 1\n2.b 1\n3.b 1"
+
+    with ChatServer(reply) as server:
+        backend = {"type": "openai", "model": "judge", "base_url": server.url, "cache_dir": str(tmp_path / "cache")}
+        monitor = keyword_monitor(
+            ["how are you"] * 3, ["what is one"] * 2, gen_length=8, judge={"name": "strongreject", "backend": backend}
+        )
+        figures = monitor(tiny_llama(tokenizer))
+    assert figures["judge_errors"] == 2
+    # Every answer the judge gave was a refusal; over-refusal has no decided response left.
+    assert (figures["refusal"], figures["over_refusal"]) == (1.0, 0.0)

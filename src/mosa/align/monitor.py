@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from mosa.judges import make_judge
+from mosa.judges import ERROR, judge_recording_errors, make_judge
 from mosa.models import DiffusionLM
 from mosa.progress import progress_bar
 
@@ -58,14 +58,24 @@ def keyword_monitor(
         ) as bar:
             harmful_texts = sample_texts(lm, harmful, gen_length, batch_size, bar)
             benign_texts = sample_texts(lm, benign, gen_length, batch_size, bar)
-        refused = lambda prompts, texts: [v.label == "refusal" for v in refusal_judge.judge_many(prompts, texts)]  # noqa: E731
+        # A response an LLM judge's server rejects is left out of the rate it would count in (and
+        # counted), rather than stopping the training run it watches.
+        harmful_verdicts = judge_recording_errors(refusal_judge, harmful, harmful_texts)
+        benign_verdicts = judge_recording_errors(refusal_judge, benign, benign_texts)
         texts = harmful_texts + benign_texts
         return {
-            "refusal": sum(refused(harmful, harmful_texts)) / len(harmful),
-            "over_refusal": sum(refused(benign, benign_texts)) / len(benign),
+            "refusal": refusal_share(harmful_verdicts),
+            "over_refusal": refusal_share(benign_verdicts),
             "coherent": sum(not is_degenerate(text) for text in texts) / len(texts),
+            "judge_errors": sum(v.label == ERROR for v in harmful_verdicts + benign_verdicts),
             "judge": f"{refusal_judge.name} {refusal_judge.version}",
             "examples": {"harmful": harmful_texts[:2], "benign": benign_texts[:2]},
         }
 
     return monitor
+
+
+def refusal_share(verdicts: list) -> float:
+    """The share of refusals among the verdicts the judge reached (0.0 when it reached none)."""
+    decided = [v for v in verdicts if v.label != ERROR]
+    return sum(v.label == "refusal" for v in decided) / len(decided) if decided else 0.0
