@@ -247,7 +247,7 @@ def train_mosa(
     }
     safe, harmful = [torch.tensor(ids) for ids in safe_ids], [torch.tensor(ids) for ids in harmful_ids]
 
-    device = next(lm.module.parameters()).device
+    device = lm.device
     accelerator = Accelerator(cpu=device.type == "cpu")
     main = accelerator.is_main_process
     reference = make_reference(lm, config)
@@ -405,8 +405,7 @@ class Monitoring:
         lm.module.eval()
         # The monitor may sample; forking the random state keeps training's stream (dropout) as if it
         # had not run, so a resumed run stays bitwise identical whether or not it measured in between.
-        device = next(lm.module.parameters()).device
-        with torch.no_grad(), torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        with torch.no_grad(), torch.random.fork_rng(devices=[] if lm.device.type == "cpu" else [lm.device]):
             figures = self.monitor(lm)
         lm.module.train(was_training)
         report = json.loads(self.path.read_text()) if self.path.is_file() else {"before": None, "during": []}

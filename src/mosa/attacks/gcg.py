@@ -45,7 +45,7 @@ class SuffixObjective:
 
     def __init__(self, lm: DiffusionLM, behaviour: str, target_ids: list[int], position: int, gen_length: int):
         self.lm, self.behaviour = lm, behaviour
-        self.device = next(lm.module.parameters()).device
+        self.device = lm.device
         rendered = lm.chat_text(user_turn(f"{behaviour} {SUFFIX_MARKER}"))
         if rendered.count(SUFFIX_MARKER) != 1:
             raise MosaError("attack gcg: the chat template does not render the request as it is; cannot place a suffix after it")

@@ -1,6 +1,6 @@
 """`mosa demo`: the paper's claims, measured on the model organism, as report.html and report.md.
 
-mosa demo                      # about 4 minutes on 2 CPU cores, on the shipped organism
+mosa demo                      # about 4.5 minutes on 2 CPU cores, on the shipped organism
 mosa demo --quick              # about 2 minutes: a smaller organism, fewer prompts
 mosa demo --output runs/demo   # a killed demo continues where it stopped when run again
 """

@@ -65,6 +65,11 @@ class DiffusionLM:
     pad_id: int
     logits_shifted: bool
 
+    @property
+    def device(self) -> torch.device:
+        """Where the module's weights are, and so where its inputs go."""
+        return next(self.module.parameters()).device
+
     def logits(
         self,
         input_ids: torch.Tensor | None = None,
@@ -152,8 +157,7 @@ class DiffusionLM:
         for row, ids in enumerate(rendered):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, width - len(ids) :] = 1
-        device = next(self.module.parameters()).device
-        return input_ids.to(device), attention_mask.to(device)
+        return input_ids.to(self.device), attention_mask.to(self.device)
 
     def decode_response(self, response_ids: torch.Tensor) -> str:
         """Text of one response with every special token (EOS padding, EoT, masks) dropped and all
@@ -284,8 +288,7 @@ def check_loaded(lm: DiffusionLM, path: str) -> None:
         raise MosaError(
             f"{path}: {mismatch}; the checkpoint's code did not initialise its rotary tables (try the native path, without --trust-remote-code)"
         )
-    device = next(lm.module.parameters()).device
-    probe = torch.full((1, 8), lm.mask_id, dtype=torch.long, device=device)
+    probe = torch.full((1, 8), lm.mask_id, dtype=torch.long, device=lm.device)
     with torch.no_grad():
         finite = bool(torch.isfinite(lm.logits(probe)).all())
     if not finite:

@@ -156,7 +156,7 @@ def response_canvases(lm, prompt_ids, response_ids, hidden: torch.Tensor, gen_le
 def batched_logprobs(lm: DiffusionLM, canvases: torch.Tensor, columns: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Log-probabilities at chosen columns of each canvas, batch_size canvases per forward call.
     canvases: N x T; columns: N x c (or 1 x c, the same for all) -> yields b x c x V, float32, on the model's device."""
-    device = next(lm.module.parameters()).device
+    device = lm.device
     columns = columns.expand(len(canvases), -1)
     for start in range(0, len(canvases), batch_size):
         logits = lm.logits(canvases[start : start + batch_size].to(device))  # b x T x V, aligned

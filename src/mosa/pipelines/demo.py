@@ -30,7 +30,7 @@ from mosa.profiles import MODEL_PROFILES, BuildableProfile
 
 @dataclass
 class DemoPlan:
-    """How much the demo measures. `full()` took 3.5 minutes on 2 quiet CPU cores, `quick()` about 2."""
+    """How much the demo measures. `full()` took 4.4 minutes (266 s) on 2 quiet CPU cores, `quick()` about 2."""
 
     # None: the shipped organism; else the build settings of a smaller one built here (as in the YAML
     # of `mosa organism build --config`: OrganismConfig's fields, stage settings as nested mappings)
