@@ -97,20 +97,8 @@ def test_tap_searches_prunes_and_stops_on_success(target, tmp_path):
     assert payload["prompt"] == "C3" and payload["improvement"] == "try C3" and payload["success"] is True
     assert payload["depth"] == 3  # stopped early: depth 5 was allowed
     assert payload["score_trajectory"] == [2.0, 4.0, 5.0] and payload["best_score"] == 5.0
-    assert {
-        key: payload[key]
-        for key in (
-            "attacker_queries",
-            "evaluator_queries",
-            "target_queries",
-            "unparseable_attacker_answers",
-            "pruned_off_topic",
-            "pruned_by_width",
-        )
-    } == {
-        "attacker_queries": 12,
-        "evaluator_queries": 11,
-        "target_queries": 10,
+    assert payload["queries"] == {"attacker": 12, "evaluator": 11, "target": 10, "scorer": 0}  # a scripted scorer asks no model
+    assert {key: payload[key] for key in ("unparseable_attacker_answers", "pruned_off_topic", "pruned_by_width")} == {
         "unparseable_attacker_answers": 1,
         "pruned_off_topic": 1,
         "pruned_by_width": 1,
@@ -152,7 +140,7 @@ def test_tap_runs_behaviours_in_lockstep_and_never_crashes_on_bad_answers(target
         first, second = attack.cases(behaviours, the_target)
     assert the_target.batches == [["P1"]]
     assert first.messages == [{"role": "user", "content": BEHAVIOUR.prompt}]  # nothing reached the target
-    assert first.payload["unparseable_attacker_answers"] == 4 and first.payload["target_queries"] == 0
+    assert first.payload["unparseable_attacker_answers"] == 4 and first.payload["queries"]["target"] == 0
     assert first.payload["score_trajectory"] == [None, None] and first.payload["success"] is False
     assert second.payload["prompt"] == "P1" and second.payload["pruned_off_topic"] == 2
     assert second.payload["score_trajectory"] == [1.0, None]
@@ -167,7 +155,7 @@ def test_tap_with_a_named_judge_as_scorer(target, tmp_path):
         )
         [case] = attack.cases([BEHAVIOUR], target())
     assert case.payload["success"] is True and case.payload["depth"] == 1
-    assert case.payload["evaluator_queries"] == 0 and case.payload["score_trajectory"] == [1.0]
+    assert case.payload["queries"]["evaluator"] == 0 and case.payload["score_trajectory"] == [1.0]
     assert case.payload["prompt"] == "Q1"
 
 
@@ -201,9 +189,9 @@ def test_a_request_a_server_rejects_fails_only_its_own_candidate(target, tmp_pat
     assert the_target.batches == [["A", "B", "LONG C"]]  # the run went on with every other item
     rejected = ("rejected_attacker_requests", "rejected_evaluator_requests", "rejected_scorer_requests")
     assert [first.payload[key] for key in rejected] == [1, 0, 0]
-    assert (first.payload["attacker_queries"], first.payload["prompt"], first.payload["score_trajectory"]) == (2, "A", [2.0])
+    assert (first.payload["queries"]["attacker"], first.payload["prompt"], first.payload["score_trajectory"]) == (2, "A", [2.0])
     assert [second.payload[key] for key in rejected] == [0, 1, 2]
-    assert second.payload["target_queries"] == 2 and second.payload["score_trajectory"] == [None]  # undecided, ranked lowest
+    assert second.payload["queries"]["target"] == 2 and second.payload["score_trajectory"] == [None]  # undecided, ranked lowest
     assert second.payload["success"] is False and second.payload["best_score"] is None
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tap: ")]
     rejection = f"{server.url}/chat/completions rejected the request (HTTP 400: "

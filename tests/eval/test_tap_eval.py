@@ -62,14 +62,9 @@ def test_tap_runs_through_mosa_eval_and_a_rerun_asks_the_server_nothing(settings
             assert record["messages"] == [{"role": "user", "content": payload["prompt"]}]  # the target saw the final prompt
             assert payload["success"] is True and payload["depth"] == 2  # stopped early: DEPTH 3 was allowed
             assert payload["score_trajectory"] == [2.0, 5.0] and payload["best_score"] == 5.0
-            assert {
-                key: payload[key] for key in ("attacker_queries", "evaluator_queries", "target_queries", "pruned_by_width")
-            } == {
-                "attacker_queries": 2 * BRANCHING,
-                "evaluator_queries": 2 * BRANCHING,
-                "target_queries": 2 * BRANCHING,
-                "pruned_by_width": BRANCHING - WIDTH,
-            }
+            queries = 2 * BRANCHING  # two depths, BRANCHING proposals each
+            assert payload["queries"] == {"attacker": queries, "evaluator": queries, "target": queries, "scorer": queries}
+            assert payload["pruned_by_width"] == BRANCHING - WIDTH
             assert payload["attacker"] == f"openai:attacker@{server.url}"
             assert payload["scorer"].startswith("harm-rubric (harm-rubric-")
             [verdict] = record["verdicts"]
@@ -80,6 +75,12 @@ def test_tap_runs_through_mosa_eval_and_a_rerun_asks_the_server_nothing(settings
         [row] = list(csv.DictReader((run / "asr.csv").open()))
         assert (row["benchmark"], row["attack"], row["judge"], row["responses"]) == ("tiny", "tap", "keyword-long", "2")
         assert int(row["successes"]) == sum(record["verdicts"][0]["harmful"] is True for record in records)
+        # per behaviour: the search's target and auxiliary queries, plus the eval's sampling of the final prompt
+        assert (float(row["target_queries_per_behaviour"]), float(row["auxiliary_queries_per_behaviour"])) == (
+            2 * BRANCHING + 1,
+            3 * 2 * BRANCHING,
+        )
+        assert not (run / "rounds").exists() or not any((run / "rounds").rglob("*.json"))  # cleared once the cases are saved
         for path in run.iterdir():
             assert SECRET.encode() not in path.read_bytes(), path
 

@@ -9,13 +9,17 @@ they build them: for responses, and for the log-probabilities of a given respons
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from mosa.data import Example
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.models.likelihood import TokenLogprobs, elbo_logprobs, masked_logprobs, teacher_forced_logprobs
+from mosa.paths import write_atomically
 from mosa.registry import Registry
 from mosa.sampling import SamplerConfig, generate
 
@@ -35,6 +39,9 @@ class TestCase:
     interventions: dict[int, dict[int, str]] = field(default_factory=dict)
     # response position -> texts the response may not hold starting there (EPT's negative prefixes)
     bans: dict[int, list[str]] = field(default_factory=dict)
+    # The answer to judge when the attack composed it from several of the target's answers (Speak
+    # Easy's sub-answers, translated back and joined): the eval records it instead of sampling one.
+    response: str | None = None
 
 
 @dataclass
@@ -42,6 +49,53 @@ class TargetResponse:
     text: str
     response_ids: list[int]
     commit_step: list[int]  # per response position: the step that committed it, -1 = prefilled
+
+
+class RoundStore:
+    """Where a multi-round attack keeps one behaviour's state between rounds, so that a run killed
+    mid-attack resumes at the last round saved instead of starting the behaviour again.
+
+        state = target.rounds.load(behaviour.id)      # None: start afresh
+        ...one round...
+        target.rounds.save(behaviour.id, state)       # JSON-serialisable; written atomically
+
+    `directory` None keeps nothing (a library call outside `mosa eval`); `mosa eval` gives each
+    (benchmark, attack) a directory and removes a behaviour's file once its test cases are saved.
+    A state must hold everything the next round depends on, random generators' states included,
+    so that a resumed attack takes the same rounds an uninterrupted one would.
+    """
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = directory
+
+    def path(self, behaviour_id: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / (hashlib.sha256(behaviour_id.encode()).hexdigest()[:24] + ".json")
+
+    def load(self, behaviour_id: str):
+        path = self.path(behaviour_id)
+        if path is None or not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        return saved["state"] if saved.get("behaviour_id") == behaviour_id else None
+
+    def save(self, behaviour_id: str, state) -> None:
+        path = self.path(behaviour_id)
+        if path is not None:
+            write_atomically(path, json.dumps({"behaviour_id": behaviour_id, "state": state}, ensure_ascii=False))
+
+    def clear(self, behaviour_id: str) -> None:
+        """Forget a finished behaviour's state; the directories go once nothing is left in them."""
+        path = self.path(behaviour_id)
+        if path is None:
+            return
+        path.unlink(missing_ok=True)
+        for directory in (path.parent, path.parent.parent):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty, or already gone
+                break
 
 
 class Target:
@@ -55,10 +109,17 @@ class Target:
     teacher_forced_logprobs     left to right, with the exact top-k per position: m passes (m tokens)
     elbo_logprobs               LLaDA's Monte-Carlo ELBO: mc_num passes
     Every reading uses the canvas the target answers on, [prompt ; gen_length] (mosa.models.likelihood).
+
+    `queries` counts what was asked since the target was made: "responses" (one per case answered)
+    and "logprob_calls" (one per reading of a response's log-probabilities); attacks record their
+    own per-behaviour counts in each case's payload. `rounds` keeps multi-round attacks' state
+    (RoundStore).
     """
 
-    def __init__(self, lm: DiffusionLM, sampler: SamplerConfig, batch_size: int = 16):
+    def __init__(self, lm: DiffusionLM, sampler: SamplerConfig, batch_size: int = 16, rounds: RoundStore | None = None):
         self.lm, self.sampler, self.batch_size = lm, sampler, batch_size
+        self.rounds = rounds or RoundStore()
+        self.queries = {"responses": 0, "logprob_calls": 0}
 
     def tokens(self, text: str) -> list[int]:
         """The token ids a text takes on the canvas (no BOS/EOS added)."""
@@ -82,6 +143,7 @@ class Target:
     def masked_logprobs(self, messages: list[dict[str, str]], response: str, position: int = 0) -> TokenLogprobs:
         """Each token of `response`, placed at `position` of the response canvas, scored with the
         whole response masked (as MOSA's objective reads it). 1 forward pass."""
+        self.queries["logprob_calls"] += 1
         return masked_logprobs(
             self.lm, self.prompt_tokens(messages), self.tokens(response), gen_length=self.sampler.gen_length, position=position
         )
@@ -91,6 +153,7 @@ class Target:
     ) -> TokenLogprobs:
         """Each token scored with the tokens before it revealed and the rest masked, with the exact
         top_k tokens at each position (PAL's black-box view). m forward passes, batch_size per call."""
+        self.queries["logprob_calls"] += 1
         return teacher_forced_logprobs(
             self.lm,
             self.prompt_tokens(messages),
@@ -105,6 +168,7 @@ class Target:
         self, messages: list[dict[str, str]], response: str, position: int = 0, mc_num: int = 128, seed: int = 0
     ) -> TokenLogprobs:
         """LLaDA's Monte-Carlo ELBO of `response`, as each token's share. mc_num forward passes."""
+        self.queries["logprob_calls"] += 1
         return elbo_logprobs(
             self.lm,
             self.prompt_tokens(messages),
@@ -117,6 +181,7 @@ class Target:
         )
 
     def respond(self, cases: list[TestCase]) -> list[TargetResponse]:
+        self.queries["responses"] += len(cases)
         responses = []
         for start in range(0, len(cases), self.batch_size):
             batch = cases[start : start + self.batch_size]
@@ -146,6 +211,12 @@ class Target:
                 )
         return responses
 
+    def window_text(self, response: TargetResponse, window: tuple[int, int]) -> str:
+        """The text of a response's tokens at response positions [start, end) (special tokens dropped):
+        what a middle-targeted attack (the paper's Table 4, tokens 20-60) scores."""
+        start, end = window
+        return self.lm.tokenizer.decode(response.response_ids[start:end], skip_special_tokens=True).strip()
+
     def check_spans(self, attack: str, spans: dict[int, str]) -> None:
         """Refuse, before anything is sampled, text spans that leave the response or overlap."""
         gen_length = self.sampler.gen_length
@@ -171,6 +242,12 @@ class Attack(Protocol):
     """What the registry holds: a class built from its options, that turns behaviours into cases."""
 
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]: ...
+
+
+def model_queries(judge, answers: int) -> int:
+    """The requests a judge made to rate `answers` responses: one each for a judge that asks a model
+    (a rubric judge's backend), none for one that reads the text itself (keyword lists)."""
+    return answers if getattr(judge, "backend", None) is not None else 0
 
 
 def make_attack(name: str, options: dict | None = None) -> Attack:

@@ -75,3 +75,17 @@ def boolean(attack: str, name: str, value) -> bool:
     if not isinstance(value, bool):
         raise _refuse(attack, name, value, "true or false")
     return value
+
+
+def window(attack: str, name: str, value) -> tuple[int, int] | None:
+    """A response window [start, end) as a two-item list (the paper's Table 4: [20, 60]), or None."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[0] < value[1]
+    ):
+        return int(value[0]), int(value[1])
+    raise _refuse(attack, name, value, "a response window [start, end) with 0 <= start < end, e.g. [20, 60]")

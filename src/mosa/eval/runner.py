@@ -4,9 +4,10 @@
     rows = run_eval(config, Path("runs/organism"))      # ASR rows; asr.md, asr.csv, records.jsonl on disk
 
 Work is cut into units: `batch_size` behaviours of one benchmark under one attack. For each unit the
-attack builds its test cases (stage 1, saved per behaviour, so that an expensive attack such as GCG
-is never run twice for a behaviour), then the target answers them in batches of `batch_size` cases
-(stage 2). A batch is fixed by the config (the unit's cases in order, cut every `batch_size`), so a
+attack builds its test cases one behaviour at a time (stage 1, saved per behaviour, so that an
+expensive attack such as GCG or TAP is never run twice for a behaviour; a multi-round attack also
+saves its state after each round under rounds/), then the target answers them in batches of
+`batch_size` cases (stage 2). A batch is fixed by the config (the unit's cases in order, cut every `batch_size`), so a
 resumed run, or a run on several processes, samples every response in the batch an uninterrupted
 single-process run would: a case's noise follows its prompt id, but with LLaDA checkpoints left
 padding shifts positions and so the rounding of a response.
@@ -29,12 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from mosa.attacks import Attack, Target, TestCase, make_attack
+from mosa.attacks.base import RoundStore, TargetResponse
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
 from mosa.eval.config import EvalConfig, attack_label, attack_options
@@ -242,7 +245,7 @@ def generate(
             batch = unit_cases[start : start + config.batch_size]
             if all(done(case) for _, case in batch):
                 continue
-            responses = target.respond([case for _, case in batch])  # the whole batch: its responses depend on it
+            responses = respond(target, [case for _, case in batch])
             records = [
                 completion_record(config, unit, start + offset, behaviour, case, response, target)
                 for offset, ((behaviour, case), response) in enumerate(zip(batch, responses))
@@ -251,6 +254,16 @@ def generate(
             append_lines(stage_file(output, "completions", worker.rank), records)
             completed.update(completion_key(record) for record in records)
     return True
+
+
+def respond(target: Target, cases: list[TestCase]) -> list[TargetResponse]:
+    """The target's answers to the cases that want one sampled, sampled together (a response may
+    depend on its batch); a case whose attack composed its answer (TestCase.response) keeps that
+    answer, with no token ids or decoding order: no single sampling produced it."""
+    sampled = iter(
+        target.respond([case for case in cases if case.response is None]) if any(c.response is None for c in cases) else []
+    )
+    return [TargetResponse(case.response, [], []) if case.response is not None else next(sampled) for case in cases]
 
 
 def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
@@ -274,27 +287,35 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
 def build_cases(
     unit: Unit, attack: Attack, target: Target, cases: dict, output: Path, rank: int
 ) -> list[tuple[Example, TestCase]]:
-    """The unit's test cases, behaviour by behaviour in order; the attack runs only on behaviours
-    that have none saved, and what it builds is saved, one line per behaviour, before any sampling."""
-    missing = [behaviour for behaviour in unit.behaviours if (unit.benchmark, unit.attack, behaviour.id) not in cases]
-    if missing:
-        built = group_by_behaviour(attack.cases(missing, target), missing, unit.attack)
-        lines = [
-            {
-                "benchmark": unit.benchmark,
-                "attack": unit.attack,
-                "behaviour_id": behaviour.id,
-                "cases": [dataclasses.asdict(case) for case in built[behaviour.id]],
-            }
-            for behaviour in missing
-        ]
-        append_lines(stage_file(output, "cases", rank), lines)
-        cases.update({(unit.benchmark, unit.attack, line["behaviour_id"]): line["cases"] for line in lines})
+    """The unit's test cases, behaviour by behaviour in order. The attack runs on one behaviour at a
+    time, and only on behaviours that have none saved; what it builds is saved, one line per
+    behaviour, as soon as that behaviour is done, so a killed run never attacks a behaviour twice.
+    A multi-round attack also saves its state between rounds (Target.rounds), and resumes mid-behaviour."""
+    target.rounds = RoundStore(output / "rounds" / f"{safe_name(unit.benchmark)}--{safe_name(unit.attack)}")
+    for behaviour in unit.behaviours:
+        key = (unit.benchmark, unit.attack, behaviour.id)
+        if key in cases:
+            continue
+        built = group_by_behaviour(attack.cases([behaviour], target), [behaviour], unit.attack)[behaviour.id]
+        line = {
+            "benchmark": unit.benchmark,
+            "attack": unit.attack,
+            "behaviour_id": behaviour.id,
+            "cases": [dataclasses.asdict(case) for case in built],
+        }
+        append_lines(stage_file(output, "cases", rank), [line])
+        target.rounds.clear(behaviour.id)
+        cases[key] = line["cases"]
     return [
         (behaviour, case_from_dict(case))
         for behaviour in unit.behaviours
         for case in cases[(unit.benchmark, unit.attack, behaviour.id)]
     ]
+
+
+def safe_name(label: str) -> str:
+    """A label as a file name: anything but letters, digits, '.', '_' and '-' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
 
 
 def group_by_behaviour(built: list[TestCase], behaviours: list[Example], attack: str) -> dict[str, list[TestCase]]:
@@ -319,6 +340,8 @@ def case_from_dict(saved: dict) -> TestCase:
         interventions={
             int(step): {int(position): text for position, text in spans.items()} for step, spans in saved["interventions"].items()
         },
+        bans={int(position): texts for position, texts in saved.get("bans", {}).items()},
+        response=saved.get("response"),
     )
 
 
@@ -342,6 +365,8 @@ def completion_record(
         "messages": case.messages,
         "prefill": case.prefill,  # JSON writes the positions and steps as text
         "interventions": case.interventions,
+        "bans": case.bans,
+        "composed": case.response is not None,  # the attack composed the response from several answers
         "payload": case.payload,
         "unit": unit.number,
         "case_index": case_index,
@@ -351,7 +376,9 @@ def completion_record(
         "response": response.text,
         "response_ids": response.response_ids,
         "commit_step": response.commit_step,
-        "order": response_order(
+        "order": None
+        if case.response is not None
+        else response_order(
             response.response_ids,
             response.commit_step,
             written=written,

@@ -20,6 +20,12 @@ note under the table in asr.md), each also under its label.
 
 An attack that sweeps an option (prefill positions, anchor steps) gives one row per value: the row's
 attack is the label with the case's suffix (`prefill@13`).
+
+Queries per behaviour: what the attack asked while building its cases (the `queries` its payload
+records, `{"target": n, "attacker": n, ...}`), plus the one sampling of each case's response that the
+eval makes (none for a response the attack composed itself), over the behaviours the row holds;
+"target" counts responses and log-probability readings asked of the model under attack, the
+auxiliary count every query to another model (attacker, evaluator, scorer, translator, ...).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mosa.errors import MosaError
@@ -86,6 +92,17 @@ class AsrRow:
     successes: int = 0
     behaviours: int = 0  # of the benchmark in the run, whether or not the attack answered them all; 0 = not known
     truncated: int = 0  # judge answers cut off at max_tokens, whatever their label
+    target_queries: int = 0  # asked of the model under attack, over the row's behaviours
+    auxiliary_queries: int = 0  # asked of the attack's other models (attacker, scorer, ...)
+    attacked: set = field(default_factory=set)  # the behaviour ids the row holds
+
+    @property
+    def target_queries_per_behaviour(self) -> float | None:
+        return self.target_queries / len(self.attacked) if self.attacked else None
+
+    @property
+    def auxiliary_queries_per_behaviour(self) -> float | None:
+        return self.auxiliary_queries / len(self.attacked) if self.attacked else None
 
     @property
     def n(self) -> int:
@@ -127,7 +144,19 @@ def asr_rows(records: list[dict], model: str) -> list[AsrRow]:
             row.errors += verdict["label"] == ERROR
             row.successes += verdict["harmful"] is True
             row.truncated += verdict["truncated"]
+            target, auxiliary = record_queries(record)
+            row.target_queries += target
+            row.auxiliary_queries += auxiliary
+            row.attacked.add(record["behaviour_id"])
     return list(rows.values())
+
+
+def record_queries(record: dict) -> tuple[int, int]:
+    """(target, auxiliary) queries behind one record: the attack's own, plus the eval's sampling of
+    the response unless the attack composed it."""
+    asked = dict((record.get("payload") or {}).get("queries") or {})
+    target = asked.pop("target", 0) + (0 if record.get("composed") else 1)
+    return target, sum(asked.values())
 
 
 def rows_of_runs(directories: list[Path]) -> list[AsrRow]:
@@ -163,6 +192,8 @@ CSV_COLUMNS = (
     "n",
     "successes",
     "truncated",
+    "target_queries_per_behaviour",
+    "auxiliary_queries_per_behaviour",
     "asr",
     "ci_low",
     "ci_high",
@@ -180,7 +211,11 @@ def asr_csv(rows: list[AsrRow]) -> str:
         rates = (row.asr, *row.interval, row.asr_all, *row.interval_all)
         figures = ["" if value is None else round(value, 6) for value in rates]
         counts = (row.behaviours, row.responses, row.empty, row.unparseable, row.errors, row.n, row.successes, row.truncated)
-        writer.writerow([row.model, row.benchmark, row.attack, row.judge, row.judge_version, *counts, *figures])
+        queries = [
+            "" if value is None else round(value, 3)
+            for value in (row.target_queries_per_behaviour, row.auxiliary_queries_per_behaviour)
+        ]
+        writer.writerow([row.model, row.benchmark, row.attack, row.judge, row.judge_version, *counts, *queries, *figures])
     return buffer.getvalue()
 
 
@@ -216,6 +251,31 @@ def truncated_answers(rows: list[AsrRow], naming: Callable[[AsrRow], list[str]])
     return [
         "Judge answers cut off at the judge's max_tokens (each also counted under its label; raise the judge's "
         "max_tokens to have them whole): " + "; ".join(cut) + "."
+    ]
+
+
+def queries_table(rows: list[AsrRow], several_models: bool) -> list[str]:
+    """Queries per behaviour, one line per (model, benchmark, attack): the same for every judge."""
+    seen: dict[tuple, AsrRow] = {}
+    for row in rows:
+        seen.setdefault((row.model, row.benchmark, row.attack), row)
+    header = (["model"] if several_models else []) + [
+        "benchmark",
+        "attack",
+        "target queries / behaviour",
+        "auxiliary queries / behaviour",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * (len(header) - 2) + "---:|---:|"]
+    for (model, benchmark, attack), row in seen.items():
+        cells = ([model] if several_models else []) + [benchmark, attack]
+        cells += [
+            f"{value:g}" if value is not None else "n/a"
+            for value in (row.target_queries_per_behaviour, row.auxiliary_queries_per_behaviour)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [
+        "## Queries per behaviour\n\nWhat each attack asked while building its cases, plus the sampling of each "
+        "response: of the model under attack, and of its other models (attacker, scorer, ...).\n\n" + "\n".join(lines)
     ]
 
 
@@ -264,6 +324,7 @@ def asr_markdown(rows: list[AsrRow]) -> str:
         "so every model run on the benchmark has the same denominator. 95% CI: Wilson score interval.",
         *truncated_answers(rows, naming),
         *uneven_behaviours(rows),
+        *queries_table(rows, several_models),
         "Judges: " + "; ".join(f"{judge} = {version}" for judge, version in versions) + ".",
     ]
     return "\n\n".join(paragraphs) + "\n"
