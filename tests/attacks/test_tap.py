@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mosa.attacks import ATTACKS, Target
+from mosa.attacks import ATTACKS, Target, make_attack
 from mosa.data import Example
 from mosa.errors import MosaError
 from mosa.judges import Verdict
@@ -162,8 +162,10 @@ def test_tap_with_a_named_judge_as_scorer(target, tmp_path):
 def test_tap_options_are_checked(tmp_path):
     with pytest.raises(MosaError, match=r"tap: width 0 must be a whole number >= 1"):
         ATTACKS.get("tap")(attacker="openai:m@http://127.0.0.1:9/v1", width=0)
-    with pytest.raises(MosaError, match=r"attack 'tap' needs attacker"):
-        ATTACKS.build("tap", {"width": 2})
+    with pytest.raises(
+        MosaError, match=r"^attack 'tap' needs attacker; e.g. a model spec such as openai:MODEL@URL, transformers:PATH"
+    ):
+        make_attack("tap", {"width": 2})
 
 
 def test_a_request_a_server_rejects_fails_only_its_own_candidate(target, tmp_path, capsys):
@@ -208,3 +210,90 @@ def test_a_failed_attacker_endpoint_still_stops_tap(target, tmp_path):
         attack = ATTACKS.get("tap")(attacker=attacker_spec(server, tmp_path), scorer=ScriptedScorer(), depth=1)
         with pytest.raises(MosaError, match="HTTP 404"):
             attack.cases([BEHAVIOUR], target())
+
+
+class LengthScorer:
+    """A deterministic judge: the score is the response's word count mod 5 (never a success), and it
+    fails, as a dead endpoint would, on call `fail_at` (1-based), to cut a search short."""
+
+    name, version = "length", "length-1"
+
+    def __init__(self, fail_at=None):
+        self.fail_at, self.calls, self.responses = fail_at, 0, []
+
+    def judge_many(self, prompts, responses):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise MosaError("the scorer's endpoint is down")
+        self.responses.append(list(responses))
+        return [Verdict("refusal", False, float(len(r.split()) % 5)) for r in responses]
+
+
+def echo_attacker():
+    """Proposals that depend only on the conversation asked about, so reruns get the same ones."""
+
+    def reply(request):
+        turns = sum(message["role"] == "user" for message in request["messages"])
+        return proposal(f"how are you {'the cat ' * turns}")
+
+    return ChatServer(reply)
+
+
+def test_tap_resumes_a_killed_search_at_the_last_saved_depth(target, tmp_path):
+    from mosa.attacks.base import RoundStore
+
+    def run(rounds, scorer):
+        with echo_attacker() as server:
+            attack = ATTACKS.get("tap")(
+                attacker={"type": "openai", "model": "a", "base_url": server.url, "cache": False},
+                scorer=scorer,
+                width=2,
+                branching=2,
+                depth=4,
+                on_topic_check=False,
+            )
+            the_target = target()
+            the_target.rounds = rounds
+            try:
+                return attack.cases([BEHAVIOUR], the_target), len(server.requests)
+            except MosaError:
+                return None, len(server.requests)
+
+    [whole], asked_whole = run(RoundStore(), LengthScorer())
+    store = RoundStore(tmp_path / "rounds")
+    cut, asked_before_kill = run(store, LengthScorer(fail_at=3))  # dies while scoring depth 3
+    assert cut is None and store.load(BEHAVIOUR.id)["depth"] == 2
+    [resumed], asked_after = run(store, LengthScorer())
+    same = lambda payload: {
+        key: value for key, value in payload.items() if key != "attacker"
+    }  # each run's server has its own port
+    assert same(resumed.payload) == same(whole.payload) and resumed.messages == whole.messages
+    # depths 1 and 2 were not asked again: only depths 3 and 4 (2 leaves x 2 branches each)
+    assert asked_after == 2 * 2 * 2 and asked_whole == 2 + 3 * 4
+    assert asked_before_kill == 2 + 4 + 4  # the proposals of depth 3 were asked before the scorer died
+
+
+def test_tap_aimed_at_a_window_scores_only_the_window(target, tmp_path):
+    scorer = LengthScorer()
+    with echo_attacker() as server:
+        attack = ATTACKS.get("tap")(
+            attacker={"type": "openai", "model": "a", "base_url": server.url, "cache": False},
+            scorer=scorer,
+            width=1,
+            branching=1,
+            depth=1,
+            on_topic_check=False,
+            window=[2, 6],
+        )
+        the_target = target()
+        [case] = attack.cases([BEHAVIOUR], the_target)
+        system = server.requests[0]["messages"][0]["content"]
+    assert "the judge reads its tokens 2 to 6" in system and "from about token 2 on" in system
+    [response] = the_target.respond([case])
+    window_words = the_target.lm.tokenizer.decode(response.response_ids[2:6], skip_special_tokens=True).strip()
+    assert scorer.responses == [[window_words]]  # the scorer saw the window's text, not the whole answer
+    assert case.payload["window"] == [2, 6]
+    with pytest.raises(MosaError, match=r"tap: window \[4, 9\] ends past the response \(8 tokens\)"):
+        ATTACKS.get("tap")(attacker="openai:a@http://127.0.0.1:9/v1", window=[4, 9]).cases([BEHAVIOUR], target())
+    with pytest.raises(MosaError, match="option window=.*must be a response window"):
+        ATTACKS.get("tap")(attacker="openai:a@http://127.0.0.1:9/v1", window=[6, 2])

@@ -91,3 +91,43 @@ def test_tap_runs_through_mosa_eval_and_a_rerun_asks_the_server_nothing(settings
         assert mosa_eval("--output", run) == 0  # samples the saved prompts again, without searching
         assert len(server.requests) == asked
         assert read_jsonl(run / "records.jsonl") == records
+
+
+def test_a_tap_run_killed_mid_search_never_attacks_a_finished_behaviour_again(settings, tmp_path):
+    """SIGKILL while TAP searches for the second behaviour: the first behaviour's cases were saved, so
+    the resumed run asks the server nothing more about it, and every behaviour has its cases once."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.eval.conftest import MOSA, subprocess_environment
+
+    scripted = tap_server().reply
+
+    def slow_for_the_second(request):
+        if GOALS[1] in json.dumps(request["messages"]):
+            time.sleep(0.2)
+        return scripted(request)
+
+    with ChatServer(slow_for_the_second) as server:
+        attacker = {"type": "openai", "model": "attacker", "base_url": server.url, "cache": False}
+        tap = {"name": "tap", "attacker": attacker, "width": WIDTH, "branching": BRANCHING, "depth": DEPTH}
+        config = write_config(tmp_path, {**settings, "attacks": [tap], "judges": ["keyword-long"], "limit": 2})
+        run = tmp_path / "run"
+        command = [*MOSA, "eval", "--config", str(config), "--output", str(run), "--quiet"]
+        process = subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cases = run / "cases.jsonl"
+        while process.poll() is None and not (cases.is_file() and cases.read_bytes().count(b"\n") >= 1):
+            time.sleep(0.005)
+        time.sleep(0.1)  # into the second behaviour's search
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+        assert cases.read_bytes().count(b"\n") == 1
+        about = lambda goal: sum(goal in json.dumps(request["messages"]) for request in server.requests)  # noqa: E731
+        first_asked = about(GOALS[0])
+
+        assert mosa_eval("--output", run) == 0
+        assert about(GOALS[0]) == first_asked  # the finished behaviour was not attacked again
+    assert [line["behaviour"] for line in read_jsonl(run / "records.jsonl")] == GOALS[:2]
+    assert [line["behaviour_id"] for line in read_jsonl(cases)] == sorted({line["behaviour_id"] for line in read_jsonl(cases)})
+    assert all(record["payload"]["success"] for record in read_jsonl(run / "records.jsonl"))

@@ -251,8 +251,11 @@ def model_queries(judge, answers: int) -> int:
 
 
 def make_attack(name: str, options: dict | None = None) -> Attack:
-    """Build a registered attack from its options as YAML gives them; unknown or missing options are refused."""
-    return ATTACKS.build(name, dict(options or {}))
+    """Build a registered attack from its options as YAML gives them; unknown or missing options are
+    refused. An attack's only required options are its auxiliary models, so a missing one is named
+    with the forms a model spec takes."""
+    example = "a model spec such as openai:MODEL@URL, transformers:PATH or smollm2 (docs/judges.md, Backends)"
+    return ATTACKS.build(name, dict(options or {}), example=example)
 
 
 def user_turn(text: str) -> list[dict[str, str]]:
