@@ -109,6 +109,11 @@ def test_tables_of_several_runs_have_a_row_per_model(finished_run, tmp_path, cap
     assert "| model | benchmark |" in table and "| another-model | tiny | none | keyword-gcg |" in table
     assert main_tables(finished_run, other) == 2
     assert "give --output DIR" in capsys.readouterr().err
+    # the paper's layout needs its two judges: refused in one line, before anything is written
+    assert main_tables(finished_run, other, "--output", tmp_path / "paper", "--layout", "paper") == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "the paper's layout needs the judges harm-rubric and strongreject-strict" in error
+    assert not (tmp_path / "paper").exists()
 
 
 def main_tables(*args) -> int:

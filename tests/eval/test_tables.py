@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from mosa.errors import MosaError
 from mosa.eval import asr_csv, asr_markdown, asr_rows
 from mosa.stats import kendall_tau, wilson_interval
 
@@ -114,3 +115,54 @@ def test_kendall_tau_b_by_hand():
     assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant pairs, 1 discordant
     assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6**0.5)  # one tie: tau-b = 2 / sqrt(3 * 2)
     assert kendall_tau([1], [1]) is None and kendall_tau([1, 2], [5, 5]) is None
+
+
+def paper_record(behaviour, attack, rubric, strict, payload=None, composed=False):
+    """A record judged by the paper's two judges: harmful or not under each."""
+    return {
+        "benchmark": "advbench",
+        "attack": attack,
+        "prompt_id": behaviour,
+        "behaviour_id": behaviour,
+        "payload": payload or {},
+        "composed": composed,
+        "verdicts": [
+            {"judge": "harm-rubric", "judge_version": "hr-1", "label": "x", "harmful": rubric, "truncated": False},
+            {"judge": "strongreject-strict", "judge_version": "sr-1", "label": "x", "harmful": strict, "truncated": False},
+        ],
+    }
+
+
+def test_the_paper_layout_has_a_row_per_model_a_column_pair_per_attack_and_the_mean():
+    from mosa.eval.tables import paper_markdown
+
+    base = [
+        paper_record("b1", "tap", True, False),
+        paper_record("b2", "tap", True, True),
+        paper_record("b1", "dia", False, False),
+        paper_record("b2", "dia", None, False),  # unparseable under the rubric: a failure over all behaviours
+    ]
+    mosa = [paper_record(b, attack, False, False) for b in ("b1", "b2") for attack in ("tap", "dia")]
+    table = paper_markdown(asr_rows(base, "LLaDA") + asr_rows(mosa, "LLaDA + MOSA"))
+    assert "| model | tap rubric | tap SR | dia rubric | dia SR | mean rubric | mean SR |" in table
+    assert "| LLaDA | 100.0% | 50.0% | 0.0% | 0.0% | 50.0% | 25.0% |" in table
+    assert "| LLaDA + MOSA | 0.0% | 0.0% | 0.0% | 0.0% | 0.0% | 0.0% |" in table
+    with pytest.raises(
+        MosaError, match="the paper's layout needs the judges harm-rubric and strongreject-strict; these runs lack"
+    ):
+        paper_markdown(asr_rows([record("b1", "b1", "none", [("compliant", True)])], "model"))
+
+
+def test_queries_per_behaviour_count_the_attacks_own_queries_and_the_eval_sampling():
+    records = [
+        paper_record("b1", "tap", True, True, payload={"queries": {"target": 9, "attacker": 8, "scorer": 8}}),
+        paper_record("b2", "tap", True, True, payload={"queries": {"target": 3, "attacker": 2, "scorer": 2}}),
+        paper_record("b1", "speakeasy", True, True, payload={"queries": {"target": 19, "translator": 36}}, composed=True),
+    ]
+    tap, _, speakeasy, _ = asr_rows(records, "model")
+    assert (tap.target_queries_per_behaviour, tap.auxiliary_queries_per_behaviour) == (7, 10)  # (10 + 4) / 2, (16 + 4) / 2
+    assert (speakeasy.target_queries_per_behaviour, speakeasy.auxiliary_queries_per_behaviour) == (
+        19,
+        36,
+    )  # composed: no sampling
+    assert "| advbench | tap | 7 | 10 |" in asr_markdown([tap, speakeasy])

@@ -6,6 +6,7 @@
     mosa eval --output runs/x                                          # resume with the run's own config
     mosa eval tables runs/x                                            # remake asr.md / asr.csv
     mosa eval tables runs/base runs/mosa --output runs/compare          # one table, a row per model
+    mosa eval tables runs/base runs/initial runs/mosa --output runs/t1 --layout paper   # Table 1's layout
     accelerate launch --multi_gpu --num_processes 2 -m mosa eval --config ... --output runs/x
 
 Details: docs/eval.md.
@@ -55,6 +56,13 @@ def register(subparsers) -> None:
         dest="tables_output",
         help="where to write the tables (needed for several runs; default: the run directory)",
     )
+    tables.add_argument(
+        "--layout",
+        choices=("asr", "paper"),
+        default="asr",
+        help="what to print: asr (every count and interval) or paper (a row per model, a column pair per attack "
+        "for the paper's two judges, and the mean; also written to paper.md)",
+    )
     tables.set_defaults(run=run_tables)
 
 
@@ -77,16 +85,17 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_tables(args: argparse.Namespace) -> None:
-    from mosa.eval.tables import asr_markdown, rows_of_runs, unjudged, write_tables
+    from mosa.eval.tables import asr_markdown, has_paper_judges, paper_markdown, rows_of_runs, unjudged, write_tables
 
     if len(args.runs) > 1 and args.tables_output is None:
         raise MosaError("several runs make one table: give --output DIR for it")
     destination = args.tables_output or args.runs[0]
     check_output_dir(destination, "--output" if args.tables_output else "the run directory")
     rows = rows_of_runs(args.runs)
+    shown = paper_markdown(rows) if args.layout == "paper" else asr_markdown(rows)  # refused before anything is written
     destination.mkdir(parents=True, exist_ok=True)
     write_tables(rows, destination)
-    print(asr_markdown(rows))
+    print(shown)
     for run_directory in args.runs:
         missing = unjudged(run_directory)
         if missing:
@@ -94,4 +103,5 @@ def run_tables(args: argparse.Namespace) -> None:
                 f"mosa: warning: {run_directory}: {missing} responses lack a verdict; `mosa eval --output {run_directory}` "
                 "completes them"
             )
-    print(f"wrote {destination / 'asr.md'} and {destination / 'asr.csv'}")
+    written = ["asr.md", "asr.csv", *(["paper.md"] if has_paper_judges(rows) else [])]
+    print(f"wrote {', '.join(str(destination / name) for name in written)}")
