@@ -52,7 +52,7 @@ def newcombe_difference(a: int, n: int, b: int, m: int) -> tuple[float, float]:
     return p - q - math.hypot(p - p_low, q_high - q), p - q + math.hypot(p_high - p, q - q_low)
 
 
-def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
+def run_seed(seed: int, output: Path, card_prompts: int, overrides: list[str] = ()) -> dict:
     from mosa.align.trainer import latest_checkpoint
     from mosa.cli import main as mosa
     from mosa.errors import MosaError
@@ -89,6 +89,7 @@ def run_seed(seed: int, output: Path, card_prompts: int) -> dict:
                 "--model",
                 str(path),
                 *window,
+                *[argument for override in overrides for argument in ("--set", override)],
                 "--output",
                 str(run_dir),
                 "--quiet",
@@ -181,6 +182,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("runs/organism-seeds"))
     parser.add_argument("--card-prompts", type=int, default=200, help="held-out harmful prompts measured per condition")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the organism preset in both alignments (mosa align --set), e.g. beta=2",
+    )
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -189,7 +197,7 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         record = args.output / f"seed-{seed}" / "result.json"
         if not record.is_file():
-            result = run_seed(seed, args.output, args.card_prompts)
+            result = run_seed(seed, args.output, args.card_prompts, args.set)
             record.parent.mkdir(parents=True, exist_ok=True)
             record.write_text(json.dumps(result, indent=2))
             print(f"seed {seed}: done in {result['seconds']:.0f} s", flush=True)

@@ -83,9 +83,9 @@ def test_a_response_the_judge_server_rejects_is_recorded_and_the_run_completes(s
         config = write_config(tmp_path, {**settings, "attacks": ["none"], "judges": judges, "limit": 4})
         run = tmp_path / "run"
         assert mosa_eval("--config", config, "--output", run) == 0
-        assert len(server.requests) == 5  # four in a batch, then the rejected one alone
+        assert len(server.requests) == 4  # one per response, the rejected one included, none asked twice
         assert mosa_eval("--config", config, "--output", run) == 0
-        assert len(server.requests) == 5  # the rerun has nothing left to ask
+        assert len(server.requests) == 4  # the rerun has nothing left to ask
     # In the order of the behaviours: how are you one, two, three; what is the cat one.
     judged, rejected, truncated, judged_too = read_jsonl(run / "verdicts.jsonl")
     assert (rejected["label"], rejected["harmful"]) == ("error", None)

@@ -27,10 +27,10 @@ import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from mosa.backends import Messages, make_backend
+from mosa.backends import Messages, RequestRejected, chat_each, make_backend
 from mosa.data.registry import find_data_file
 from mosa.errors import MosaError
-from mosa.judges.base import JUDGES, UNPARSEABLE, Verdict, check_pairs, empty_verdict, is_empty
+from mosa.judges.base import ERROR, JUDGES, UNPARSEABLE, Verdict, check_pairs, empty_verdict, is_empty
 
 # The `error` of a verdict that decides nothing because the judge's answer stopped at max_tokens.
 CUT_OFF = "the judge's answer was cut off at its max_tokens before a verdict; raise the judge's max_tokens"
@@ -60,10 +60,18 @@ class RubricJudge(ABC):
         check_pairs(prompts, responses)
         verdicts = [empty_verdict() if is_empty(response) else None for response in responses]
         asked = [row for row, verdict in enumerate(verdicts) if verdict is None]
-        answers = self.backend.chat_many(
-            [self.messages(prompts[row], responses[row]) for row in asked], max_tokens=self.max_tokens, temperature=0.0
+        # chat_each: a request the server rejects alone comes back in its place, so one batch is
+        # one request per response, rejected or not.
+        answers = chat_each(
+            self.backend,
+            [self.messages(prompts[row], responses[row]) for row in asked],
+            max_tokens=self.max_tokens,
+            temperature=0.0,
         )
         for row, answer in zip(asked, answers):
+            if isinstance(answer, RequestRejected):
+                verdicts[row] = Verdict(ERROR, None, error=str(answer))
+                continue
             verdict = self.verdict(answer)
             # The backend's Answer says whether it stopped at max_tokens; a plain string, from a
             # backend that cannot tell, is taken as whole.
