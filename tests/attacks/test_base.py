@@ -11,6 +11,7 @@ def test_every_attack_of_the_issue_is_registered():
     assert ATTACKS.names() == [
         "advprefix",
         "anchor",
+        "aos",
         "dialogue",
         "dija",
         "gcg",
@@ -18,6 +19,7 @@ def test_every_attack_of_the_issue_is_registered():
         "pad",
         "prefill",
         "prefix-forcing",
+        "speakeasy",
         "tap",
     ]
 
@@ -25,7 +27,7 @@ def test_every_attack_of_the_issue_is_registered():
 def test_an_unknown_attack_lists_the_known_ones():
     with pytest.raises(
         MosaError,
-        match=r"unknown attack 'dija2'; available: advprefix, anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap",
+        match=r"unknown attack 'dija2'; available: advprefix, anchor, aos, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, speakeasy, tap",
     ):
         make_attack("dija2")
 

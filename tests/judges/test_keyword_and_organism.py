@@ -76,7 +76,7 @@ def test_organism_judge_keeps_the_organism_labels():
 def test_unknown_judges_and_options_are_one_line_errors():
     with pytest.raises(
         MosaError,
-        match=r"unknown judge 'nope'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict",
+        match=r"unknown judge 'nope'; available: classifier, harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict",
     ):
         make_judge("nope")
     with pytest.raises(MosaError, match=r"judge 'keyword-gcg' has no option threshold"):
@@ -86,6 +86,7 @@ def test_unknown_judges_and_options_are_one_line_errors():
     with pytest.raises(MosaError, match=r"one prompt per response"):
         make_judge("keyword-gcg").judge_many(["a"], ["b", "c"])
     assert set(JUDGES.names()) == {
+        "classifier",
         "harm-rubric",
         "keyword-gcg",
         "keyword-long",
