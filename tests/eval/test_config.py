@@ -44,7 +44,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
         ),
         (
             "judges=[keyword]",
-            "unknown judge 'keyword'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict",
+            "unknown judge 'keyword'; available: classifier, harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict",
         ),
         ("attacks=[{name: prefill, postion: 3}]", "attack 'prefill' has no option postion; its options: position, phrases, seed"),
         (

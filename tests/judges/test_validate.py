@@ -82,7 +82,7 @@ def test_cli_prints_the_figures_and_the_confusion_matrix(tiny_labels, capsys):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["judge", "validate", "--judge", "nope"]) == 2
     assert capsys.readouterr().err == (
-        "mosa: error: unknown judge 'nope'; available: harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict\n"
+        "mosa: error: unknown judge 'nope'; available: classifier, harm-rubric, keyword-gcg, keyword-long, organism, strongreject, strongreject-strict\n"
     )
     assert main(["judge", "validate", "--judge", "keyword-gcg", "--labels", str(tmp_path / "none.csv")]) == 2
     assert "does not exist; give --labels PATH" in capsys.readouterr().err
