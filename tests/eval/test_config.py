@@ -2,6 +2,7 @@
 
 import pytest
 
+from mosa.attacks import ATTACKS
 from mosa.errors import MosaError
 from mosa.eval import load_config
 from mosa.eval.runner import build_attacks, build_judges
@@ -40,7 +41,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
     [
         (
             "attacks=[none, prefil]",
-            "unknown attack 'prefil'; available: advprefix, anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap",
+            "unknown attack 'prefil'; available: " + ", ".join(ATTACKS.names()),  # the list itself: tests/attacks/test_base.py
         ),
         (
             "judges=[keyword]",
