@@ -29,6 +29,7 @@ from mosa.yamlio import parse_yaml
 # plug-in's (the organism's).
 EVAL_CONFIGS: Registry[Path] = Registry("eval config")
 EVAL_CONFIGS.add("paper-llada8b", Path(__file__).parent / "configs" / "paper-llada8b.yaml")
+EVAL_CONFIGS.add("canvas-llada8b", Path(__file__).parent / "configs" / "canvas-llada8b.yaml")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Sampler settings a config may give; special ids come from the model, the seed from `seed`.
 SAMPLER_KEYS = (
