@@ -8,13 +8,13 @@ from tests.attacks.conftest import BEHAVIOURS, assert_on_canvas
 
 
 def test_every_attack_of_the_issue_is_registered():
-    assert ATTACKS.names() == ["anchor", "dialogue", "dija", "gcg", "none", "pad", "prefill", "prefix-forcing", "tap"]
+    assert ATTACKS.names() == ["anchor", "dialogue", "dija", "ept", "gcg", "none", "pad", "prefill", "prefix-forcing", "tap"]
 
 
 def test_an_unknown_attack_lists_the_known_ones():
     with pytest.raises(
         MosaError,
-        match=r"unknown attack 'dija2'; available: anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap",
+        match=r"unknown attack 'dija2'; available: anchor, dialogue, dija, ept, gcg, none, pad, prefill, prefix-forcing, tap",
     ):
         make_attack("dija2")
 

@@ -40,7 +40,7 @@ def test_overrides_reach_into_the_sampler_and_flags_win():
     [
         (
             "attacks=[none, prefil]",
-            "unknown attack 'prefil'; available: anchor, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, tap",
+            "unknown attack 'prefil'; available: anchor, dialogue, dija, ept, gcg, none, pad, prefill, prefix-forcing, tap",
         ),
         (
             "judges=[keyword]",
