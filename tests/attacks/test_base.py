@@ -1,5 +1,7 @@
 """The attack registry, option checking, and the target's handling of prefill and interventions."""
 
+import re
+
 import pytest
 
 from mosa.attacks import ATTACKS, TestCase, make_attack
@@ -14,6 +16,7 @@ def test_every_attack_of_the_issue_is_registered():
         "aos",
         "dialogue",
         "dija",
+        "ept",
         "gcg",
         "none",
         "pad",
@@ -27,7 +30,7 @@ def test_every_attack_of_the_issue_is_registered():
 def test_an_unknown_attack_lists_the_known_ones():
     with pytest.raises(
         MosaError,
-        match=r"unknown attack 'dija2'; available: advprefix, anchor, aos, dialogue, dija, gcg, none, pad, prefill, prefix-forcing, speakeasy, tap",
+        match=r"unknown attack 'dija2'; available: " + re.escape(", ".join(ATTACKS.names())),
     ):
         make_attack("dija2")
 
