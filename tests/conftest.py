@@ -77,7 +77,7 @@ def bpe_tokenizer():
     return tokenizer
 
 
-def tiny_llama(tokenizer, seed=0, hidden_size=32, num_layers=2, attn_implementation="sdpa"):
+def tiny_llama(tokenizer, seed=0, hidden_size=32, num_layers=2, attn_implementation="sdpa", max_positions=1024):
     """A random bidirectional Llama with spread-out logits (large init), so argmax ties do not occur."""
     lm = build_bidirectional_llama(
         tokenizer,
@@ -86,6 +86,7 @@ def tiny_llama(tokenizer, seed=0, hidden_size=32, num_layers=2, attn_implementat
         num_heads=4,
         seed=seed,
         attn_implementation=attn_implementation,
+        max_positions=max_positions,
     )
     with torch.no_grad():
         generator = torch.Generator().manual_seed(seed)

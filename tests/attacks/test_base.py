@@ -14,6 +14,8 @@ def test_every_attack_of_the_issue_is_registered():
         "advprefix",
         "anchor",
         "aos",
+        "avatar",
+        "dia",
         "dialogue",
         "dija",
         "ept",
