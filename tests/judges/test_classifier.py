@@ -61,11 +61,15 @@ def test_the_classifier_scores_the_harmful_class_as_gptfuzz_does(roberta, tokeni
 
 
 def test_the_classifier_options_are_checked(roberta, tmp_path):
+    wrong_class = make_judge({"name": "classifier", "model": str(roberta), "harmful_label": 2})  # loaded on first use
     with pytest.raises(MosaError, match=r"classifier judge: harmful_label 2 must be a class of .*: 0 to 1"):
-        make_judge({"name": "classifier", "model": str(roberta), "harmful_label": 2})
+        wrong_class.judge_many(["request"], ["an answer"])
     with pytest.raises(MosaError, match=r"classifier judge: threshold 1.5 must lie in \[0, 1\)"):
         make_judge({"name": "classifier", "model": str(roberta), "threshold": 1.5})
-    with pytest.raises(MosaError, match=r"classifier judge: cannot load .*nothing-here"):
+    with pytest.raises(MosaError, match=r"classifier judge: model .*nothing-here is not a directory"):
         make_judge({"name": "classifier", "model": str(tmp_path / "nothing-here")})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MosaError, match=r"classifier judge: cannot load .*empty"):
+        make_judge({"name": "classifier", "model": str(tmp_path / "empty")}).judge_many(["request"], ["an answer"])
     with pytest.raises(MosaError, match=r"judge 'classifier' needs model"):
         make_judge("classifier")
