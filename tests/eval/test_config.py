@@ -9,13 +9,31 @@ from mosa.eval.runner import build_attacks, build_judges
 from tests.eval.conftest import mosa_eval, write_config
 
 
-@pytest.mark.parametrize("name", ["organism", "paper-llada8b"])
+@pytest.mark.parametrize("name", ["organism", "paper-llada8b", "canvas-llada8b"])
 def test_the_shipped_configs_are_valid_and_their_attacks_and_judges_build(name, monkeypatch):
     monkeypatch.delenv("MOSA_JUDGE_URL", raising=False)
     config = load_config(name)
     assert len(build_attacks(config)) == len(config.attacks)
     judges = build_judges(config)
     assert [judge.name for judge in judges] == [spec["name"] for spec in config.judges]
+
+
+def test_the_paper_config_holds_the_papers_grid_and_judges():
+    """Tables 1 and 2: the eight black-box attacks; Table 4: TAP, EPT and AdvPrefix aimed at tokens 20-60;
+    the paper's two judging rules; AdvBench and HarmBench whole."""
+    config = load_config("paper-llada8b")
+    attacks = {spec.get("label", spec["name"]): spec for spec in config.attacks}
+    table_1 = ["avatar", "tap", "speakeasy", "aos", "pal", "ept", "dia", "advprefix"]
+    table_4 = ["tap-middle", "ept-middle", "advprefix-middle"]
+    assert list(attacks) == table_1 + table_4
+    assert all(attacks[label]["window"] == [20, 60] and attacks[label]["name"] == label.split("-")[0] for label in table_4)
+    assert all("window" not in attacks[label] for label in table_1)
+    assert (attacks["tap"]["width"], attacks["tap"]["branching"], attacks["tap"]["depth"]) == (10, 4, 10)
+    assert [judge["name"] for judge in config.judges] == ["harm-rubric", "strongreject-strict", "strongreject"]
+    assert (config.benchmarks, config.limit) == (
+        [{"dataset": "advbench", "label": "advbench"}, {"dataset": "harmbench", "label": "harmbench"}],
+        None,
+    )
 
 
 def test_the_judge_endpoint_comes_from_the_environment_and_a_secret_never_does(monkeypatch):
