@@ -244,6 +244,27 @@ class Attack(Protocol):
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]: ...
 
 
+def verdict_score(verdict) -> float | None:
+    """A scorer's verdict as the number attempts are ranked by: its score (a rubric's scale), else 1
+    or 0 from its decision (keyword judges); None when it is undecided (EMPTY, UNPARSEABLE, ERROR)."""
+    if verdict.harmful is None:
+        return None
+    if verdict.score is not None:
+        return float(verdict.score)
+    return 1.0 if verdict.harmful else 0.0
+
+
+def rank(verdict) -> float:
+    """verdict_score for sorting: an undecided verdict ranks below every score (-inf)."""
+    score = verdict_score(verdict)
+    return float("-inf") if score is None else score
+
+
+def finite(rank_value: float) -> float | None:
+    """A rank as JSON can hold it: None for -inf (undecided)."""
+    return None if rank_value == float("-inf") else rank_value
+
+
 def model_queries(judge, answers: int) -> int:
     """The requests a judge made to rate `answers` responses: one each for a judge that asks a model
     (a rubric judge's backend), none for one that reads the text itself (keyword lists)."""

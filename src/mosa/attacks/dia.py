@@ -50,11 +50,11 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from mosa.attacks import options
-from mosa.attacks.base import ATTACKS, Target, TestCase, model_queries
+from mosa.attacks.base import ATTACKS, Target, TestCase, model_queries, verdict_score
 from mosa.backends import Messages, RequestRejected, chat_each, make_backend
 from mosa.data import Example
 from mosa.errors import MosaError
-from mosa.judges import ERROR, Verdict, judge_recording_errors, make_judge
+from mosa.judges import ERROR, judge_recording_errors, make_judge
 from mosa.progress import note
 
 METHODS = ("task-solving", "continue")  # DIA-II (the default), DIA-I
@@ -678,7 +678,7 @@ class DialogueInjection:
                 "messages": messages,
                 "response": response.text,
                 "verdict": asdict(verdict),
-                "rank": _rank(verdict),
+                "rank": verdict_score(verdict),
             }
         )
         run.success = verdict.harmful is True
@@ -865,12 +865,3 @@ def keeps_keywords(sentence: str, pairs: list[tuple[str, str]]) -> bool:
 def _plain(answer: str) -> bool:
     """Neither a refusal nor chatter around the sentence asked for."""
     return not any(phrase in answer for phrase in REFUSAL_PHRASES + CHATTER_PHRASES)
-
-
-def _rank(verdict: Verdict) -> float | None:
-    """The scorer's score (a rubric's scale), or 1/0 from its decision; None when undecided."""
-    if verdict.harmful is None:
-        return None
-    if verdict.score is not None:
-        return float(verdict.score)
-    return 1.0 if verdict.harmful else 0.0

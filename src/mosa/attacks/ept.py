@@ -47,7 +47,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 from mosa.attacks import options
-from mosa.attacks.base import ATTACKS, Target, TargetResponse, TestCase, model_queries, user_turn
+from mosa.attacks.base import ATTACKS, Target, TargetResponse, TestCase, finite, model_queries, rank, user_turn
 from mosa.backends import Messages, RequestRejected, chat_each, make_backend
 from mosa.data import Example
 from mosa.errors import MosaError
@@ -320,7 +320,7 @@ class PrefixTreeAttack:
             if verdict.label == ERROR:
                 search.counts["rejected_scorer_requests"] += 1
                 note(f"ept: {behaviour.id}: scorer: {verdict.error}; the prefix is undecided and ranks lowest")
-        ranks = [_rank(verdict) for verdict in verdicts]
+        ranks = [rank(verdict) for verdict in verdicts]
         # The most harmful, the first found among equals. (The official reranking sorts the safest first.)
         best = max(range(len(leaves)), key=lambda i: ranks[i], default=None)
         prefix = texts[best] if best is not None else self.default_prefix.rstrip()
@@ -330,8 +330,8 @@ class PrefixTreeAttack:
             "prefix": prefix,
             "sentences": leaves[best].sentences if best is not None else [],
             "success": best is not None and verdicts[best].harmful is True,
-            "best_score": None if best is None else _finite(ranks[best]),
-            "score_trajectory": [_finite(rank) for rank in ranks],  # each leaf's score, in the order found
+            "best_score": None if best is None else finite(ranks[best]),
+            "score_trajectory": [finite(rank) for rank in ranks],  # each leaf's score, in the order found
             "window": None if self.window is None else list(self.window),
             "queries": search.queries,
             "tree": {
@@ -387,15 +387,3 @@ def first_sentence(text: str) -> str:
             continue
         return line[: match.end()]
     return line
-
-
-def _rank(verdict: Verdict) -> float:
-    if verdict.harmful is None:
-        return float("-inf")
-    if verdict.score is not None:
-        return float(verdict.score)
-    return 1.0 if verdict.harmful else 0.0
-
-
-def _finite(rank: float) -> float | None:
-    return None if rank == float("-inf") else rank

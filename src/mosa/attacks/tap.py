@@ -40,7 +40,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from mosa.attacks import options
-from mosa.attacks.base import ATTACKS, Target, TestCase, model_queries, user_turn
+from mosa.attacks.base import ATTACKS, Target, TestCase, finite, model_queries, rank, user_turn
 from mosa.backends import Messages, RequestRejected, chat_each, make_backend
 from mosa.data import Example
 from mosa.errors import MosaError
@@ -264,12 +264,12 @@ class TreeOfAttacks:
             candidate.tree.queries["scorer"] += model_queries(self.scorer, 1)
             if verdict.label == ERROR:
                 _count_rejection(candidate.tree, "scorer", verdict.error, "the answer is undecided and ranks lowest")
-            candidate.response, candidate.verdict, candidate.rank = response.text, verdict, _rank(verdict)
+            candidate.response, candidate.verdict, candidate.rank = response.text, verdict, rank(verdict)
 
     def _prune(self, tree: _Tree, candidates: list[_Candidate], depth: int) -> None:
         tree.depth_reached = depth
         ranked = sorted(candidates, key=lambda c: c.rank, reverse=True)  # stable: ties keep the attacker's order
-        tree.trajectory.append(_finite(ranked[0].rank) if ranked else None)
+        tree.trajectory.append(finite(ranked[0].rank) if ranked else None)
         if ranked and (tree.best is None or ranked[0].rank > tree.best.rank):
             tree.best = ranked[0]
         successes = [c for c in ranked if c.verdict.harmful]
@@ -285,7 +285,7 @@ class TreeOfAttacks:
     def _continue(self, candidate: _Candidate) -> Messages:
         """The candidate's attacker conversation with the target's answer as feedback, cut to the system
         prompt and the last `keep_last_n` attacker turns (each with the user turn before and after it)."""
-        score = "undecided" if _finite(candidate.rank) is None else f"{candidate.rank:g}"
+        score = "undecided" if finite(candidate.rank) is None else f"{candidate.rank:g}"
         feedback = ATTACKER_FEEDBACK.format(response=candidate.response, score=score, goal=candidate.tree.behaviour.prompt)
         system, *turns = candidate.conversation + [{"role": "user", "content": feedback}]
         return [system, *turns[-(2 * self.keep_last_n + 1) :]]
@@ -299,7 +299,7 @@ class TreeOfAttacks:
             "improvement": best.improvement if best else None,
             "response": best.response if best else None,
             "success": tree.success,
-            "best_score": _finite(best.rank) if best else None,
+            "best_score": finite(best.rank) if best else None,
             "depth": tree.depth_reached,
             "window": None if self.window is None else list(self.window),
             "queries": tree.queries,
@@ -343,30 +343,18 @@ def _tree_state(tree: _Tree) -> dict:
             "improvement": best.improvement,
             "response": best.response,
             "verdict": None if best.verdict is None else asdict(best.verdict),
-            "rank": _finite(best.rank),
+            "rank": finite(best.rank),
         },
     }
 
 
 def _candidate(tree: _Tree, saved: dict) -> _Candidate:
-    rank = float("-inf") if saved["rank"] is None else saved["rank"]
+    saved_rank = float("-inf") if saved["rank"] is None else saved["rank"]
     verdict = None if saved["verdict"] is None else Verdict(**saved["verdict"])
-    return _Candidate(tree, saved["conversation"], saved["prompt"], saved["improvement"], saved["response"], verdict, rank)
+    return _Candidate(tree, saved["conversation"], saved["prompt"], saved["improvement"], saved["response"], verdict, saved_rank)
 
 
 def _count_rejection(tree: _Tree, model: str, rejection: str, outcome: str) -> None:
     """Count a request that `model`'s server rejected alone, and say in one line what that item became."""
     tree.counts[f"rejected_{model}_requests"] += 1
     note(f"tap: {tree.behaviour.id}: {model}: {rejection}; {outcome}")
-
-
-def _rank(verdict: Verdict) -> float:
-    if verdict.harmful is None:
-        return float("-inf")
-    if verdict.score is not None:
-        return float(verdict.score)
-    return 1.0 if verdict.harmful else 0.0
-
-
-def _finite(rank: float) -> float | None:
-    return None if rank == float("-inf") else rank
