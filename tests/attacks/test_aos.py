@@ -7,27 +7,18 @@ import random
 
 import pytest
 
-from mosa.attacks import ATTACKS, Target
+from mosa.attacks import ATTACKS
 from mosa.attacks import aos as aos_module
 from mosa.attacks.base import RoundStore
 from mosa.data import Example
 from mosa.errors import MosaError
 from mosa.judges import Verdict
+from tests.attacks.conftest import RecordingTarget
 from tests.chat_server import ChatServer, Reply
 from tests.conftest import WORDS
 from tests.judges.test_classifier import tiny_roberta
 
 BEHAVIOUR = Example(id="b1", prompt="what is the cat", source="test")
-
-
-class RecordingTarget(Target):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.batches = []
-
-    def respond(self, cases):
-        self.batches.append([case.messages[-1]["content"] for case in cases])
-        return super().respond(cases)
 
 
 @pytest.fixture

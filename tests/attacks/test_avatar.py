@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from mosa.attacks import ATTACKS, Target
+from mosa.attacks import ATTACKS
 from mosa.attacks.avatar import read_rating
 from mosa.attacks.base import RoundStore
 from mosa.data import Example
 from mosa.errors import MosaError
-from mosa.judges import Verdict
+from tests.attacks.conftest import RecordingTarget, ScriptedScorer
 from tests.attacks.conftest import make_target as tiny_target
 from tests.chat_server import ChatServer, Reply
 
@@ -23,18 +23,6 @@ METAPHORS = {  # candidate domain -> (mapping, the selector's consistency and to
 }
 
 
-class RecordingTarget(Target):
-    def __init__(self, *args, fail_after=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sent, self.fail_after = [], fail_after
-
-    def respond(self, cases):
-        if self.fail_after is not None and len(self.sent) >= self.fail_after:
-            raise RuntimeError("killed")
-        self.sent.extend(case.messages for case in cases)
-        return super().respond(cases)
-
-
 @pytest.fixture
 def make_target(lm):
     def make(**kwargs):
@@ -42,19 +30,6 @@ def make_target(lm):
         return RecordingTarget(target.lm, target.sampler, batch_size=4, **kwargs)
 
     return make
-
-
-class ScriptedScorer:
-    """Scores from `script` in turn, one per judged text; harmful at 5. Keeps what it judged."""
-
-    name, version = "scripted", "scripted-1"
-
-    def __init__(self, *script):
-        self.script, self.judged = list(script), []
-
-    def judge_many(self, prompts, responses):
-        self.judged.extend(zip(prompts, responses))
-        return [Verdict("compliant" if s >= 5 else "refusal", s >= 5, float(s)) for s in (self.script.pop(0) for _ in prompts)]
 
 
 def avatar_server(candidates=("kitchen", "fireworks", "garden")):
