@@ -1,0 +1,51 @@
+"""PAL through `mosa eval`: a tiny random causal Llama checkpoint is the proxy, the tiny dLLM of
+tests/eval/conftest.py the target, a keyword judge gives the verdicts."""
+
+import csv
+
+import pytest
+
+from tests.attacks.test_pal import save_causal_proxy
+from tests.eval.conftest import GOALS, mosa_eval, read_jsonl, write_config
+
+STEPS, PER_STEP = 2, 2
+
+
+@pytest.fixture(scope="module")
+def proxy_dir(tokenizer, tmp_path_factory):
+    return str(save_causal_proxy(tokenizer, tmp_path_factory.mktemp("proxy")))
+
+
+def test_pal_runs_through_mosa_eval_and_records_its_queries(settings, proxy_dir, tmp_path):
+    pal = {
+        "name": "pal",
+        "proxy": proxy_dir,
+        "init": "the",
+        "suffix_length": 3,
+        "num_steps": STEPS,
+        "batch_size": 4,
+        "num_target_query_per_step": PER_STEP,
+        "top_k": 8,
+    }
+    config = write_config(tmp_path, {**settings, "attacks": [pal], "judges": ["keyword-long"], "limit": 2})
+    run = tmp_path / "run"
+    assert mosa_eval("--config", config, "--output", run) == 0
+
+    records = read_jsonl(run / "records.jsonl")
+    assert [record["behaviour"] for record in records] == GOALS[:2]
+    for record in records:
+        payload = record["payload"]
+        assert record["attack"] == "pal" and payload["target"] == "sure here is"
+        assert record["messages"] == [{"role": "user", "content": f"{record['behaviour']} {payload['suffix']}"}]
+        assert len(payload["suffix"].split()) == 3 and payload["steps"] == STEPS and payload["stopped"] == "num_steps"
+        assert len(payload["score_trajectory"]) == STEPS + 1
+        # a success check per step (step 0 too), and at least a position read per candidate sent
+        reads = payload["queries"]["target"] - (1 + STEPS)
+        assert 1 + STEPS * PER_STEP <= reads <= payload["target_logprob_passes"]
+        assert payload["queries"]["proxy"] == STEPS * (1 + 4)  # a gradient and 4 candidates a step
+    [row] = list(csv.DictReader((run / "asr.csv").open()))
+    per_behaviour = lambda role: sum(record["payload"]["queries"][role] for record in records) / 2  # noqa: E731
+    # the attack's target queries, plus the eval's sampling of the final prompt; the proxy's are auxiliary
+    assert float(row["target_queries_per_behaviour"]) == per_behaviour("target") + 1
+    assert float(row["auxiliary_queries_per_behaviour"]) == per_behaviour("proxy")
+    assert not (run / "rounds").exists() or not any((run / "rounds").rglob("*.json"))  # cleared once the cases are saved
