@@ -434,6 +434,7 @@ class PalAttack:
         payload = {
             "attack": "pal",
             "target": target_string,
+            "prompt": message,
             "suffix": final,
             "success": search.success is not None,
             "success_step": None if search.success is None else search.success["step"],
