@@ -288,8 +288,13 @@ def test_the_proxy_reads_and_differentiates_the_chat_the_target_is_sent(proxy_di
 def test_pal_needs_a_local_proxy_and_checks_its_options(proxy_dir, lm):
     with pytest.raises(MosaError, match=r"^attack 'pal' needs proxy: a local causal LM .*transformers:PATH.* smollm2"):
         make_attack("pal", {})
-    with pytest.raises(MosaError, match=r"proxy openai:m@http://127.0.0.1:9/v1 is not a local model.*gradients"):
+    with pytest.raises(MosaError, match=r"proxy 'openai:m@http://127.0.0.1:9/v1' is not a local model.*gradients"):
         make_attack("pal", {"proxy": "openai:m@http://127.0.0.1:9/v1"})
+    with pytest.raises(MosaError, match=r"proxy \{'type': 'openai'.* is not a local model"):
+        make_attack("pal", {"proxy": {"type": "openai", "model": "m"}})
+    with pytest.raises(MosaError, match=r"proxy /nowhere/model is not a directory"):
+        make_attack("pal", {"proxy": "/nowhere/model"})
+    make_attack("pal", {"proxy": "someone/some-model"})  # a hub id: loaded on first use, so nothing is asked yet
     for option, value, requirement in (
         ("num_target_query_per_step", 0, "an integer >= 1"),
         ("max_queries", 0, "an integer >= 1"),

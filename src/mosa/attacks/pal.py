@@ -48,6 +48,8 @@ import base64
 import math
 import random
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -106,20 +108,38 @@ def succeeded(response: str, target_string: str) -> bool:
     return target_string in response and not response.strip().startswith(REFUSAL_PREFIXES)
 
 
-def load_proxy(spec) -> TransformersChat:
-    """The proxy from a model spec; a bare path or hub id is a transformers model."""
+def proxy_spec(spec):
+    """The proxy's model spec as make_backend takes it (a bare path or hub id is a transformers model),
+    checked to name a local model without loading it; a local path must be a checkpoint directory."""
     if spec is None:
         raise MosaError(f"attack 'pal' needs proxy: {PROXY_FORMS}")
-    if isinstance(spec, str) and ":" not in spec.partition("?")[0] and spec.partition("?")[0] not in BACKENDS:
-        spec = f"transformers:{spec}"
-    backend = make_backend(spec)
-    if not isinstance(backend, TransformersChat):
+    if isinstance(spec, TransformersChat):
+        return spec
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if isinstance(spec, str):
+        head = spec.partition("?")[0]
+        if ":" in head:  # TYPE:REST
+            kind = head.partition(":")[0]
+        elif head in BACKENDS:  # a backend by name (smollm2)
+            kind = head
+        else:  # a path or hub id
+            kind, spec = "transformers", f"transformers:{spec}"
+    if kind not in ("transformers", "smollm2"):
         raise MosaError(
-            f"attack pal: proxy {backend.name} is not a local model, and PAL takes the proxy's gradients; give {PROXY_FORMS}"
+            f"attack pal: proxy {spec!r} is not a local model, and PAL takes the proxy's gradients; give {PROXY_FORMS}"
         )
+    path = str(spec.get("path", "") if isinstance(spec, dict) else spec.partition("?")[0].partition(":")[2])
+    if path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
+        raise MosaError(f"attack pal: proxy {path} is not a directory; give a checkpoint directory or a hub id")
+    return spec
+
+
+def load_proxy(spec) -> TransformersChat:
+    """The proxy, loaded, with gradients off for its weights (they are taken with respect to the suffix only)."""
+    backend = make_backend(spec)
     if not isinstance(backend.model.get_input_embeddings(), nn.Embedding):
         raise MosaError(f"attack pal: proxy {backend.name}'s input embeddings are not a lookup table (nn.Embedding)")
-    backend.model.requires_grad_(False)  # gradients are taken with respect to the suffix only
+    backend.model.requires_grad_(False)
     return backend
 
 
@@ -291,9 +311,16 @@ class PalAttack:
         self.early_stop = options.boolean("pal", "early_stop", early_stop)
         self.proxy_batch_size = options.integer("pal", "proxy_batch_size", proxy_batch_size, minimum=1)
         self.seed = options.integer("pal", "seed", seed)
-        self.proxy = load_proxy(proxy)
-        embedding_rows = self.proxy.model.get_input_embeddings().weight.shape[0]
-        self.allowed = allowed_tokens(self.proxy.tokenizer, embedding_rows)
+        self.proxy_spec = proxy_spec(proxy)
+
+    @cached_property
+    def proxy(self) -> TransformersChat:
+        """The proxy, loaded on first use, so that building a config that names it loads nothing."""
+        return load_proxy(self.proxy_spec)
+
+    @cached_property
+    def allowed(self) -> torch.Tensor:
+        return allowed_tokens(self.proxy.tokenizer, self.proxy.model.get_input_embeddings().weight.shape[0])
 
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]:
         return [self._attack(behaviour, target) for behaviour in behaviours]
