@@ -22,6 +22,7 @@ def test_every_attack_of_the_issue_is_registered():
         "gcg",
         "none",
         "pad",
+        "pal",
         "prefill",
         "prefix-forcing",
         "speakeasy",

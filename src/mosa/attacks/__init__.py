@@ -8,7 +8,7 @@ need no queries). `make_attack(name, options)` builds one by name. Details: docs
     responses = target.respond(attack.cases(behaviours, target))
 """
 
-from mosa.attacks import advprefix, aos, avatar, canvas, dia, ept, gcg, prompting, speakeasy, tap  # noqa: F401  (importing an attack's module registers it)
+from mosa.attacks import advprefix, aos, avatar, canvas, dia, ept, gcg, pal, prompting, speakeasy, tap  # noqa: F401  (importing an attack's module registers it)
 from mosa.attacks.base import ATTACKS, Attack, Target, TargetResponse, TestCase, make_attack, user_turn
 
 __all__ = ["ATTACKS", "Attack", "Target", "TargetResponse", "TestCase", "make_attack", "user_turn"]

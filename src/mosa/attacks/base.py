@@ -149,10 +149,11 @@ class Target:
         )
 
     def teacher_forced_logprobs(
-        self, messages: list[dict[str, str]], response: str, position: int = 0, top_k: int = 5
+        self, messages: list[dict[str, str]], response: str, position: int = 0, top_k: int = 5, until_miss: bool = False
     ) -> TokenLogprobs:
         """Each token scored with the tokens before it revealed and the rest masked, with the exact
-        top_k tokens at each position (PAL's black-box view). m forward passes, batch_size per call."""
+        top_k tokens at each position (PAL's black-box view). m forward passes, batch_size per call;
+        until_miss: only through the first token that is not top-1 (about twice as many passes at most)."""
         self.queries["logprob_calls"] += 1
         return teacher_forced_logprobs(
             self.lm,
@@ -162,6 +163,7 @@ class Target:
             batch_size=self.batch_size,
             gen_length=self.sampler.gen_length,
             position=position,
+            until_miss=until_miss,
         )
 
     def elbo_logprobs(

@@ -79,26 +79,40 @@ def teacher_forced_logprobs(
     position: int = 0,
     top_k: int = 0,
     batch_size: int = 16,
+    until_miss: bool = False,
 ) -> TokenLogprobs:
     """Token i's log-probability with tokens < i revealed and the rest masked, and with top_k > 0 the
     exact top-k tokens there (over the whole vocabulary, the mask token included: what the model
-    gives). m forward passes, in ceil(m / batch_size) calls."""
+    gives). m forward passes, in ceil(m / batch_size) calls.
+
+    until_miss: stop after the first token that is not the most likely at its position, as PAL reads
+    an API (one call per position; a candidate is dropped at its first miss); the lists then end at
+    that token. Calls then read 1, 1, 2, 4, ... canvases (each as many as read so far, at most
+    batch_size), so forward_passes is at most about twice the tokens returned."""
     check_response(prompt_ids, response_ids, gen_length, position)
     m = len(response_ids)
     revealed = torch.arange(m).unsqueeze(1) > torch.arange(m).unsqueeze(0)  # m x m: canvas i shows tokens < i
     canvases, columns = response_canvases(lm, prompt_ids, response_ids, ~revealed, gen_length, position)
     scored = columns.unsqueeze(1)  # m x 1: canvas i is read at token i's column
     picked, top_ids, top_logprobs = [], [], []
-    for start, log_probs in zip(range(0, m, batch_size), batched_logprobs(lm, canvases, scored, batch_size)):
-        tokens = response_ids[start : start + len(log_probs)]  # the token each canvas of the batch scores
+    read, kept = 0, m  # canvases read; tokens returned (all, or through the first miss)
+    while read < kept:
+        size = min(batch_size, max(1, read) if until_miss else batch_size, m - read)
+        (log_probs,) = batched_logprobs(lm, canvases[read : read + size], scored[read : read + size], size)  # b x 1 x V
+        tokens = response_ids[read : read + size]  # the token each canvas of the batch scores
         picked += picked_logprobs(log_probs, [[token] for token in tokens]).flatten().tolist()
-        if top_k > 0:
-            top = log_probs[:, 0].topk(top_k, dim=-1)  # b x k
+        if top_k > 0 or until_miss:
+            top = log_probs[:, 0].topk(max(top_k, 1), dim=-1)  # b x k
             top_ids += top.indices.tolist()
             top_logprobs += top.values.tolist()
-    scores = TokenLogprobs(list(response_ids), picked, forward_passes=m)
+        if until_miss:
+            missed = (top.indices[:, 0].cpu() != torch.tensor(tokens)).nonzero()
+            if len(missed):
+                kept = read + int(missed[0]) + 1
+        read += size
+    scores = TokenLogprobs(list(response_ids[:kept]), picked[:kept], forward_passes=read)
     if top_k > 0:
-        scores.top_ids, scores.top_logprobs = top_ids, top_logprobs
+        scores.top_ids, scores.top_logprobs = top_ids[:kept], top_logprobs[:kept]
     return scores
 
 
