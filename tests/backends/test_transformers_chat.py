@@ -90,8 +90,21 @@ def test_a_checkpoint_without_a_chat_template_is_refused(tmp_path, causal_checkp
     for name in ("config.json", "model.safetensors", "generation_config.json"):
         if (causal_checkpoint / name).exists():
             (plain / name).write_bytes((causal_checkpoint / name).read_bytes())
-    with pytest.raises(MosaError, match=r"has no chat template; give an instruct/chat checkpoint"):
+    with pytest.raises(
+        MosaError, match=r"has no chat template; give an instruct/chat checkpoint, or chat_template: one of vicuna"
+    ):
         TransformersChat(plain)
+    # Vicuna v1.1's format, as FastChat's vicuna_v1.1 template renders it
+    vicuna = TransformersChat(plain, chat_template="vicuna")
+    fabricated = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "go"}]
+    assert vicuna.tokenizer.apply_chat_template(fabricated, add_generation_prompt=True, tokenize=False) == (
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, "
+        "and polite answers to the user's questions. USER: hi ASSISTANT: hello</s>USER: go ASSISTANT:"
+    )
+    with_system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert vicuna.tokenizer.apply_chat_template(with_system, add_generation_prompt=True, tokenize=False) == (
+        "Be brief. USER: hi ASSISTANT:"
+    )
 
 
 def test_smollm2_without_its_wheel_says_what_to_install(monkeypatch):

