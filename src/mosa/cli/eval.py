@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="attack success rates: benchmarks x attacks x judges, resumable runs")
     parser.add_argument(
         "--config",
-        help="a YAML file, or a shipped config: organism, paper-llada8b (default when resuming: the run directory's config.json)",
+        help="a YAML file, or a shipped config: organism, paper-llada8b, canvas-llada8b (default when resuming: the run directory's config.json)",
     )
     parser.add_argument("--output", type=Path, help="the run directory: created, or resumed where it stopped")
     parser.add_argument(
