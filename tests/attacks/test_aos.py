@@ -192,7 +192,7 @@ def test_aos_with_the_classifier_scorer(make_target, tokenizer, tmp_path):
         attacker = {"type": "openai", "model": "attacker", "base_url": server.url}
         attack = ATTACKS.get("aos")(scorer={"name": "classifier", "model": str(model)}, attacker=attacker, rounds=1, batch=2)
         [case] = attack.cases([BEHAVIOUR], make_target())
-    assert case.payload["queries"] == {"target": 2, "attacker": 2, "scorer": 0}  # a local classifier is no model query
+    assert case.payload["queries"] == {"target": 2, "attacker": 2, "scorer": 2}  # the classifier read both answers
     assert case.payload["scorer"] == f"classifier (classifier-{model}-label1-t0.5)"
     assert 0 <= case.payload["best_score"] <= 1
 

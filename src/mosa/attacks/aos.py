@@ -211,7 +211,7 @@ class OptimizableSuffix:
         scores = [0.0] * len(responses)
         judged = [row for row, response in enumerate(responses) if not is_rejected(response, behaviour.prompt)]
         verdicts = judge_recording_errors(self.scorer, [behaviour.prompt] * len(judged), [responses[row] for row in judged])
-        state["queries"]["scorer"] += model_queries(self.scorer, len(judged))
+        state["queries"]["scorer"] += model_queries(self.scorer, [responses[row] for row in judged])
         for row, verdict in zip(judged, verdicts):
             if verdict.label == ERROR:
                 state["counts"]["rejected_scorer_requests"] += 1
