@@ -135,7 +135,8 @@ def test_the_target_is_its_own_attacker_with_the_opening_on_its_canvas(make_targ
     assert len({c.prompt_id for c in first + second}) == 8  # each sample draws its own noise
     suffixes = [prompt.removeprefix(BEHAVIOUR.prompt + " ") for prompt in target.batches[0]]
     assert len(set(suffixes)) > 1  # temperature 1.2: the four samples differ
-    assert case.payload["queries"] == {"target": 8, "attacker": 8, "scorer": 0}
+    # The attacker's samples are the target's answers too: the model under attack was asked 8 + 8 times.
+    assert case.payload["queries"] == {"target": 16, "scorer": 0}
     assert case.payload["attacker"] == "self (the target)" and case.payload["rounds"] == 2
 
 
