@@ -135,7 +135,8 @@ def test_the_target_is_its_own_attacker_with_the_opening_on_its_canvas(make_targ
     assert len({c.prompt_id for c in first + second}) == 8  # each sample draws its own noise
     suffixes = [prompt.removeprefix(BEHAVIOUR.prompt + " ") for prompt in target.batches[0]]
     assert len(set(suffixes)) > 1  # temperature 1.2: the four samples differ
-    assert case.payload["queries"] == {"target": 8, "attacker": 8, "scorer": 0}
+    # The attacker's samples are the target's answers too: the model under attack was asked 8 + 8 times.
+    assert case.payload["queries"] == {"target": 16, "scorer": 0}
     assert case.payload["attacker"] == "self (the target)" and case.payload["rounds"] == 2
 
 
@@ -192,7 +193,7 @@ def test_aos_with_the_classifier_scorer(make_target, tokenizer, tmp_path):
         attacker = {"type": "openai", "model": "attacker", "base_url": server.url}
         attack = ATTACKS.get("aos")(scorer={"name": "classifier", "model": str(model)}, attacker=attacker, rounds=1, batch=2)
         [case] = attack.cases([BEHAVIOUR], make_target())
-    assert case.payload["queries"] == {"target": 2, "attacker": 2, "scorer": 0}  # a local classifier is no model query
+    assert case.payload["queries"] == {"target": 2, "attacker": 2, "scorer": 2}  # the classifier read both answers
     assert case.payload["scorer"] == f"classifier (classifier-{model}-label1-t0.5)"
     assert 0 <= case.payload["best_score"] <= 1
 

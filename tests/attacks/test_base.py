@@ -95,3 +95,23 @@ def test_the_target_applies_prefill_and_interventions_per_case(target):
     assert_on_canvas(target, cases[1], second, {10: "red dog"}, committed_at=7)
     assert third.response_ids[0] == target.tokens("sure")[0] and third.commit_step[0] == -1
     assert third.response_ids[20:22] == target.tokens("one two") and third.commit_step[20:22] == [2, 2]
+
+
+def test_a_judge_s_queries_are_the_requests_its_model_really_gets(tokenizer, tmp_path):
+    """A rubric judge asks its backend once per non-empty response (an empty one is EMPTY unasked);
+    the classifier judge runs its model on the same ones; a keyword judge asks no model."""
+    from mosa.attacks.base import model_queries
+    from mosa.judges import make_judge
+    from tests.chat_server import ChatServer
+    from tests.judges.test_classifier import tiny_roberta
+
+    responses = ["", "the cat is red", "  ", "how are you"]
+    with ChatServer(lambda request: "#score 1") as server:
+        rubric = make_judge(
+            {"name": "harm-rubric", "backend": {"type": "openai", "model": "j", "base_url": server.url, "cache": False}}
+        )
+        rubric.judge_many(["what is the cat"] * len(responses), responses)
+        assert model_queries(rubric, responses) == len(server.requests) == 2
+    classifier = make_judge({"name": "classifier", "model": str(tiny_roberta(tmp_path / "roberta", tokenizer))})
+    assert model_queries(classifier, responses) == 2
+    assert model_queries(make_judge("keyword-gcg"), responses) == 0

@@ -353,7 +353,7 @@ class AdvPrefix:
         verdicts = dict(
             zip(judged, judge_recording_errors(self.judge, [behaviour.prompt] * len(judged), [texts[row] for row in judged]))
         )
-        state["queries"]["judge"] += model_queries(self.judge, len(judged))
+        state["queries"]["judge"] += model_queries(self.judge, [texts[row] for row in judged])
         results = []
         for index in range(len(measured)):
             rows = range(index * self.n_samples, (index + 1) * self.n_samples)

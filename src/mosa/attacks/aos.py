@@ -118,7 +118,8 @@ class OptimizableSuffix:
             "jailbreaks": [],  # {round, suffix, score} above success_above
             "best": None,  # the best-scoring attempt: {round, suffix, response, score}
             "trajectory": [],  # the best score of each round (None: nothing reached the target)
-            "queries": {"target": 0, "attacker": 0, "scorer": 0},
+            # A self attacker's samples are the target's answers, counted under "target".
+            "queries": {"target": 0, "scorer": 0} | ({} if self.attacker is None else {"attacker": 0}),
             "counts": {"unparseable_attacker_answers": 0, "rejected_attacker_requests": 0, "rejected_scorer_requests": 0},
         }
         while state["round"] < self.rounds and len(state["jailbreaks"]) < self.stop_after:
@@ -163,7 +164,7 @@ class OptimizableSuffix:
 
     def _propose(self, behaviour: Example, target: Target, state: dict, prompt: str, number: int) -> list[str]:
         """`batch` suffixes sampled from the attacker; answers without one are counted and dropped."""
-        state["queries"]["attacker"] += self.batch
+        state["queries"]["target" if self.attacker is None else "attacker"] += self.batch
         if self.attacker is None:
             # One prompt id per sample: each draws its own noise at the attacker's temperature.
             samples = [
@@ -211,7 +212,7 @@ class OptimizableSuffix:
         scores = [0.0] * len(responses)
         judged = [row for row, response in enumerate(responses) if not is_rejected(response, behaviour.prompt)]
         verdicts = judge_recording_errors(self.scorer, [behaviour.prompt] * len(judged), [responses[row] for row in judged])
-        state["queries"]["scorer"] += model_queries(self.scorer, len(judged))
+        state["queries"]["scorer"] += model_queries(self.scorer, [responses[row] for row in judged])
         for row, verdict in zip(judged, verdicts):
             if verdict.label == ERROR:
                 state["counts"]["rejected_scorer_requests"] += 1

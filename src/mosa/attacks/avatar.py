@@ -284,7 +284,7 @@ class Avatar:
 
         answered = "\n\n".join(m["content"] for m in dialogue.conversation if m["role"] == "assistant")
         [verdict] = judge_recording_errors(self.scorer, [behaviour.prompt], [answered])
-        dialogue.queries["scorer"] += model_queries(self.scorer, 1)
+        dialogue.queries["scorer"] += model_queries(self.scorer, [answered])
         if verdict.label == ERROR:
             _count_rejection(dialogue, "scorer", verdict.error, "the turn is undecided")
         dialogue.verdicts.append(asdict(verdict))

@@ -17,6 +17,8 @@ from typing import Protocol
 
 from mosa.data import Example
 from mosa.errors import MosaError
+from mosa.judges.base import is_empty
+from mosa.judges.classifier import ClassifierJudge
 from mosa.models import DiffusionLM
 from mosa.models.likelihood import TokenLogprobs, elbo_logprobs, masked_logprobs, teacher_forced_logprobs
 from mosa.paths import write_atomically
@@ -267,10 +269,12 @@ def finite(rank_value: float) -> float | None:
     return None if rank_value == float("-inf") else rank_value
 
 
-def model_queries(judge, answers: int) -> int:
-    """The requests a judge made to rate `answers` responses: one each for a judge that asks a model
-    (a rubric judge's backend), none for one that reads the text itself (keyword lists)."""
-    return answers if getattr(judge, "backend", None) is not None else 0
+def model_queries(judge, responses: list[str]) -> int:
+    """The queries a judge made to rate `responses`: one per non-empty response for a judge that runs
+    a model (a rubric judge's backend, the classifier judge's classifier); none for one that reads the
+    text itself (keyword lists), nor for an empty response, which judges call EMPTY without asking."""
+    runs_a_model = getattr(judge, "backend", None) is not None or isinstance(judge, ClassifierJudge)
+    return sum(not is_empty(response) for response in responses) if runs_a_model else 0
 
 
 def make_attack(name: str, options: dict | None = None) -> Attack:

@@ -664,7 +664,7 @@ class DialogueInjection:
         run.queries["target"] += 1
         # Judged against the behaviour as the benchmark states it, never the rewrite (as the official does).
         [verdict] = judge_recording_errors(self.scorer, [behaviour.prompt], [response.text])
-        run.queries["scorer"] += model_queries(self.scorer, 1)
+        run.queries["scorer"] += model_queries(self.scorer, [response.text])
         if verdict.label == ERROR:
             run.counts["rejected_scorer_requests"] += 1
             note(f"dia: {behaviour.id}: scorer: {verdict.error}; the try is undecided and ranks lowest")

@@ -315,7 +315,7 @@ class PrefixTreeAttack:
         leaves = [node for node in search.nodes if node.parent is not None and not node.children]
         texts = [self._text(node).rstrip() for node in leaves]
         verdicts = judge_recording_errors(self.scorer, [behaviour.prompt] * len(texts), texts) if texts else []
-        search.queries["scorer"] += model_queries(self.scorer, len(texts))
+        search.queries["scorer"] += model_queries(self.scorer, texts)
         for verdict in verdicts:
             if verdict.label == ERROR:
                 search.counts["rejected_scorer_requests"] += 1

@@ -247,7 +247,7 @@ class SpeakEasy:
         verdicts = judge_recording_errors(
             self.selector, [state["subquestions"][i] for i, _ in judged], [state["english"][i][code] for i, code in judged]
         )
-        state["queries"]["selector"] += model_queries(self.selector, len(judged))
+        state["queries"]["selector"] += model_queries(self.selector, [state["english"][i][code] for i, code in judged])
         scores = [dict.fromkeys(by_language) for by_language in state["english"]]
         for item in refusing:
             scores[item[0]][item[1]] = 0.0

@@ -259,9 +259,9 @@ class TreeOfAttacks:
         responses = target.respond(cases)
         scored = [r.text if self.window is None else target.window_text(r, self.window) for r in responses]
         verdicts = judge_recording_errors(self.scorer, [c.tree.behaviour.prompt for c in candidates], scored)
-        for candidate, response, verdict in zip(candidates, responses, verdicts):
+        for candidate, response, text, verdict in zip(candidates, responses, scored, verdicts):
             candidate.tree.queries["target"] += 1
-            candidate.tree.queries["scorer"] += model_queries(self.scorer, 1)
+            candidate.tree.queries["scorer"] += model_queries(self.scorer, [text])
             if verdict.label == ERROR:
                 _count_rejection(candidate.tree, "scorer", verdict.error, "the answer is undecided and ranks lowest")
             candidate.response, candidate.verdict, candidate.rank = response.text, verdict, rank(verdict)
