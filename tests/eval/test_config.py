@@ -41,7 +41,7 @@ def test_the_judge_endpoint_comes_from_the_environment_and_a_secret_never_does(m
     judges = load_config("paper-llada8b").judges
     backends = [judge["backend"] for judge in judges if "backend" in judge]
     assert [judge["name"] for judge in judges if "backend" in judge] == ["harm-rubric", "strongreject-strict", "strongreject"]
-    assert all(backend["base_url"] == "http://127.0.0.1:9/v1" and backend["model"] == "gpt-4o-mini" for backend in backends)
+    assert all(backend["base_url"] == "http://127.0.0.1:9/v1" and backend["model"] == "gpt-4.1" for backend in backends)
     with pytest.raises(MosaError, match=r"\$\{OPENAI_API_KEY\} looks like a secret"):
         load_config("paper-llada8b", ["judges=[{name: strongreject, backend: 'openai:m@${OPENAI_API_KEY}'}]"])
     with pytest.raises(MosaError, match=r"\$\{MOSA_UNSET_VARIABLE\} is used in the config but not set"):
