@@ -131,3 +131,23 @@ def test_a_tap_run_killed_mid_search_never_attacks_a_finished_behaviour_again(se
     assert [line["behaviour"] for line in read_jsonl(run / "records.jsonl")] == GOALS[:2]
     assert [line["behaviour_id"] for line in read_jsonl(cases)] == sorted({line["behaviour_id"] for line in read_jsonl(cases)})
     assert all(record["payload"]["success"] for record in read_jsonl(run / "records.jsonl"))
+
+
+def test_tap_and_its_middle_targeted_variant_run_side_by_side_through_mosa_eval(settings, tmp_path):
+    """Table 4's variant as the paper config gives it: a second TAP under its own label, aimed at a window."""
+    with tap_server() as server:
+        attacker = {"type": "openai", "model": "attacker", "base_url": server.url, "cache": False}
+        tap = {"name": "tap", "attacker": attacker, "width": WIDTH, "branching": BRANCHING, "depth": DEPTH}
+        middle = {**tap, "label": "tap-middle", "window": [4, 12]}
+        config = write_config(tmp_path, {**settings, "attacks": [tap, middle], "judges": ["keyword-long"], "limit": 1})
+        run = tmp_path / "run"
+        assert mosa_eval("--config", config, "--output", run) == 0
+        middle_system = [r["messages"][0]["content"] for r in server.requests if "tokens 4 to 12" in r["messages"][0]["content"]]
+    records = read_jsonl(run / "records.jsonl")
+    assert [(r["attack"], r["attack_name"], r["payload"]["window"]) for r in records] == [
+        ("tap", "tap", None),
+        ("tap-middle", "tap", [4, 12]),
+    ]
+    assert middle_system and all("the judge reads its tokens 4 to 12" in text for text in middle_system)
+    rows = list(csv.DictReader((run / "asr.csv").open()))
+    assert [row["attack"] for row in rows] == ["tap", "tap-middle"]
