@@ -171,6 +171,14 @@ def test_is_greedy_is_llada_s_greedy_decoding_of_the_continuation(lm):
     assert [g for _, g in unchecked.loglikelihood(requests[:2], disable_tqdm=True)] == [False, False]
 
 
+def test_sampler_defaults_are_llada_s_evaluation_settings(lm):
+    sampler = MosaLM(model=lm).sampler
+    assert (sampler.gen_length, sampler.steps, sampler.block_length) == (1024, 1024, 1024)
+    sampler = MosaLM(model=lm, gen_length=256).sampler
+    assert (sampler.gen_length, sampler.steps, sampler.block_length, sampler.cfg_scale) == (256, 256, 256, 0.0)
+    assert (sampler.mask_id, sampler.eos_id) == (lm.mask_id, lm.eos_id)
+
+
 def test_refusals_are_one_line(lm):
     with pytest.raises(MosaError, match="unknown model_args"):
         MosaLM(model=lm, gen_len=8)
@@ -241,6 +249,32 @@ def test_lm_eval_evaluator_end_to_end(lm, tmp_path):
         by_hand.append(float(estimates.index(max(estimates)) == item["label"]))
     assert results["results"]["mosa_tiny_mc"]["acc,none"] == pytest.approx(sum(by_hand) / len(by_hand))
     assert results["config"]["mosa"]["mc_num"] == 8
+
+
+def test_apply_chat_template_through_lm_eval(eos_lm, tmp_path):
+    """--apply_chat_template: each question rendered by the model's chat template (mosa's rendering),
+    then answered as the sampler answers that chat prompt (DiffusionLM.encode_chat)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    lm = eos_lm
+    write_tasks(tmp_path)
+    results = simple_evaluate(
+        model=MosaLM(model=lm, batch_size=3, **SETTINGS),
+        tasks=["mosa_tiny_gen"],
+        task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
+        apply_chat_template=True,
+        log_samples=True,
+    )
+    samples = sorted(results["samples"]["mosa_tiny_gen"], key=lambda sample: sample["doc_id"])
+    assert [sample["arguments"][0][0] for sample in samples] == [lm.chat_text(item["question"]) for item in ITEMS]
+    config = lm.sampler_config(**SETTINGS)
+    expected = []
+    for item in ITEMS:
+        response = generate(lm.module, *lm.encode_chat([item["question"]]), config=config).response[0].tolist()
+        ends = [i for i, token in enumerate(response) if token in (lm.eos_id, lm.eot_id)]
+        expected.append(lm.tokenizer.decode(response[: ends[0]] if ends else response, skip_special_tokens=True).split("sat")[0])
+    assert [sample["resps"][0][0] for sample in samples] == expected
 
 
 def counting(model):

@@ -48,8 +48,9 @@ from mosa.progress import note, progress_bar
 from mosa.sampling import SamplerConfig, generate
 from mosa.sampling.sampler import accepts_logits_to_keep, window_logits
 
-# LLaDA's eval_llada.py defaults, for a model no mosa profile gives sampler settings to.
-LLADA_EVAL_DEFAULTS = {"gen_length": 1024, "steps": 1024, "block_length": 1024}
+# LLaDA's eval_llada.py default canvas (with steps = block_length = gen_length), for a model no mosa
+# profile gives sampler settings to.
+LLADA_GEN_LENGTH = 1024
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # What lm-eval's command line passes as the device unless told otherwise; like lm-eval's HF model, the
 # mosa model then runs on the CPU where there is no GPU.
@@ -63,7 +64,7 @@ class MosaLM(TemplateLM):
     model: a checkpoint directory, a hub id, a name a mosa profile knows ("organism"), or a loaded
     DiffusionLM; adapter: a peft adapter directory, merged into the weights (mosa.models.merge_adapter).
     Sampler: gen_length, steps, block_length (defaults: the model's profile's, else LLaDA's eval_llada.py
-    1024 / 1024 / 1024), temperature, remasking, logits_eos_inf, confidence_eos_eot_inf, seed (of the
+    gen_length 1024; steps and block_length default to gen_length), temperature, remasking, logits_eos_inf, confidence_eos_eot_inf, seed (of the
     sampler's noise and of the ELBO's masks). Likelihood: mc_num (128), cfg (0; also guides generation),
     is_check_greedy (True). batch_size: contexts per sampler call, ELBO samples per forward call.
     truncate: keep a context's last tokens when it does not fit the model's positions (else refused).
@@ -108,10 +109,14 @@ class MosaLM(TemplateLM):
             raise MosaError(f"adapter={adapter!r} is not a peft adapter directory (no adapter_config.json there)")
 
         # Every setting is checked before the (possibly long) model load.
-        chosen = {"gen_length": gen_length, "steps": steps, "block_length": block_length}
+        defaults = self._default_settings(model)
+        given = lambda name, value, default: defaults.get(name, default) if value is None else value  # noqa: E731
+        gen_length = given("gen_length", gen_length, LLADA_GEN_LENGTH)
         settings = {
-            **self._default_settings(model),
-            **{name: value for name, value in chosen.items() if value is not None},
+            "gen_length": gen_length,
+            # LLaDA's evaluation decodes one token a step in one block unless told otherwise.
+            "steps": given("steps", steps, gen_length),
+            "block_length": given("block_length", block_length, gen_length),
             "temperature": temperature,
             "remasking": remasking,
             "cfg_scale": cfg,
@@ -148,11 +153,11 @@ class MosaLM(TemplateLM):
 
     @staticmethod
     def _default_settings(model) -> dict:
-        """The sampler settings a model starts from: its mosa profile's (the organism's card), else LLaDA's."""
+        """The sampler settings a model's profile gives it (the organism's: its card's); none for others."""
         from mosa.profiles import find_profile
 
         profile = find_profile(model) if isinstance(model, str) else None
-        return dict(LLADA_EVAL_DEFAULTS if profile is None else profile.sampler_defaults(model))
+        return {} if profile is None else profile.sampler_defaults(model)
 
     @staticmethod
     def _load(model: str, adapter, dtype, device, trust_remote_code, family) -> DiffusionLM:
