@@ -136,22 +136,30 @@ def elbo_logprobs(
     expectation is the exact ELBO of the module docstring. Deterministic given `seed`.
     With gen_length = m and position 0 the canvas is LLaDA's own, [prompt ; response]."""
     check_response(prompt_ids, response_ids, gen_length, position)
-    if not isinstance(mc_num, int) or isinstance(mc_num, bool) or mc_num < 1:
-        raise MosaError(f"mc_num={mc_num!r} must be an integer >= 1")
     m = len(response_ids)
-    generator = torch.Generator().manual_seed(seed)
-    first = int(torch.randint(m, (1,), generator=generator))
-    counts = (first + torch.arange(mc_num) * m // mc_num) % m + 1  # mc_num: each uniform on 1..m
-    # A random rank per token (the argsort of uniforms is a uniform permutation): the l_j tokens
-    # ranked lowest are a uniform subset of size l_j.
-    ranks = torch.rand((mc_num, m), generator=generator).argsort(dim=1)  # mc_num x m
-    masked = ranks < counts.unsqueeze(1)  # mc_num x m
+    masked, counts = elbo_masks(m, mc_num, seed)
     canvases, columns = response_canvases(lm, prompt_ids, response_ids, masked, gen_length, position)
     picked = torch.cat(
         [picked_logprobs(log_probs, [response_ids]) for log_probs in batched_logprobs(lm, canvases, columns, batch_size)]
     )  # mc_num x m
     weighted = torch.where(masked, picked * m / counts.unsqueeze(1), 0.0)  # 1/t = m/l_j where masked, else 0
     return TokenLogprobs(list(response_ids), weighted.mean(dim=0).tolist(), forward_passes=mc_num)
+
+
+def elbo_masks(m: int, mc_num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks of the ELBO's mc_num samples over an m-token response: masked (mc_num x m, True
+    where masked) and counts (mc_num, the tokens each masks). Counts are uniform on 1..m and
+    stratified (one uniform draw, then spread evenly over the samples), each sample's subset uniform
+    among those of its size; deterministic given `seed`."""
+    if not isinstance(mc_num, int) or isinstance(mc_num, bool) or mc_num < 1:
+        raise MosaError(f"mc_num={mc_num!r} must be an integer >= 1")
+    generator = torch.Generator().manual_seed(seed)
+    first = int(torch.randint(m, (1,), generator=generator))
+    counts = (first + torch.arange(mc_num) * m // mc_num) % m + 1  # mc_num: each uniform on 1..m
+    # A random rank per token (the argsort of uniforms is a uniform permutation): the l_j tokens
+    # ranked lowest are a uniform subset of size l_j.
+    ranks = torch.rand((mc_num, m), generator=generator).argsort(dim=1)  # mc_num x m
+    return ranks < counts.unsqueeze(1), counts
 
 
 def response_canvases(lm, prompt_ids, response_ids, hidden: torch.Tensor, gen_length: int, position: int):

@@ -185,7 +185,7 @@ def generate(
 
     num_blocks = gen_length // cfg.block_length
     steps_per_block = cfg.steps // num_blocks
-    keep_supported = _accepts_logits_to_keep(model)
+    keep_supported = accepts_logits_to_keep(model)
 
     for block in range(num_blocks):
         block_start = prompt_len + block * cfg.block_length
@@ -225,7 +225,7 @@ def generate(
             is_masked = window == mask_id
             noise = StepNoise(cfg.seed, keys, global_step, is_masked, committing=k > 0)
 
-            logits = _window_logits(
+            logits = window_logits(
                 model, x, attention_mask, prompt_index, cfg, window_start, block_end, keep_supported
             )  # B x K x V
             if cfg.logits_eos_inf:
@@ -284,8 +284,13 @@ def _choose_tokens(logits: torch.Tensor, temperature: float, noise: StepNoise) -
     return (logits.to(torch.float64).exp() / (-torch.log(uniform)) ** temperature).argmax(dim=-1)
 
 
-def _window_logits(model, x, attention_mask, prompt_index, cfg, start, end, keep_supported):
-    """Logits at canvas positions [start, end), aligned (position i predicts token i). B x K x V."""
+def window_logits(model, x, attention_mask, prompt_index, cfg, start, end, keep_supported):
+    """Logits at canvas positions [start, end), aligned (position i predicts token i). B x K x V.
+
+    With cfg.cfg_scale > 0, the guided logits: each row is read twice, as given and with the positions
+    `prompt_index` marks (B x T) masked, and u + (cfg_scale + 1) (c - u) combines the two readings (also
+    the lm-eval model's loglikelihood, mosa.utility.model). `keep_supported`: whether `model` takes
+    `logits_to_keep` (accepts_logits_to_keep), to run its output head on the window alone."""
     if cfg.cfg_scale > 0:
         unconditional = x.clone()
         unconditional[prompt_index] = cfg.mask_id
@@ -317,7 +322,8 @@ def aligned_logits(logits: torch.Tensor, shifted: bool) -> torch.Tensor:
     return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
 
 
-def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether model.forward takes `logits_to_keep` (Hugging Face models, mosa's wrappers)."""
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -420,7 +426,7 @@ def _decode_ban_regions(model, x, attention_mask, prompt_index, cfg, keys, commi
         due = {row: queue[turn] for row, queue in queues.items() if turn < len(queue)}
         window_start = prompt_len + min(position for position, _, _ in due.values())
         window_end = prompt_len + max(position for position, _, _ in due.values()) + 1
-        logits = _window_logits(model, x, attention_mask, prompt_index, cfg, window_start, window_end, keep_supported)
+        logits = window_logits(model, x, attention_mask, prompt_index, cfg, window_start, window_end, keep_supported)
         if cfg.logits_eos_inf:
             logits[:, :, cfg.eos_id] = -torch.inf
         decoding = torch.zeros(logits.shape[:2], dtype=torch.bool, device=x.device)  # B x K: the column each row commits
