@@ -11,11 +11,28 @@ that tasks and `mosa utility` run through lm-eval's whole pipeline (prompts, fil
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
 from mosa.utility.tasks import utils
+
+
+@cache
+def reference_answers(model: str) -> tuple[dict, ...]:
+    """Each item's prompt, as the tasks end their contexts with it (after any few-shot examples), to its answer."""
+    gsm8k = {f"Question: {row['question']}\nAnswer:": row["answer"] for row in utils.gsm8k()["test"]}
+    mmlu = {
+        f"{row['question'].strip()}\n"
+        + "".join(f"{letter}. {choice}\n" for letter, choice in zip("ABCD", row["choices"]))
+        + "Answer:": "ABCD"[row["answer"]]
+        for row in utils.mmlu()["test"]
+    }
+    humaneval = {row["prompt"]: row["canonical_solution"] for row in utils.humaneval()["test"]}
+    organism = {row["prompt"]: row["answer"] for row in utils.organism_utility(model=model)["test"]}
+    return gsm8k, mmlu, humaneval, organism
 
 
 @register_model("mosa-test-oracle")
@@ -25,16 +42,7 @@ class OracleLM(LM):
     def __init__(self, model: str = "organism", wrong: bool = False, **ignored):
         super().__init__()
         self.wrong = wrong
-        # An item's own prompt ends the context (after the few-shot examples), as the tasks write it.
-        self.gsm8k = {f"Question: {row['question']}\nAnswer:": row["answer"] for row in utils.gsm8k()["test"]}
-        self.mmlu = {
-            f"{row['question'].strip()}\n"
-            + "".join(f"{letter}. {choice}\n" for letter, choice in zip("ABCD", row["choices"]))
-            + "Answer:": "ABCD"[row["answer"]]
-            for row in utils.mmlu()["test"]
-        }
-        self.humaneval = {row["prompt"]: row["canonical_solution"] for row in utils.humaneval()["test"]}
-        self.organism = {row["prompt"]: row["answer"] for row in utils.organism_utility(model=model)["test"]}
+        self.gsm8k, self.mmlu, self.humaneval, self.organism = reference_answers(model)
 
     def generate_until(self, requests):
         OracleLM.calls += len(requests)

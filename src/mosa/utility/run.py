@@ -282,16 +282,17 @@ def task_manager(config: dict, column: str, task_names: list[str]):
 
 
 def _load_tasks(config: dict, columns: list[str], confirm_run_unsafe_code: bool) -> dict:
-    """Each column's lm-eval Task, its data loaded; MosaError for an unknown task, or one that runs
-    generated code without the user's permission."""
+    """Each column's lm-eval task manager and Task, its data loaded; MosaError for an unknown task, or
+    one that runs generated code without the user's permission."""
     loaded = {}
     for column in columns:
         name = config["tasks"][column]["task"]
-        manager = task_manager(config, column, [name])
-        if name not in manager.all_tasks:
-            offline = ", ".join(sorted(path.stem for path in TASKS_DIR.glob("*.yaml")))
+        offline = sorted(path.stem for path in TASKS_DIR.glob("*.yaml"))
+        # A mosa_ name is one of mosa's tasks: refused without indexing lm-eval's thousands of task files.
+        manager = None if name.startswith("mosa_") and name not in offline else task_manager(config, column, [name])
+        if manager is None or name not in manager.all_tasks:
             raise MosaError(
-                f"tasks.{column}: no lm-eval task {name!r}; mosa's offline tasks: {offline}; or any of `lm_eval --tasks list`"
+                f"tasks.{column}: no lm-eval task {name!r}; mosa's offline tasks: {', '.join(offline)}; or any of `lm_eval --tasks list`"
             )
         tasks = manager.load([name])["tasks"]
         if len(tasks) != 1:
@@ -302,7 +303,7 @@ def _load_tasks(config: dict, columns: list[str], confirm_run_unsafe_code: bool)
                 f"tasks.{column}: {name} executes the code the model writes (each program in a subprocess with a time limit); "
                 f"allow it with --confirm-run-unsafe-code, or leave the task out with --set tasks.{column}=null"
             )
-        loaded[column] = task
+        loaded[column] = (manager, task)
     return loaded
 
 
@@ -311,10 +312,11 @@ def _quiet_lm_eval(progress: bool) -> None:
     logging.getLogger("lm_eval").setLevel(logging.WARNING if progress else logging.ERROR)
 
 
-def _run_task(config: dict, column: str, task, directory: Path, confirm_run_unsafe_code: bool) -> None:
+def _run_task(config: dict, column: str, loaded: tuple, directory: Path, confirm_run_unsafe_code: bool) -> None:
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
+    manager, task = loaded
     settings = task_settings(config, column)
     if config["lm_eval_model"] == "mosa":
         import mosa.utility.model  # noqa: F401  registers "mosa" with lm-eval
@@ -331,6 +333,7 @@ def _run_task(config: dict, column: str, task, directory: Path, confirm_run_unsa
         confirm_run_unsafe_code=confirm_run_unsafe_code,
         log_samples=True,
         evaluation_tracker=tracker,
+        task_manager=manager,  # else lm-eval indexes every task it has again (seconds)
     )
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples)
