@@ -20,8 +20,7 @@ from mosa.paths import check_output_dir
 
 
 def register(subparsers) -> None:
-    from mosa.utility.run import SETTINGS
-
+    # Nothing of mosa.utility is imported here: it imports lm-eval, which every other command can do without.
     parser = subparsers.add_parser("utility", help="utility benchmarks (GSM8K, MMLU, HumanEval) through lm-eval, resumable")
     parser.add_argument(
         "--config",
@@ -33,7 +32,8 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override a setting (YAML value), e.g. limit=20, tasks.gsm8k.num_fewshot=8, tasks.humaneval=null. Keys: {', '.join(SETTINGS)}",
+        help="override a setting (YAML value), e.g. limit=20, label=MOSA, tasks.gsm8k.num_fewshot=8, "
+        "tasks.gsm8k.model_args.batch_size=4, tasks.humaneval=null (docs/utility.md)",
     )
     parser.add_argument("--model", help="checkpoint directory, hub id, or 'organism' (overrides the config)")
     parser.add_argument("--adapter", help="a peft adapter directory to merge into the model (e.g. runs/llada-mosa/adapter)")
