@@ -28,6 +28,7 @@ SHIPPED = {
     "phrase-set": ("mosa.organism.plugin:register_phrase_set",),
     "model-profile": ("mosa.organism.plugin:register_profile",),
     "eval-config": ("mosa.organism.plugin:register_eval_config",),
+    "utility-config": ("mosa.organism.plugin:register_utility_config",),
     "align-preset": ("mosa.organism.plugin:register_align_preset",),
     "command": ("mosa.organism.plugin:register_command",),
 }

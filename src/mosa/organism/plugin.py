@@ -10,6 +10,7 @@ no module outside mosa.organism imports the organism to use it. The organism add
                     directory, with the card's sampler settings and the card as behaviour monitor;
                     it builds organisms and measures their cards for the demo
     eval config     "organism": every dLLM-native attack on its held-out prompts (configs/eval.yaml)
+    utility config  "organism": its utility items through lm-eval, as its card scores them (configs/utility.yaml)
     align preset    "organism": MOSA's settings for its 32-token responses (configs/align.yaml)
     command         `mosa organism build | card` (command.py)
 
@@ -64,6 +65,12 @@ def register_eval_config() -> None:
     from mosa.eval.config import EVAL_CONFIGS
 
     EVAL_CONFIGS.add("organism", CONFIGS / "eval.yaml")
+
+
+def register_utility_config() -> None:
+    from mosa.utility.run import UTILITY_CONFIGS
+
+    UTILITY_CONFIGS.add("organism", CONFIGS / "utility.yaml")
 
 
 def register_align_preset() -> None:
