@@ -1,6 +1,7 @@
-"""`python -m mosa.utility.lm_eval ARGS`: lm-eval's own command line, with mosa's model registered.
+"""`mosa-lm-eval ARGS` (or `python -m mosa.utility.lm_eval ARGS`): lm-eval's own command line, with
+mosa's model registered.
 
-    python -m mosa.utility.lm_eval --model mosa --model_args model=organism --tasks TASK [lm-eval's options]
+    mosa-lm-eval --model mosa --model_args model=organism --tasks TASK [lm-eval's options]
 
 lm-eval 0.4.13 finds models only in its own registry: nothing installed beside it can add one to its
 `lm_eval` command. This module registers `mosa` (by importing mosa.utility.model) and then runs that
