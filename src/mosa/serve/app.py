@@ -21,7 +21,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
@@ -142,16 +142,15 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
     async def server_error(request: Request, error: Exception):
         return JSONResponse(APIError(500, f"the server failed: {type(error).__name__}: {error}").body(), status_code=500)
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next):
-        if settings.api_key and request.url.path.startswith("/v1"):
+    def check_key(request: Request) -> None:
+        if settings.api_key:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
-                error = APIError(
+                raise APIError(
                     401, "missing or wrong API key: send the server's key as 'Authorization: Bearer KEY'", code="invalid_api_key"
                 )
-                return JSONResponse(error.body(), status_code=401)
-        return await call_next(request)
+
+    api = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
 
     def model_card() -> dict:
         return {"id": settings.model_name, "object": "model", "created": created, "owned_by": "mosa"}
@@ -160,16 +159,16 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
     async def health():
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @api.get("/models")
     async def list_models():
         return {"object": "list", "data": [model_card()]}
 
-    @app.get("/v1/models/{model:path}")
+    @api.get("/models/{model:path}")
     async def show_model(model: str):
         check_model(model, settings)
         return model_card()
 
-    @app.post("/v1/chat/completions")
+    @api.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         config = request_config(lm, body, settings)
         messages = [message.as_template_message() for message in body.messages]
@@ -179,7 +178,7 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
             raise APIError(400, str(error), param="messages") from None
         return await answer(request, body, config, prompt, chat=True)
 
-    @app.post("/v1/completions")
+    @api.post("/completions")
     async def completions(body: CompletionRequest, request: Request):
         config = request_config(lm, body, settings)
         if not body.prompt.strip():
@@ -279,6 +278,7 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
         finally:
             drop_all()
 
+    app.include_router(api)
     return app
 
 
@@ -299,17 +299,17 @@ def request_config(lm: DiffusionLM, body: DiffusionOptions, settings: ServeSetti
         raise APIError(
             400, f"n={body.n}: this server answers at most {settings.max_n} choices per request (mosa serve --max-n)", param="n"
         )
-    try:
-        config = lm.sampler_config(**{**settings.sampler, **body.sampler_settings()})
-        config.validate()
-    except (MosaError, TypeError, ValueError) as error:
-        raise APIError(400, f"sampler settings: {error}") from None
+    config = lm.sampler_config(**{**settings.sampler, **body.sampler_settings()})
     if config.gen_length > settings.max_gen_length:
         raise APIError(
             400,
             f"gen_length={config.gen_length}: this server samples canvases of at most {settings.max_gen_length} tokens (mosa serve --max-gen-length)",
             param="gen_length",
         )
+    try:
+        config.validate()
+    except MosaError as error:
+        raise APIError(400, f"sampler settings: {error}") from None
     return config
 
 

@@ -64,8 +64,8 @@ class Engine:
     def __init__(self, lm: DiffusionLM, *, max_batch_size: int = 16, batch_wait: float = 0.005):
         self.lm, self.max_batch_size, self.batch_wait = lm, max_batch_size, batch_wait
         self.pads_exactly = pads_exactly(lm)
-        self.batches = 0  # batches sampled, and the largest: read by the tests and the benchmark
-        self.largest_batch = 0
+        # batches sampled, the largest, and those stopped because every client had gone (tests, benchmark)
+        self.batches = self.largest_batch = self.abandoned = 0
         self._waiting: list[Job] = []
         self._changed = threading.Condition()
         self._closed = False
@@ -154,6 +154,7 @@ class Engine:
                 on_step=on_step,
             )
         except AllClientsGone:
+            self.abandoned += 1
             return
         except Exception as error:  # one batch's failure is its requests' error; the server goes on
             for job in batch:
