@@ -60,6 +60,14 @@ def test_sampled_answers_follow_seed_and_prompt_id(client, tiny):
     assert ask(3, "advbench/1") == in_process(tiny, "how are you", temperature=1.0, seed=3, prompt_id="advbench/1").response_ids
     assert ask(3, "advbench/1") == ask(3, "advbench/1")
     assert len({tuple(ask(seed, "x")) for seed in range(4)}) > 1
+    # Neither seed nor prompt_id: a fresh draw each time (as OpenAI's API), reproducible from the id it returns.
+    fresh = [
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "how are you"}], temperature=1.0)
+        for _ in range(4)
+    ]
+    assert len({reply.choices[0].message.content for reply in fresh}) > 1
+    prompt_id = fresh[0].model_extra["prompt_id"]
+    assert fresh[0].choices[0].message.content == in_process(tiny, "how are you", temperature=1.0, prompt_id=prompt_id).text
 
 
 def test_prefill_and_sampler_extensions(client, tiny):
@@ -148,7 +156,7 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(served, client, tin
     def ask(case):
         prompt, temperature = case
         reply = client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": prompt}], temperature=temperature
+            model="tiny", messages=[{"role": "user", "content": prompt}], temperature=temperature, seed=0
         )
         return reply.choices[0].message.content
 

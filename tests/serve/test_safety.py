@@ -145,7 +145,8 @@ def wait_for(condition, seconds=20.0) -> bool:
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_a_client_that_disconnects_frees_its_slot(tiny, stream):
-    """One slot; a long request whose client goes away: its batch stops, and the next request gets the slot."""
+    """One slot; a long request whose client goes away: it never samples to the end, and the next request
+    gets the slot."""
     from openai import OpenAI
 
     with running(tiny, max_concurrency=1, sampler={"gen_length": 512, "steps": 512, "block_length": 512}) as (url, app):
@@ -161,6 +162,8 @@ def test_a_client_that_disconnects_frees_its_slot(tiny, stream):
             if stream:
                 assert connection.recv(100).startswith(b"HTTP/1.1 200")
         assert wait_for(lambda: app.state.slots.taken == 0)
-        assert wait_for(lambda: app.state.engine.abandoned == 1)
+        # dropped from the queue (a streamed request's headers go out before it samples), or its batch stopped
+        engine = app.state.engine
+        assert wait_for(lambda: engine.batches == engine.abandoned), (engine.batches, engine.abandoned)
         client = OpenAI(base_url=url, api_key="unused", max_retries=0)
         assert ask(client, gen_length=16, steps=16, block_length=8).choices[0].message.content is not None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from mosa.errors import MosaError
@@ -224,7 +225,10 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
 
             return send
 
-        base_id = body.prompt_id or ""
+        # What keys the noise: the request's prompt_id; with neither it nor a seed given, a fresh id, so
+        # that a sampled request draws anew each time, as OpenAI's API does without a seed (the answer
+        # carries the id: sent back with the same settings, it reproduces the answer).
+        base_id = body.prompt_id if body.prompt_id is not None else ("" if body.seed is not None else uuid.uuid4().hex)
         jobs = [
             Job(
                 config=config,
@@ -253,12 +257,15 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
         except RuntimeError as error:
             drop_all()
             raise APIError(503, str(error)) from None
-        reply = Reply(chat, settings.model_name, body, lm, reader, prompt_tokens=len(prompt))
+        reply = Reply(chat, settings.model_name, body, lm, reader, prompt_tokens=len(prompt), prompt_id=base_id)
         if body.stream:
+            # A client that goes away stops the stream between two chunks, where the generator's own
+            # `finally` may not run until it is collected: the background task frees the slots then.
             return StreamingResponse(
                 stream_events(reply, events, jobs, release, drop_all),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
+                background=BackgroundTask(drop_all),
             )
         try:
             finished: dict[int, tuple] = {}
@@ -345,9 +352,18 @@ def sampling_failed(error: Exception) -> APIError:
 class Reply:
     """Builds one request's answers in OpenAI's shapes: whole, or as server-sent-event chunks."""
 
-    def __init__(self, chat: bool, model: str, body: DiffusionOptions, lm: DiffusionLM, reader: AnswerText, prompt_tokens: int):
+    def __init__(
+        self,
+        chat: bool,
+        model: str,
+        body: DiffusionOptions,
+        lm: DiffusionLM,
+        reader: AnswerText,
+        prompt_tokens: int,
+        prompt_id: str,
+    ):
         self.chat, self.model, self.body, self.lm, self.reader = chat, model, body, lm, reader
-        self.prompt_tokens = prompt_tokens
+        self.prompt_tokens, self.prompt_id = prompt_tokens, prompt_id
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.object = "chat.completion" if chat else "text_completion"
@@ -399,6 +415,7 @@ class Reply:
             "model": self.model,
             "choices": choices,
             "usage": self.usage(completion_tokens),
+            "prompt_id": self.prompt_id,
         }
 
     def chunk(self, choices: list[dict], usage: dict | None = None) -> str:
