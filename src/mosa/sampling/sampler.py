@@ -34,7 +34,7 @@ nor on the batch size. Temperature 0 with a deterministic rule draws no noise at
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -137,6 +137,7 @@ def generate(
     interventions: Interventions | Sequence[Interventions] | None = None,
     bans: Bans | Sequence[Bans] | None = None,
     prompt_ids: Sequence[str] | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> GenerationOutput:
     """Sample responses for a left-padded batch of prompts (B x P).
 
@@ -161,6 +162,10 @@ def generate(
     from `config.seed`, its prompt id and its prompt's token ids alone, so its sample does not depend
     on the batch it is sampled in. Equal prompts under equal ids (or none) draw equal noise: give
     each copy of a prompt an id of its own to get several samples of it.
+
+    `on_step(global_step, canvas)`, when given, is called after every step that committed tokens,
+    with the canvas (B x (P + gen_length), to read, not to change): how `mosa serve` streams each
+    response's committed prefix as it grows. An exception it raises stops sampling there.
     """
     cfg = config
     cfg.validate()
@@ -242,6 +247,8 @@ def generate(
             in_response = max(prompt_len - window_start, 0)  # window columns that lie in the prompt
             response_span = commit_step[:, window_start + in_response - prompt_len : block_end - prompt_len]
             response_span[commit[:, in_response:]] = global_step
+            if on_step is not None:
+                on_step(global_step, x)
 
     return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len)
 
