@@ -57,6 +57,13 @@ from mosa.sampling.sampler import (
 )
 
 
+def decoding_label(decoding: str = "exact", threshold: float | None = None) -> str:
+    """How tables name a decoding: "exact", "threshold 0.9", "dual-cache", "dual-cache, threshold 0.9"."""
+    if threshold is None:
+        return decoding
+    return f"threshold {threshold:g}" if decoding == "threshold" else f"{decoding}, threshold {threshold:g}"
+
+
 def decode_fast(model, x, attention_mask, prompt_index, cfg, keys, planned, regions, commit_step, keep_supported) -> int:
     """Decode the canvas `x` in place under `cfg.decoding` (not exact), as `generate` set it up
     (prefill placed, interventions planned, ban regions found); returns the forward passes run."""
