@@ -22,7 +22,9 @@ def test_records_and_tables_name_the_decoding_and_count_forward_passes(model_dir
     # Tables of runs with different decodings get a decoding column.
     exact = [{**record, "sampler": {**record["sampler"], "decoding": "exact", "threshold": None}} for record in records]
     table = asr_markdown(asr_rows(records, "m") + asr_rows(exact, "m"))
-    assert "| decoding |" in table and "| dual-cache, threshold 0.5 | tiny | none |" in table and "| exact | tiny | none |" in table
+    assert (
+        "| decoding |" in table and "| dual-cache, threshold 0.5 | tiny | none |" in table and "| exact | tiny | none |" in table
+    )
 
 
 def test_a_threshold_without_an_approximate_decoding_is_refused_in_one_line(model_dir, behaviours_csv, tmp_path, capsys):
