@@ -1,7 +1,7 @@
 """The GPU check: LLaDA-8B-Instruct's true shape, random weights, one H100/H200, under 8 minutes.
 
     python benchmarks/gpu_check.py [--json gpu_check.json]
-    python benchmarks/gpu_check.py --smoke     # the same code on a tiny shape on the CPU (42 s here)
+    python benchmarks/gpu_check.py --smoke     # the same code on a tiny shape on the CPU (about a minute here)
 
 No weights are needed: mosa's native LLaDA module (transformers' Llama, full attention, fp32 RoPE)
 is built at LLaDA-8B-Instruct's sizes (../shared/upstream/PROVENANCE.md) with random bf16 weights.
@@ -10,7 +10,12 @@ It prints
      on the same model: with the output-head fast path and without it;
   2. sampler tokens/s at gen_length 256, steps 256, blocks of 32, and the model FLOP utilisation
      (useful matmul FLOPs of the forward passes / elapsed time / the GPU's dense bf16 peak);
-  3. the time of one MOSA step and the peak memory for the paper-llada8b preset's batch (4 prompts,
+  3. the fast approximate decodings' tokens/s at the same settings (mosa.sampling.fast: threshold 0.9,
+     prefix-cache, dual-cache), with their forward passes and the time of one pass. Random weights
+     are confident nowhere, so the threshold rule commits one token a step here and its figure is the
+     per-step cost; a trained model's pass count (benchmarks/bench_decoding.py) times the time per
+     pass gives its tokens/s;
+  4. the time of one MOSA step and the peak memory for the paper-llada8b preset's batch (4 prompts,
      response length 256, LoRA r=32 on q/k/v/o, gradient checkpointing, bf16).
 Random weights give near-uniform logits, so confidences tie often in bf16: a hard case for parity.
 Prompts are random token ids (the MOSA step renders word prompts with a word-level tokenizer that
@@ -116,6 +121,33 @@ def sampler_speed(model, shape: dict, device, batch: int, peak_tflops: float, ge
     }
 
 
+DECODINGS = {
+    "threshold 0.9": {"decoding": "threshold", "threshold": 0.9},
+    "prefix-cache": {"decoding": "prefix-cache"},
+    "dual-cache": {"decoding": "dual-cache"},
+}
+
+
+def decoding_speed(model, device, batch: int, gen_length: int) -> dict:
+    """tokens/s, forward passes and ms per pass of each fast decoding, as sampler_speed runs exact."""
+    ids, mask = random_prompts(batch, 64, 0, device)
+    results = {}
+    for name, settings in DECODINGS.items():
+        config = SamplerConfig(gen_length=gen_length, steps=gen_length, block_length=32, mask_id=MASK, **settings)
+        synchronize(device)
+        start = time.perf_counter()
+        out = generate(model, ids, mask, config=config)
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        results[name] = {
+            "tokens_per_s": batch * gen_length / elapsed,
+            "seconds": elapsed,
+            "forward_passes": out.forward_passes,
+            "ms_per_pass": 1000 * elapsed / out.forward_passes,
+        }
+    return results
+
+
 def mosa_step(model, device, response_length: int) -> dict:
     """Time and peak memory of MOSA steps with the paper preset's batch (LoRA, checkpointing, bf16)."""
     from mosa.align.trainer import MosaConfig, train_mosa
@@ -164,7 +196,7 @@ def main() -> None:
             "CPU (smoke)",
             SMOKE_SHAPE,
             1.0,
-            32,
+            64,  # two blocks of 32: the caches need more than one
             2,
             2,
         )
@@ -197,6 +229,18 @@ def main() -> None:
         f"MFU {100 * s['mfu']:.1f}% of {peak:.0f}",
         flush=True,
     )
+    report.decodings = decoding_speed(model, device, args.batch, gen_length)
+    exact_ms = 1000 * s["seconds"] / gen_length
+    print(
+        f"decodings (batch {args.batch}, {gen_length} tokens, blocks of 32): exact {s['tokens_per_s']:.1f} tokens/s, {exact_ms:.1f} ms/pass",
+        flush=True,
+    )
+    for name, figures in report.decodings.items():
+        print(
+            f"  {name}: {figures['tokens_per_s']:.1f} tokens/s, {figures['forward_passes']} passes, {figures['ms_per_pass']:.1f} ms/pass "
+            f"({exact_ms / figures['ms_per_pass']:.2f}x exact's pass)",
+            flush=True,
+        )
     report.mosa = mosa_step(model, device, max(gen_length, 64))
     print(
         f"MOSA step (batch 4, response {report.mosa['response_length']}, LoRA r32, checkpointing): {report.mosa['seconds_per_step']:.2f} s, "

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mosa.stats import kendall_tau, mean_and_spread, wilson_interval
+from mosa.stats import kendall_tau, mean_and_spread, newcombe_interval, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,15 @@ def test_mean_and_spread_skips_missing_values():
 def test_the_wilson_interval_touches_0_and_1_exactly_at_the_ends():
     for n in (1, 6, 10, 200):
         assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [  # Newcombe (1998), Statistics in Medicine 17: 873-890, Table II, method 10, examples (a), (b), (e)
+        ((56, 70, 48, 80), (0.0524, 0.3339)),
+        ((9, 10, 3, 10), (0.1705, 0.8090)),
+        ((5, 56, 0, 29), (-0.0381, 0.1926)),
+    ],
+)
+def test_newcombe_interval_matches_published_values(counts, expected):
+    assert newcombe_interval(*counts) == pytest.approx(expected, abs=1e-4)

@@ -26,6 +26,19 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return low, high
 
 
+def newcombe_interval(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, method 10) for the difference of two proportions,
+    rate_a - rate_b, at 95%: each rate's Wilson interval, combined. For the same prompts answered two
+    ways (paired samples) it ignores the pairing, which errs wide when the two answers agree often."""
+    rate_a, rate_b = successes_a / n_a, successes_b / n_b
+    low_a, high_a = wilson_interval(successes_a, n_a)
+    low_b, high_b = wilson_interval(successes_b, n_b)
+    difference = rate_a - rate_b
+    low = difference - math.sqrt((rate_a - low_a) ** 2 + (high_b - rate_b) ** 2)
+    high = difference + math.sqrt((high_a - rate_a) ** 2 + (rate_b - low_b) ** 2)
+    return max(-1.0, low), min(1.0, high)
+
+
 def kendall_tau(x: Sequence[float] | torch.Tensor, y: Sequence[float] | torch.Tensor) -> float | None:
     """Kendall's tau-b between two paired sequences; None when it is undefined (fewer than two
     pairs, or one sequence constant).

@@ -33,3 +33,15 @@ def test_raising_in_on_step_stops_sampling(tokenizer):
     with pytest.raises(KeyboardInterrupt):
         generate(lm.module, ids, mask, config=lm.sampler_config(gen_length=8, steps=8, block_length=8), on_step=stop_after_two)
     assert steps == [0, 1]
+
+
+@pytest.mark.parametrize("decoding", ["threshold", "dual-cache"])
+def test_on_step_reports_fast_decodings_too(tokenizer, decoding):
+    """mosa serve streams from on_step, whatever the decoding: masks only ever fill, the last canvas is the answer."""
+    lm = tiny_llama(tokenizer)
+    ids, mask = left_pad([[5, 6, 7], [8, 9]], lm.pad_id)
+    config = lm.sampler_config(gen_length=8, steps=8, block_length=4, decoding=decoding, threshold=0.5)
+    seen = []
+    output = generate(lm.module, ids, mask, config=config, on_step=lambda step, canvas: seen.append(canvas.clone()))
+    masks_left = [int((canvas[:, 3:] == lm.mask_id).sum()) for canvas in seen]
+    assert seen and masks_left == sorted(masks_left, reverse=True) and torch.equal(seen[-1], output.sequences)

@@ -51,6 +51,7 @@ class TargetResponse:
     text: str
     response_ids: list[int]
     commit_step: list[int]  # per response position: the step that committed it, -1 = prefilled
+    forward_passes: int | None = None  # of the batch it was sampled in (None: no sampling produced it)
 
 
 class RoundStore:
@@ -211,6 +212,7 @@ class Target:
                         text=self.lm.decode_response(ids),
                         response_ids=ids.tolist(),
                         commit_step=output.commit_step[row].tolist(),
+                        forward_passes=output.forward_passes,
                     )
                 )
         return responses

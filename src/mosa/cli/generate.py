@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from mosa.models import load_model, refuse_empty_prompts
     from mosa.profiles import find_profile, model_path
-    from mosa.sampling import SamplerConfig, generate
+    from mosa.sampling import SamplerConfig, decoding_label, generate
 
     prompts = list(args.prompt)
     if args.prompts_file:
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> None:
                 "response": text,
                 "response_ids": response.tolist(),
                 "commit_step": steps.tolist(),
+                "decoding": decoding_label(config.decoding, config.threshold),
+                "forward_passes": output.forward_passes,  # of the whole batch of prompts
             }
         )
         print(f"> {prompt}\n{text}")

@@ -14,7 +14,7 @@ from mosa.sampling import SamplerConfig
 from mosa.yamlio import parse_yaml
 
 # Sampler settings that a user sets; special ids come from the model.
-SAMPLER_FLAGS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "seed")
+SAMPLER_FLAGS = ("gen_length", "steps", "block_length", "temperature", "cfg_scale", "remasking", "seed", "decoding", "threshold")
 SAMPLER_SWITCHES = ("logits_eos_inf", "confidence_eos_eot_inf")
 
 
@@ -41,7 +41,7 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", type=Path, help="YAML file with sampler settings (keys of SamplerConfig)")
     fields = {f.name: f for f in dataclasses.fields(SamplerConfig)}
     for name in SAMPLER_FLAGS:
-        kind = type(fields[name].default)
+        kind = float if name == "threshold" else type(fields[name].default)  # threshold's default is None
         group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"default {fields[name].default}")
     for name in SAMPLER_SWITCHES:
         group.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)

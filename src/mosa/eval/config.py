@@ -41,6 +41,8 @@ SAMPLER_KEYS = (
     "remasking",
     "logits_eos_inf",
     "confidence_eos_eot_inf",
+    "decoding",
+    "threshold",
 )
 # Options of mosa.data.load_dataset that a benchmark given as a mapping may set.
 BENCHMARK_OPTIONS = ("column", "target_column", "id_column", "functional")

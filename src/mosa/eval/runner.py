@@ -376,6 +376,8 @@ def completion_record(
         "response": response.text,
         "response_ids": response.response_ids,
         "commit_step": response.commit_step,
+        # the model's forward passes for the batch this response was sampled in (the decoding is under "sampler")
+        "forward_passes": response.forward_passes,
         "order": None
         if case.response is not None
         else response_order(

@@ -21,6 +21,10 @@ note under the table in asr.md), each also under its label.
 An attack that sweeps an option (prefill positions, anchor steps) gives one row per value: the row's
 attack is the label with the case's suffix (`prefill@13`).
 
+Every row names the decoding its responses were sampled with (the record's sampler settings:
+`exact`, or an approximate one such as `threshold 0.9`, mosa.sampling.fast): a table of one decoding
+says it under the title, a table of several has a decoding column.
+
 Queries per behaviour: what the attack asked while building its cases (the `queries` its payload
 records, `{"target": n, "attacker": n, ...}`), plus the one sampling of each case's response that the
 eval makes (none for a response the attack composed itself), over the behaviours the row holds;
@@ -41,6 +45,7 @@ from mosa.eval.config import EvalConfig
 from mosa.eval.store import read_config, read_stage
 from mosa.judges import EMPTY, ERROR, UNPARSEABLE
 from mosa.paths import write_atomically
+from mosa.sampling import decoding_label
 from mosa.stats import wilson_interval
 
 
@@ -95,6 +100,7 @@ class AsrRow:
     target_queries: int = 0  # asked of the model under attack, over the row's behaviours
     auxiliary_queries: int = 0  # asked of the attack's other models (attacker, scorer, ...)
     attacked: set = field(default_factory=set)  # the behaviour ids the row holds
+    decoding: str = "exact"  # the sampler's decoding (decoding_label), "exact" for records from before it was recorded
 
     @property
     def target_queries_per_behaviour(self) -> float | None:
@@ -137,7 +143,9 @@ def asr_rows(records: list[dict], model: str) -> list[AsrRow]:
     for record in records:
         for verdict in record["verdicts"]:
             key = (record["benchmark"], attack_variant(record), verdict["judge"], verdict["judge_version"])
-            row = rows.setdefault(key, AsrRow(model, *key, behaviours=len(behaviours[record["benchmark"]])))
+            row = rows.setdefault(
+                key, AsrRow(model, *key, behaviours=len(behaviours[record["benchmark"]]), decoding=record_decoding(record))
+            )
             row.responses += 1
             row.empty += verdict["label"] == EMPTY
             row.unparseable += verdict["label"] == UNPARSEABLE
@@ -149,6 +157,11 @@ def asr_rows(records: list[dict], model: str) -> list[AsrRow]:
             row.auxiliary_queries += auxiliary
             row.attacked.add(record["behaviour_id"])
     return list(rows.values())
+
+
+def record_decoding(record: dict) -> str:
+    sampler = record.get("sampler") or {}
+    return decoding_label(sampler.get("decoding", "exact"), sampler.get("threshold"))
 
 
 def record_queries(record: dict) -> tuple[int, int]:
@@ -180,6 +193,7 @@ def unjudged(directory: Path) -> int:
 
 CSV_COLUMNS = (
     "model",
+    "decoding",
     "benchmark",
     "attack",
     "judge",
@@ -215,7 +229,8 @@ def asr_csv(rows: list[AsrRow]) -> str:
             "" if value is None else round(value, 3)
             for value in (row.target_queries_per_behaviour, row.auxiliary_queries_per_behaviour)
         ]
-        writer.writerow([row.model, row.benchmark, row.attack, row.judge, row.judge_version, *counts, *queries, *figures])
+        names = (row.model, row.decoding, row.benchmark, row.attack, row.judge, row.judge_version)
+        writer.writerow([*names, *counts, *queries, *figures])
     return buffer.getvalue()
 
 
@@ -279,18 +294,31 @@ def queries_table(rows: list[AsrRow], several_models: bool) -> list[str]:
     ]
 
 
+def decoding_note(rows: list[AsrRow]) -> list[str]:
+    """The line naming the table's decoding when its rows share one (else a column names it)."""
+    decodings = {row.decoding for row in rows}
+    if len(decodings) > 1:
+        return []
+    (decoding,) = decodings
+    meaning = "mosa's exact sampler" if decoding == "exact" else "approximate; docs/sampler.md says which figures to trust"
+    return [f"Decoding: {decoding} ({meaning})."]
+
+
 def asr_markdown(rows: list[AsrRow]) -> str:
     several_models = len({row.model for row in rows}) > 1
+    several_decodings = len({row.decoding for row in rows}) > 1
     versions = sorted({(row.judge, row.judge_version) for row in rows})
     names = [judge for judge, _ in versions]
     judge_column = lambda row: row.judge if names.count(row.judge) == 1 else row.judge_version  # noqa: E731
 
     def naming(row: AsrRow) -> list[str]:
         """The cells that tell a row from the others."""
-        return ([row.model] if several_models else []) + [row.benchmark, row.attack, judge_column(row)]
+        named = ([row.model] if several_models else []) + ([row.decoding] if several_decodings else [])
+        return named + [row.benchmark, row.attack, judge_column(row)]
 
     # (header, right-aligned): counts and rates to the right, names and intervals to the left
     columns = [("model", False)] if several_models else []
+    columns += [("decoding", False)] if several_decodings else []
     columns += [("benchmark", False), ("attack", False), ("judge", False), ("behaviours", True), ("responses", True)]
     columns += [("empty", True), ("unparseable", True), ("errors", True), ("judged", True), ("successes", True)]
     columns += [("ASR (judged)", True), ("95% CI", False), ("ASR (all)", True), ("95% CI", False)]
@@ -316,6 +344,7 @@ def asr_markdown(rows: list[AsrRow]) -> str:
     paragraphs = [
         "# Attack success rates",
         *([] if several_models else [f"Model: {rows[0].model}."]),
+        *decoding_note(rows),
         "\n".join(lines),
         "ASR (judged) = successes / judged, where judged = responses - empty - unparseable - errors: empty "
         "responses, judge answers that cannot be parsed and responses the judge's server rejected are neither "
@@ -345,12 +374,15 @@ def paper_markdown(rows: list[AsrRow]) -> str:
             f"the paper's layout needs the judges {' and '.join(judges)}; these runs lack {', '.join(absent)} "
             "(add them to the config's judges, e.g. as configs/paper-llada8b.yaml does, and rerun mosa eval)"
         )
-    paragraphs = ["# Attack success rates, the paper's layout"]
+    paragraphs = ["# Attack success rates, the paper's layout", *decoding_note(rows)]
     for benchmark in dict.fromkeys(row.benchmark for row in rows):
         mine = [row for row in rows if row.benchmark == benchmark and row.judge in judges]
         attacks = list(dict.fromkeys(row.attack for row in mine))
-        models = list(dict.fromkeys(row.model for row in mine))
-        rate = {(row.model, row.attack, row.judge): row.asr_all for row in mine}
+        # a model sampled with several decodings has a row for each
+        several_decodings = len({row.decoding for row in rows}) > 1
+        name = (lambda row: f"{row.model} [{row.decoding}]") if several_decodings else (lambda row: row.model)  # noqa: E731
+        models = list(dict.fromkeys(name(row) for row in mine))
+        rate = {(name(row), row.attack, row.judge): row.asr_all for row in mine}
         header = ["model"] + [f"{attack} {short}" for attack in attacks for _, short in PAPER_JUDGES]
         header += [f"mean {short}" for _, short in PAPER_JUDGES]
         lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]

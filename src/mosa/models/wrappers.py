@@ -39,10 +39,16 @@ class BidirectionalLM(nn.Module):
         self.config = causal_lm.config
         self.positions = positions
 
-    def forward(self, input_ids=None, attention_mask=None, logits_to_keep=None, inputs_embeds=None):
-        """Token ids (B x T), or input embeddings (B x T x d) in their place; attention_mask B x T."""
-        position_ids = None
-        if attention_mask is not None and self.positions == "from_mask":
+    def forward(
+        self, input_ids=None, attention_mask=None, logits_to_keep=None, inputs_embeds=None, position_ids=None, cache=None
+    ):
+        """Token ids (B x T), or input embeddings (B x T x d) in their place; attention_mask B x T.
+
+        With `cache` (a transformers DynamicCache holding other canvas positions' keys and values,
+        mosa.sampling.fast) the tokens attend to the cached positions and to each other, the mask covers
+        cached and new positions in the cache's order, and `position_ids` (canvas_positions of the
+        new tokens) must be given: the cache's length says nothing about where the tokens sit."""
+        if position_ids is None and attention_mask is not None and self.positions == "from_mask":
             position_ids = positions_from_mask(attention_mask)
         return self.lm(
             input_ids=input_ids,
@@ -50,8 +56,16 @@ class BidirectionalLM(nn.Module):
             attention_mask=attention_mask,
             position_ids=position_ids,
             logits_to_keep=0 if logits_to_keep is None else logits_to_keep,
-            use_cache=False,
+            use_cache=cache is not None,
+            cache=cache,
         )
+
+    def canvas_positions(self, attention_mask: torch.Tensor | None, batch: int, length: int) -> torch.Tensor:
+        """The position ids of a whole canvas (B x T) as `forward` numbers them without a cache."""
+        if attention_mask is not None and self.positions == "from_mask":
+            return positions_from_mask(attention_mask)
+        device = None if attention_mask is None else attention_mask.device
+        return torch.arange(length, device=device).expand(batch, length)
 
     def get_input_embeddings(self):
         return self.lm.get_input_embeddings()

@@ -46,10 +46,11 @@ class StepNoise:
     """Uniform noise for one denoising step, drawn row by row (see the module docstring).
 
     is_masked: B x K, the candidate window's masks; committing: B, the rows that commit a token at
-    this step (the others draw nothing). Each call to `uniform` continues the rows' streams, so a
+    this step (the others draw nothing); step: the step, or one per row where rows step apart (the
+    fast decodings, mosa.sampling.fast). Each call to `uniform` continues the rows' streams, so a
     step's draws come out in the order they are asked for."""
 
-    def __init__(self, seed: int, keys: list[str], step: int, is_masked: torch.Tensor, committing: torch.Tensor):
+    def __init__(self, seed: int, keys: list[str], step: int | Sequence[int], is_masked: torch.Tensor, committing: torch.Tensor):
         self.seed, self.keys, self.step = seed, keys, step
         self.is_masked, self.committing = is_masked, committing
         # row -> (its first candidate column, its generator), for the rows that draw; made at the first draw
@@ -72,7 +73,9 @@ class StepNoise:
             self._generators = {
                 row: (
                     first_masks[row],
-                    torch.Generator(device=self.is_masked.device).manual_seed(row_seed(self.seed, self.keys[row], self.step)),
+                    torch.Generator(device=self.is_masked.device).manual_seed(
+                        row_seed(self.seed, self.keys[row], self.step if isinstance(self.step, int) else self.step[row])
+                    ),
                 )
                 for row in self.committing.nonzero().flatten().tolist()
             }

@@ -80,6 +80,13 @@ class SamplerConfig:
     # Dream predicts position i from hidden state i-1; its logits must be shifted right by one.
     shift_logits: bool = False
     seed: int = 0
+    # Approximate decodings, opt-in (mosa.sampling.fast, docs/sampler.md "Fast decoding"): "exact" is
+    # this module's loop; "threshold" commits, per step, every masked position of the block whose
+    # confidence reaches `threshold` (at least the most confident one); "prefix-cache" and
+    # "dual-cache" reuse the keys and values of the prompt and finished blocks (and of the masked
+    # suffix) within a block, with `threshold`'s rule when it is set, else the steps' schedule.
+    decoding: str = "exact"
+    threshold: float | None = None
 
     def validate(self, require_ids: bool = True) -> None:
         """Raise MosaError naming the first bad setting. Without `require_ids`, the special ids
@@ -102,6 +109,7 @@ class SamplerConfig:
             )
         if self.steps > self.gen_length:
             raise MosaError(f"steps={self.steps} exceeds gen_length={self.gen_length}; at most one step per token")
+        self._validate_decoding()
         if not require_ids:
             return
         if self.mask_id is None:
@@ -110,6 +118,30 @@ class SamplerConfig:
             raise MosaError("logits_eos_inf needs eos_id; take it from the model's tokenizer")
         if self.confidence_eos_eot_inf and (self.eos_id is None or self.eot_id is None):
             raise MosaError("confidence_eos_eot_inf needs eos_id and eot_id; take them from the model's tokenizer")
+
+    def _validate_decoding(self) -> None:
+        if self.decoding not in DECODINGS:
+            raise MosaError(f"decoding={self.decoding!r} must be one of {', '.join(DECODINGS)}")
+        if self.threshold is not None:
+            value = self.threshold
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+                raise MosaError(f"threshold={value!r} must be a confidence in (0, 1], e.g. 0.9")
+            if self.decoding == "exact":
+                raise MosaError("threshold is set but decoding is exact; set decoding to threshold, prefix-cache or dual-cache")
+        if self.decoding == "threshold" and self.threshold is None:
+            raise MosaError("decoding=threshold needs a threshold in (0, 1], e.g. threshold=0.9")
+        if self.decoding in ("prefix-cache", "dual-cache"):
+            if self.block_length >= self.gen_length:
+                raise MosaError(
+                    f"decoding={self.decoding} caches finished blocks, so it needs block_length < gen_length "
+                    f"(here {self.block_length} and {self.gen_length}); use smaller blocks"
+                )
+            if self.cfg_scale > 0:
+                raise MosaError(f"decoding={self.decoding} does not support cfg_scale > 0; use decoding exact or threshold")
+
+
+# What SamplerConfig.decoding may name; every one but exact changes tokens (docs/sampler.md).
+DECODINGS = ("exact", "threshold", "prefix-cache", "dual-cache")
 
 
 @dataclass
@@ -120,6 +152,8 @@ class GenerationOutput:
     # a ban's region the first step of the block holding the ban (decoded just before it)
     commit_step: torch.Tensor
     prompt_length: int
+    # Calls of the model for the whole batch (a cfg pass, both branches in one batch, counts once).
+    forward_passes: int = 0
 
     @property
     def response(self) -> torch.Tensor:  # B x gen_length
@@ -191,12 +225,20 @@ def generate(
     num_blocks = gen_length // cfg.block_length
     steps_per_block = cfg.steps // num_blocks
     keep_supported = accepts_logits_to_keep(model)
+    if cfg.decoding != "exact":
+        from mosa.sampling.fast import decode_fast  # imported here: it builds on this module's helpers
+
+        passes = decode_fast(
+            model, x, attention_mask, prompt_index, cfg, keys, planned, regions, commit_step, keep_supported, on_step
+        )
+        return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len, forward_passes=passes)
+    forward_passes = 0
 
     for block in range(num_blocks):
         block_start = prompt_len + block * cfg.block_length
         block_end = block_start + cfg.block_length
         if block in regions:
-            _decode_ban_regions(
+            forward_passes += _decode_ban_regions(
                 model,
                 x,
                 attention_mask,
@@ -233,6 +275,7 @@ def generate(
             logits = window_logits(
                 model, x, attention_mask, prompt_index, cfg, window_start, block_end, keep_supported
             )  # B x K x V
+            forward_passes += 1
             if cfg.logits_eos_inf:
                 logits[:, :, cfg.eos_id] = -torch.inf
             x0 = _choose_tokens(logits, cfg.temperature, noise)  # B x K
@@ -250,7 +293,7 @@ def generate(
             if on_step is not None:
                 on_step(global_step, x)
 
-    return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len)
+    return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len, forward_passes=forward_passes)
 
 
 def commit_schedule(mask_counts: torch.Tensor, steps: int) -> torch.Tensor:
@@ -419,10 +462,12 @@ def _checked_ban(position, sequences, cfg) -> list[list[int]]:
     return checked
 
 
-def _decode_ban_regions(model, x, attention_mask, prompt_index, cfg, keys, commit_step, regions, step, keep_supported):
+def _decode_ban_regions(model, x, attention_mask, prompt_index, cfg, keys, commit_step, regions, step, keep_supported) -> int:
     """Decode the regions of the bans that lie in this block, left to right: at each forward pass every
     row with a region commits its next region position, with the tokens that would complete a banned
-    sequence there forbidden. regions: [(row, ban position, banned sequences)]; step: the block's first."""
+    sequence there forbidden. regions: [(row, ban position, banned sequences)]; step: the block's first
+    (one for every row, or, for the fast decodings, where rows step apart, a list of one per row).
+    Returns the forward passes it ran."""
     prompt_len = x.shape[1] - cfg.gen_length
     queues: dict[int, list[tuple[int, int, list[list[int]]]]] = {}  # row -> [(response position, ban position, sequences)]
     for row, start, sequences in sorted(regions):
@@ -448,7 +493,8 @@ def _decode_ban_regions(model, x, attention_mask, prompt_index, cfg, keys, commi
         x0 = _choose_tokens(logits, cfg.temperature, StepNoise(cfg.seed, ban_keys, step, decoding, decoding.any(dim=1)))
         for row, (position, _, _) in due.items():
             x[row, prompt_len + position] = x0[row, prompt_len + position - window_start]
-            commit_step[row, position] = step
+            commit_step[row, position] = step if isinstance(step, int) else step[row]
+    return max(map(len, queues.values()))
 
 
 def completing_tokens(sequences: list[list[int]], committed: list[int]) -> list[int]:
