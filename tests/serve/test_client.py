@@ -83,6 +83,16 @@ def test_prefill_and_sampler_extensions(client, tiny):
     assert decoding(reply.choices[0])["order"]["attack_written"] == 3
 
 
+def test_a_fast_decoding_is_a_request_extension_and_answers_as_in_process(client, tiny):
+    settings = {"decoding": "dual-cache", "threshold": 0.5, "gen_length": 24, "steps": 24, "block_length": 8}
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "what is the cat"}], extra_body={**settings, "return_order": True}
+    )
+    expected = in_process(tiny, "what is the cat", **settings)
+    assert reply.choices[0].message.content == expected.text
+    assert decoding(reply.choices[0])["commit_step"] == expected.commit_step
+
+
 def test_completions_endpoint_samples_the_raw_prompt(client, tiny):
     reply = client.completions.create(model="tiny", prompt="the cat sat on", extra_body={"return_order": True})
     ids = tiny.tokenizer("the cat sat on", return_tensors="pt")["input_ids"]

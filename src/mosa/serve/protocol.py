@@ -6,7 +6,7 @@ A request field is one of three kinds:
 - honoured: model, messages / prompt, max_tokens (max_completion_tokens), temperature, seed, n, stop,
   stream, stream_options.include_usage, user (ignored, as an identifier);
 - the dLLM extensions, top-level fields as the `openai` client's `extra_body` sends them: sampler
-  settings (gen_length, steps, block_length, remasking, cfg_scale, logits_eos_inf,
+  settings (gen_length, steps, block_length, remasking, decoding, threshold, cfg_scale, logits_eos_inf,
   confidence_eos_eot_inf), prefill (response position -> text), prompt_id (what the request's noise
   is keyed by, as mosa eval's case ids) and return_order (the decoding trace in the answer);
 - OpenAI settings a masked-diffusion sampler has no counterpart for (top_p, penalties, logprobs,
@@ -73,6 +73,8 @@ class DiffusionOptions(BaseModel):
     cfg_scale: float | None = None
     logits_eos_inf: bool | None = None
     confidence_eos_eot_inf: bool | None = None
+    decoding: str | None = None  # exact | threshold | prefix-cache | dual-cache (docs/sampler.md, Fast decoding)
+    threshold: float | None = None
     prefill: dict[int, str] | None = None
     prompt_id: str | None = None
     return_order: bool = False
@@ -111,6 +113,8 @@ class DiffusionOptions(BaseModel):
             "cfg_scale",
             "logits_eos_inf",
             "confidence_eos_eot_inf",
+            "decoding",
+            "threshold",
             "seed",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
