@@ -93,6 +93,8 @@ def test_a_served_target_gives_the_records_of_in_process_sampling(settings, serv
     [
         ({"name": "anchor", "step": 2, "text": "step one"}, "it writes over the canvas in the middle of denoising"),
         ({"name": "ept", "guard": "openai:guard@http://127.0.0.1:9/v1"}, "it bans token sequences on the canvas"),
+        ({"name": "gcg"}, "it takes gradients through the model's weights"),
+        ({"name": "tap", "attacker": "openai:a@http://127.0.0.1:9/v1", "window": [2, 6]}, "with a window it decodes"),
     ],
 )
 def test_attacks_an_endpoint_cannot_serve_are_refused_before_any_work(settings, tmp_path, capsys, attack, reason):

@@ -98,7 +98,7 @@ class OptimizableSuffix:
         self.scorer = make_judge(scorer)
         self.attacker = None if attacker == "self" else make_backend(attacker)
         self.needs_model_in_process = (
-            "with attacker: self it samples the target on a canvas of its own (give a chat model spec as attacker)"
+            "with attacker: self it samples the target on a canvas of its own (a chat model spec as attacker needs no canvas)"
             if self.attacker is None
             else None
         )

@@ -148,7 +148,7 @@ def build_attacks(config: EvalConfig) -> dict[str, Attack]:
             reason = getattr(attack, "needs_model_in_process", None)
             if reason:
                 raise MosaError(
-                    f"attack {label} cannot run against a served model: {reason}, which an endpoint does not offer; "
+                    f"attack {label} cannot run against a served model: {reason}; "
                     "drop it from attacks, or leave endpoint out to evaluate the model in process"
                 )
     return attacks

@@ -1,5 +1,5 @@
 """The web application of `mosa serve`: OpenAI's /v1/models, /v1/chat/completions and /v1/completions
-over one DiffusionLM, on FastAPI.
+over one DiffusionLM, on FastAPI, and /v1/tokenize (vLLM's shape).
 
 A request is checked whole before it waits for the model: its body (pydantic, mosa.serve.protocol),
 its model name, its sampler settings, its prompt (rendered with the chat template for chat, tokenized
