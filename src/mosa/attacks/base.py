@@ -151,8 +151,9 @@ class Target(TargetBase):
     """A dLLM and the sampler settings it is attacked with: what black-box attacks may ask of it.
 
     respond(cases)              responses to conversations (any message list), with prefill,
-                                interventions and token bans on the canvas: up to `steps` forward
-                                passes per batch, plus one per position of a ban's region
+                                interventions and token bans on the canvas, and each one's decoding
+                                order: up to `steps` forward passes per batch, plus one per
+                                position of a ban's region
     prompt_tokens(messages)     the ids a conversation reaches the model as (chat template): no pass
     masked_logprobs             a response's per-token log-probabilities, fully masked: 1 forward pass
     teacher_forced_logprobs     left to right, with the exact top-k per position: m passes (m tokens)
