@@ -15,10 +15,10 @@ SAMPLER = {"gen_length": 16, "steps": 16, "block_length": 8}
 
 
 @contextmanager
-def running(lm, **settings):
-    """Serve `lm` on a free port; yields (base URL ending in /v1, the FastAPI app)."""
+def running(lm, *, port=None, **settings):
+    """Serve `lm` on `port` (a free one by default); yields (base URL ending in /v1, the FastAPI app)."""
     app = create_app(lm, ServeSettings(**{"model_name": "tiny", "sampler": SAMPLER, **settings}))
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

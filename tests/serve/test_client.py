@@ -1,9 +1,14 @@
 """The official `openai` client against `mosa serve` on 127.0.0.1: answers, streams, concurrency, and
 answers equal to in-process sampling (what `mosa eval`'s Target gives for the same case)."""
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from mosa.attacks.base import Target, TestCase
+from mosa.backends import OpenAIChat, RequestRejected
+from mosa.errors import MosaError
 from mosa.sampling import generate
 from tests.serve.conftest import SAMPLER
 
@@ -186,3 +191,18 @@ def test_mosa_backend_reads_the_served_model(served, tiny):
     backend = OpenAIChat("tiny", served[0], cache=False, retries=0)
     answer = backend.chat([{"role": "user", "content": "why is red blue"}], max_tokens=16)
     assert answer == in_process(tiny, "why is red blue").text
+
+
+def test_model_card_sampler_and_tokenize(served, tiny):
+    """The extensions mosa eval's served target reads: the sampler defaults with the model's special
+    ids on the model card, and a text's token ids (POST /v1/tokenize, vLLM's shape)."""
+    backend = OpenAIChat("tiny", served[0], cache=False, retries=0)
+    sampler = backend.request("models/tiny")["sampler"]
+    assert sampler == dataclasses.asdict(tiny.sampler_config(**SAMPLER))
+    text = "sure here is step one"
+    answer = backend.request("tokenize", {"model": "tiny", "prompt": text, "add_special_tokens": False})
+    assert answer == {"tokens": tiny.tokenizer(text, add_special_tokens=False)["input_ids"], "count": 5}
+    with pytest.raises(MosaError, match="answered HTTP 404"):
+        backend.request("tokenize", {"model": "other", "prompt": text})
+    with pytest.raises(RequestRejected, match="HTTP 400.*prompt: Field required"):
+        backend.request("tokenize", {"model": "tiny", "messages": [{"role": "user", "content": text}]})

@@ -118,6 +118,8 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
 @ATTACKS.register(ATTACK)
 class AdvPrefix:
+    needs_model_in_process = "it reads the target's log-probabilities of candidate prefixes"
+
     def __init__(
         self,
         generators,

@@ -97,6 +97,11 @@ class OptimizableSuffix:
             )
         self.scorer = make_judge(scorer)
         self.attacker = None if attacker == "self" else make_backend(attacker)
+        self.needs_model_in_process = (
+            "with attacker: self it samples the target on a canvas of its own (a chat model spec as attacker needs no canvas)"
+            if self.attacker is None
+            else None
+        )
         self.rounds = options.integer("aos", "rounds", rounds, minimum=1)
         self.batch = options.integer("aos", "batch", batch, minimum=1)
         self.references = options.integer("aos", "references", references, minimum=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +24,7 @@ from mosa.models import DiffusionLM
 from mosa.models.likelihood import TokenLogprobs, elbo_logprobs, masked_logprobs, teacher_forced_logprobs
 from mosa.paths import write_atomically
 from mosa.registry import Registry
-from mosa.sampling import SamplerConfig, generate
+from mosa.sampling import SamplerConfig, generate, response_order
 
 ATTACKS: Registry = Registry("attack")
 
@@ -51,7 +52,8 @@ class TargetResponse:
     text: str
     response_ids: list[int]
     commit_step: list[int]  # per response position: the step that committed it, -1 = prefilled
-    forward_passes: int | None = None  # of the batch it was sampled in (None: no sampling produced it)
+    order: dict | None = None  # the decoding-order summary (mosa.sampling.response_order); None: no single sampling
+    forward_passes: int | None = None  # of the batch it was sampled in (None: not known, or no sampling produced it)
 
 
 class RoundStore:
@@ -101,12 +103,58 @@ class RoundStore:
                 break
 
 
-class Target:
+class TargetBase(ABC):
+    """What every target offers attacks, whether its model is in this process (`Target`) or behind a
+    `mosa serve` endpoint (mosa.attacks.served.ServedTarget): the sampler settings it answers with,
+    its batch size, its round store, its query counts, and text spans checked against its tokenizer.
+    A subclass gives `tokens(text)` and `respond(cases)`.
+    """
+
+    def __init__(self, sampler: SamplerConfig, batch_size: int = 16, rounds: RoundStore | None = None):
+        self.sampler, self.batch_size = sampler, batch_size
+        self.rounds = rounds or RoundStore()
+        self.queries = {"responses": 0, "logprob_calls": 0}
+
+    @abstractmethod
+    def tokens(self, text: str) -> list[int]:
+        """The token ids a text takes on the canvas (no BOS/EOS added)."""
+
+    @abstractmethod
+    def respond(self, cases: list[TestCase]) -> list[TargetResponse]:
+        """The target's responses to `cases`, in order: text, token ids, commit steps and decoding order."""
+
+    def prefill_ids(self, prefill: dict[int, str]) -> dict[int, list[int]]:
+        """{response position: text} -> {response position: token ids} (for prefill and interventions alike)."""
+        return {int(position): self.tokens(text) for position, text in prefill.items()}
+
+    def check_spans(self, attack: str, spans: dict[int, str]) -> None:
+        """Refuse, before anything is sampled, text spans that leave the response or overlap."""
+        gen_length = self.sampler.gen_length
+        taken: dict[int, int] = {}  # response position -> start of the span that holds it
+        for position, ids in sorted(self.prefill_ids(spans).items()):
+            end = position + len(ids)
+            if not ids:
+                raise MosaError(f"attack {attack}: the text at response position {position} is empty")
+            if position < 0 or end > gen_length:
+                raise MosaError(
+                    f"attack {attack}: {spans[position]!r} at response position {position} spans [{position}, {end}) tokens, "
+                    f"outside the response [0, {gen_length}); move it or raise the sampler's gen_length"
+                )
+            clash = next((taken[p] for p in range(position, end) if p in taken), None)
+            if clash is not None:
+                raise MosaError(
+                    f"attack {attack}: {spans[position]!r} at position {position} overlaps {spans[clash]!r} at {clash}"
+                )
+            taken.update(dict.fromkeys(range(position, end), position))
+
+
+class Target(TargetBase):
     """A dLLM and the sampler settings it is attacked with: what black-box attacks may ask of it.
 
     respond(cases)              responses to conversations (any message list), with prefill,
-                                interventions and token bans on the canvas: up to `steps` forward
-                                passes per batch, plus one per position of a ban's region
+                                interventions and token bans on the canvas, and each one's decoding
+                                order: up to `steps` forward passes per batch, plus one per
+                                position of a ban's region
     prompt_tokens(messages)     the ids a conversation reaches the model as (chat template): no pass
     masked_logprobs             a response's per-token log-probabilities, fully masked: 1 forward pass
     teacher_forced_logprobs     left to right, with the exact top-k per position: m passes (m tokens)
@@ -120,17 +168,11 @@ class Target:
     """
 
     def __init__(self, lm: DiffusionLM, sampler: SamplerConfig, batch_size: int = 16, rounds: RoundStore | None = None):
-        self.lm, self.sampler, self.batch_size = lm, sampler, batch_size
-        self.rounds = rounds or RoundStore()
-        self.queries = {"responses": 0, "logprob_calls": 0}
+        super().__init__(sampler, batch_size, rounds)
+        self.lm = lm
 
     def tokens(self, text: str) -> list[int]:
-        """The token ids a text takes on the canvas (no BOS/EOS added)."""
         return self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def prefill_ids(self, prefill: dict[int, str]) -> dict[int, list[int]]:
-        """{response position: text} -> {response position: token ids} (for prefill and interventions alike)."""
-        return {int(position): self.tokens(text) for position, text in prefill.items()}
 
     def ban_ids(self, bans: dict[int, list[str]]) -> dict[int, list[list[int]]]:
         """{response position: banned texts} -> {response position: banned token sequences}. A text is
@@ -206,14 +248,18 @@ class Target:
                 prompt_ids=[case.prompt_id for case in batch],
             )
             for row in range(len(batch)):
-                ids = output.response[row]
+                ids, steps = output.response[row].tolist(), output.commit_step[row].tolist()
+                written = {
+                    position + offset
+                    for spans in interventions[row].values()
+                    for position, span in spans.items()
+                    for offset in range(len(span))
+                }
+                order = response_order(
+                    ids, steps, written=written, end_ids={self.lm.eos_id, self.lm.eot_id, self.lm.pad_id}, mask_id=self.lm.mask_id
+                )
                 responses.append(
-                    TargetResponse(
-                        text=self.lm.decode_response(ids),
-                        response_ids=ids.tolist(),
-                        commit_step=output.commit_step[row].tolist(),
-                        forward_passes=output.forward_passes,
-                    )
+                    TargetResponse(self.lm.decode_response(output.response[row]), ids, steps, order, output.forward_passes)
                 )
         return responses
 
@@ -223,29 +269,14 @@ class Target:
         start, end = window
         return self.lm.tokenizer.decode(response.response_ids[start:end], skip_special_tokens=True).strip()
 
-    def check_spans(self, attack: str, spans: dict[int, str]) -> None:
-        """Refuse, before anything is sampled, text spans that leave the response or overlap."""
-        gen_length = self.sampler.gen_length
-        taken: dict[int, int] = {}  # response position -> start of the span that holds it
-        for position, ids in sorted(self.prefill_ids(spans).items()):
-            end = position + len(ids)
-            if not ids:
-                raise MosaError(f"attack {attack}: the text at response position {position} is empty")
-            if position < 0 or end > gen_length:
-                raise MosaError(
-                    f"attack {attack}: {spans[position]!r} at response position {position} spans [{position}, {end}) tokens, "
-                    f"outside the response [0, {gen_length}); move it or raise the sampler's gen_length"
-                )
-            clash = next((taken[p] for p in range(position, end) if p in taken), None)
-            if clash is not None:
-                raise MosaError(
-                    f"attack {attack}: {spans[position]!r} at position {position} overlaps {spans[clash]!r} at {clash}"
-                )
-            taken.update(dict.fromkeys(range(position, end), position))
-
 
 class Attack(Protocol):
-    """What the registry holds: a class built from its options, that turns behaviours into cases."""
+    """What the registry holds: a class built from its options, that turns behaviours into cases.
+
+    An attack that needs more of the target than a served endpoint offers (responses to
+    conversations with prefill, and the tokenizer) says why in `needs_model_in_process`, e.g.
+    "it reads log-probabilities"; mosa eval then refuses it against a served model before any work.
+    """
 
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]: ...
 

@@ -162,6 +162,8 @@ class AnchorAttack:
         where it has one, else "Sure, here is how to do it.".
     """
 
+    needs_model_in_process = "it writes over the canvas in the middle of denoising (interventions)"
+
     def __init__(self, step: int | list[int] = 4, position: int | float = 0, text: str | None = None):
         self.steps = options.integers("anchor", "step", step)
         self.sweep = isinstance(step, list)

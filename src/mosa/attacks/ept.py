@@ -147,6 +147,8 @@ class _Search:
 
 @ATTACKS.register("ept")
 class PrefixTreeAttack:
+    needs_model_in_process = "it bans token sequences on the canvas while sampling and decodes with the model's tokenizer"
+
     def __init__(
         self,
         guard,

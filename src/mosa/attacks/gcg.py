@@ -150,6 +150,8 @@ class GcgAttack:
     `loss_trajectory` (the loss before the first iteration, then after each) never rises.
     """
 
+    needs_model_in_process = "it takes gradients through the model's weights"
+
     def __init__(
         self,
         target: str | None = None,

@@ -278,6 +278,8 @@ class PalAttack:
         the behaviour's id only.
     """
 
+    needs_model_in_process = "it reads the target's log-probabilities of the target string"
+
     def __init__(
         self,
         proxy=None,

@@ -160,6 +160,9 @@ class TreeOfAttacks:
         self.on_topic_check, self.target_str = on_topic_check, target_str
         self.attacker_max_tokens, self.attacker_temperature = attacker_max_tokens, attacker_temperature
         self.window = options.window("tap", "window", window)
+        self.needs_model_in_process = (
+            "with a window it decodes response tokens with the model's tokenizer (leave window out)" if self.window else None
+        )
 
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]:
         if self.window is not None and self.window[1] > target.sampler.gen_length:

@@ -23,6 +23,10 @@ The rules it keeps:
   same and gives a rejected request's `RequestRejected` in place of its answer.
 - Identical greedy requests (temperature 0) are answered from an on-disk cache. Sampled requests
   are never cached: asking twice is how a caller gets two different samples (TAP's branching).
+
+`request(path, body)` and `request_each(path, bodies)` send any other request to the same API root
+under the same rules (no cache): what a client of a server's own extensions needs, such as mosa
+eval's target on a `mosa serve` endpoint (mosa.attacks.served).
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ class OpenAIChat:
             cached = _read_cached(cache_file)
             if cached is not None:
                 return cached
-        answer = self._post(body)
+        answer = self._answer(self._send(self.url, body))
         if cache_file is not None:
             write_atomically(cache_file, json.dumps({"content": answer, "truncated": answer.truncated}, ensure_ascii=False))
         return answer
@@ -130,57 +134,73 @@ class OpenAIChat:
         rejected alone in its place, so that a caller asks once and keeps every other answer (a
         sampled answer cannot be asked for again). A failed endpoint raises, and cancels the
         requests not yet sent (those in flight finish, so their greedy answers are cached)."""
-        if not conversations:
-            return []
-        executor = ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="mosa-chat")
+        return self._each(
+            lambda messages: _or_rejection(self.chat, messages, max_tokens=max_tokens, temperature=temperature), conversations
+        )
+
+    def request(self, path: str, body: dict | None = None) -> dict:
+        """GET base_url/path (no `body`) or POST `body` there as JSON, retried and refused as a chat
+        request is; the answer's JSON. Never cached."""
+        url = f"{self.base_url}/{path}"
+        payload = self._send(url, body)
         try:
-            futures = [
-                executor.submit(self._chat_or_rejection, messages, max_tokens=max_tokens, temperature=temperature)
-                for messages in conversations
-            ]
+            return json.loads(payload)
+        except ValueError:
+            raise MosaError(
+                f"{url} answered something that is not JSON ({self._excerpt(payload)}); "
+                "check that base_url points at the API root (usually ending in /v1)"
+            ) from None
+
+    def request_each(self, path: str, bodies: list[dict]) -> list[dict | RequestRejected]:
+        """`request` for each body, at most `concurrency` in flight, answers in order, with the
+        `RequestRejected` of a request the server rejected alone in its place (as `chat_each`)."""
+        return self._each(lambda body: _or_rejection(self.request, path, body), bodies)
+
+    def _each(self, call, items: list) -> list:
+        """call(item) for every item, at most `concurrency` at once, results in order. A failure other
+        than a rejection raises, and cancels the calls not yet started (those in flight finish)."""
+        if not items:
+            return []
+        executor = ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="mosa-chat")
+        try:
+            futures = [executor.submit(call, item) for item in items]
             return [future.result() for future in futures]
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-
-    def _chat_or_rejection(self, messages: Messages, *, max_tokens: int, temperature: float) -> Answer | RequestRejected:
-        try:
-            return self.chat(messages, max_tokens=max_tokens, temperature=temperature)
-        except RequestRejected as rejection:
-            return rejection
 
     def _cache_file(self, body: dict) -> Path:
         request = {"url": self.url, **body}
         key = hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.json"
 
-    def _post(self, body: dict) -> Answer:
-        headers = {"Content-Type": "application/json"}
+    def _send(self, url: str, body: dict | None) -> bytes:
+        """The answer's body to a POST of `body` as JSON (a GET when None), with the retries above."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        data = json.dumps(body, ensure_ascii=False).encode()
+        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
         tries = self.retries + 1
         for attempt in range(tries):
             retry_after = None
             try:
                 with self._in_flight:
-                    request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                    request = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
                     with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                        payload = response.read()
-                return self._answer(payload)
+                        return response.read()
             except urllib.error.HTTPError as error:
                 if not _is_retried(error.code):
-                    raise self._rejection(error.code, _body_of(error)) from None
+                    raise self._rejection(url, error.code, _body_of(error)) from None
                 failure, fix = f"answered HTTP {error.code}", SERVER_STRUGGLING
                 retry_after = error.headers.get("Retry-After")
             except (OSError, http.client.HTTPException) as error:  # urllib's URLError is an OSError
-                failure, fix = self._transient_failure(error)
+                failure, fix = self._transient_failure(url, error)
             if attempt + 1 < tries:
                 wait = self._wait(attempt, retry_after)
                 note(f"{self.name}: {failure}; retry {attempt + 1} of {self.retries} in {wait:.1f}s")
                 time.sleep(wait)
-        raise MosaError(f"{self.url} {failure} after {tries} tries; {fix}")
+        raise MosaError(f"{url} {failure} after {tries} tries; {fix}")
 
-    def _transient_failure(self, error: Exception) -> tuple[str, str]:
+    def _transient_failure(self, url: str, error: Exception) -> tuple[str, str]:
         """What went wrong, and the fix should it outlast the retries, for a failure that another try
         may get past; any other (an unknown host, a bad certificate) raises at once."""
         reason = error.reason if isinstance(error, urllib.error.URLError) else error  # urllib wraps errors while sending
@@ -194,7 +214,7 @@ class OpenAIChat:
             return "cut its answer off mid-way", SERVER_STRUGGLING
         if isinstance(reason, http.client.HTTPException):
             return f"sent a malformed answer ({type(reason).__name__})", SERVER_STRUGGLING
-        raise MosaError(f"cannot reach {self.url} ({reason}); fix base_url") from None
+        raise MosaError(f"cannot reach {url} ({reason}); fix base_url") from None
 
     def _wait(self, attempt: int, retry_after: str | None) -> float:
         asked = _seconds(retry_after)
@@ -214,24 +234,32 @@ class OpenAIChat:
         # A null content (e.g. a provider's own refusal) is an empty answer.
         return Answer(message.get("content") or "", truncated=choice.get("finish_reason") == "length")
 
-    def _rejection(self, status: int, payload: bytes) -> MosaError:
+    def _rejection(self, url: str, status: int, payload: bytes) -> MosaError:
         """The error for a 4xx: 401, 403 and 404 concern every request (the key, the URL, the model)
         and stop the caller; any other rejects this request alone."""
         if status in (401, 403):
             key_state = "is not set" if self._api_key is None else "holds a key the server does not accept"
             return MosaError(
-                f"{self.url} refused the request (HTTP {status}); ${self.api_key_env} {key_state}: set it to a valid API key"
+                f"{url} refused the request (HTTP {status}); ${self.api_key_env} {key_state}: set it to a valid API key"
             )
         if status == 404:
             return MosaError(
-                f"{self.url} answered HTTP 404; check base_url (the API root, usually ending in /v1) and model {self.model!r}"
+                f"{url} answered HTTP 404; check base_url (the API root, usually ending in /v1) and model {self.model!r}"
             )
-        return RequestRejected(f"{self.url} rejected the request (HTTP {status}: {self._excerpt(payload)})")
+        return RequestRejected(f"{url} rejected the request (HTTP {status}: {self._excerpt(payload)})")
 
     def _excerpt(self, payload: bytes) -> str:
         """The start of a server's answer, on one line and with the key blanked out (servers echo requests)."""
         text = " ".join(payload[:300].decode("utf-8", errors="replace").split())
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _or_rejection(call, *args, **kwargs):
+    """call's answer, or the `RequestRejected` it raised: one rejected request does not stop the others."""
+    try:
+        return call(*args, **kwargs)
+    except RequestRejected as rejection:
+        return rejection
 
 
 def _body_of(error: urllib.error.HTTPError) -> bytes:

@@ -3,6 +3,10 @@ full before any model is loaded or any file written.
 
     config = load_config("organism", overrides=["limit=20", "sampler.steps=16"])
 
+The target is the model loaded in process, or, with `endpoint` (openai:NAME@URL), the model that
+`mosa serve` serves at URL under NAME (mosa.attacks.served); `model` then names it in records and
+tables and defaults to NAME.
+
 Precedence: a shipped config (EVAL_CONFIGS: `paper-llada8b`, the organism's `organism`) or a YAML
 file < `--set KEY=VALUE` (dotted keys reach into `sampler`) < `--model` / `--adapter`. Strings may
 hold `${NAME}` or `${NAME:-default}`, read from the environment, so that a judge endpoint can come
@@ -67,12 +71,17 @@ class EvalConfig:
     seed: int = 0  # the sampler's seed (matters at temperature > 0)
     # Evaluate benchmarks that share prompts with the adapter's recorded training prompts (refused otherwise).
     allow_train_overlap: bool = False
+    # A `mosa serve` endpoint to sample instead of loading the model: openai:NAME@URL, or a mapping
+    # {type: openai, model: NAME, base_url: URL, ...} with any option of the OpenAI backend.
+    endpoint: str | dict | None = None
 
     @classmethod
     def from_dict(cls, settings: dict, where: str = "config") -> EvalConfig:
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise MosaError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+        if settings.get("model") in (None, "") and settings.get("endpoint") is not None:  # named after the served model
+            settings = {**settings, "model": _endpoint_backend(settings["endpoint"]).model}
         missing = [name for name in ("model", "benchmarks") if settings.get(name) in (None, "", [])]
         if missing:
             raise MosaError(
@@ -90,6 +99,13 @@ class EvalConfig:
         are built (`mosa.eval.runner.build_attacks`, `build_judges`), still before any model loads."""
         if not isinstance(self.model, str) or not self.model.strip():
             raise MosaError(f"model={self.model!r} must be a checkpoint directory, a hub id or 'organism'")
+        if self.endpoint is not None:
+            self.endpoint_backend()  # a malformed endpoint fails here
+            if self.adapter is not None:
+                raise MosaError(
+                    f"adapter={self.adapter!r} cannot be merged into a served model; serve it with its adapter "
+                    "(mosa serve --adapter DIR) and leave adapter out"
+                )
         if self.adapter is not None and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise MosaError(f"adapter={self.adapter!r} is not a peft adapter directory (no adapter_config.json there)")
         for name in ("trust_remote_code", "allow_train_overlap"):
@@ -125,6 +141,10 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def endpoint_backend(self):
+        """The OpenAI backend that reaches `endpoint` (None without one); building it sends nothing."""
+        return None if self.endpoint is None else _endpoint_backend(self.endpoint)
 
     @property
     def model_label(self) -> str:
@@ -248,6 +268,21 @@ def _as_list(value) -> list:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _endpoint_backend(spec):
+    """The OpenAI backend of an endpoint spec, which must give the server's URL (openai:NAME@URL)."""
+    from mosa.backends import make_backend
+
+    gives_url = (isinstance(spec, str) and re.match(r"^openai:.+@https?://", spec.strip()) is not None) or (
+        isinstance(spec, dict) and spec.get("type") == "openai" and "base_url" in spec
+    )
+    if not gives_url:
+        raise MosaError(
+            f"endpoint={spec!r} must name a served model and its server as openai:NAME@URL, e.g. "
+            "openai:organism@http://127.0.0.1:8000/v1 (mosa serve), or {type: openai, model: NAME, base_url: URL}"
+        )
+    return make_backend(spec)
 
 
 def _benchmark_spec(spec) -> dict:

@@ -14,11 +14,17 @@ padding shifts positions and so the rounding of a response.
 When every response exists, each judge rates the ones it has not rated yet (stage 3), and the
 main process writes records.jsonl and the tables.
 
+The target is the model, loaded in this process, or with `endpoint` the model a `mosa serve`
+endpoint serves (mosa.attacks.served): each batch's cases are sent to it at once, and its answers
+carry the token ids, commit steps and decoding order that in-process sampling records. Attacks that
+need more than an endpoint offers (interventions, bans, log-probabilities) are refused before any work.
+
 Benchmarks are prompt specs (mosa.data.resolve_prompts). Before anything is loaded or written, a
 benchmark that shares prompts with the training prompts recorded beside the adapter (or a merged
 checkpoint) under evaluation is refused, unless `allow_train_overlap`. The run directory's
-inputs.json records the model's and the adapter's content fingerprints and each benchmark's
-prompt set; a rerun on other inputs is refused, as is one with another config.
+inputs.json records the model's and the adapter's content fingerprints (or the endpoint's URL and
+served model) and each benchmark's prompt set; a rerun on other inputs is refused, as is one with
+another config.
 
 Under `accelerate launch` process K takes units K, K + N, K + 2N, ... and every N-th response to judge,
 and appends to its own stage files (mosa.eval.store). The model is loaded only when some unit of
@@ -37,7 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mosa.attacks import Attack, Target, TestCase, make_attack
-from mosa.attacks.base import RoundStore, TargetResponse
+from mosa.attacks.base import RoundStore, TargetBase, TargetResponse
+from mosa.attacks.served import ServedTarget
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
 from mosa.eval.config import EvalConfig, attack_label, attack_options
@@ -49,7 +56,6 @@ from mosa.paths import write_atomically
 from mosa.profiles import model_path
 from mosa.progress import progress_bar
 from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
-from mosa.sampling import response_order
 
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
 INPUTS_FIX = "use a new --output directory, or restore the model, adapter and benchmark files it was run on"
@@ -86,7 +92,8 @@ def run_eval(
     judges = build_judges(config)
     benchmarks = load_benchmarks(config)
     units = plan_units(benchmarks, config)
-    process = PartialState(cpu=config.device == "cpu")  # under accelerate launch: this process's rank and device
+    # under accelerate launch: this process's rank and device (none needed to reach an endpoint)
+    process = PartialState(cpu=config.device == "cpu" or config.endpoint is not None)
     main = process.is_main_process
     say = log if main else (lambda message: None)
     check_train_overlap(config, benchmarks, say)
@@ -135,7 +142,16 @@ def run_eval(
 
 
 def build_attacks(config: EvalConfig) -> dict[str, Attack]:
-    return {attack_label(spec): make_attack(spec["name"], attack_options(spec)) for spec in config.attacks}
+    attacks = {attack_label(spec): make_attack(spec["name"], attack_options(spec)) for spec in config.attacks}
+    if config.endpoint is not None:
+        for label, attack in attacks.items():
+            reason = getattr(attack, "needs_model_in_process", None)
+            if reason:
+                raise MosaError(
+                    f"attack {label} cannot run against a served model: {reason}; "
+                    "drop it from attacks, or leave endpoint out to evaluate the model in process"
+                )
+    return attacks
 
 
 def build_judges(config: EvalConfig) -> list:
@@ -191,12 +207,17 @@ def check_train_overlap(config: EvalConfig, benchmarks: dict[str, PromptSet], sa
 
 
 def run_inputs(config: EvalConfig, benchmarks: dict[str, PromptSet]) -> dict:
-    """What the run is made of, for inputs.json: content fingerprints and the benchmarks' prompt sets."""
-    return {
-        "model": fingerprint_model(config.model),
-        "adapter": None if config.adapter is None else fingerprint_directory(config.adapter),
-        "benchmarks": {label: prompts.record() for label, prompts in benchmarks.items()},
-    }
+    """What the run is made of, for inputs.json: content fingerprints (for a served model, the
+    endpoint's URL and the id it serves the model under) and the benchmarks' prompt sets."""
+    if config.endpoint is not None:
+        backend = config.endpoint_backend()
+        target = {"endpoint": {"base_url": backend.base_url, "model": backend.model}}
+    else:
+        target = {
+            "model": fingerprint_model(config.model),
+            "adapter": None if config.adapter is None else fingerprint_directory(config.adapter),
+        }
+    return {**target, "benchmarks": {label: prompts.record() for label, prompts in benchmarks.items()}}
 
 
 def plan_units(benchmarks: dict[str, PromptSet], config: EvalConfig) -> list[Unit]:
@@ -217,7 +238,8 @@ def generate(
 ) -> bool:
     """Build the missing test cases and sample the missing responses of `units`; True if it did any.
     `inputs` (the main process's): the run's inputs.json, whose model fingerprint is taken again
-    once the model is loaded if it was recorded by name only (a hub id not yet in the cache)."""
+    once the model is loaded if it was recorded by name only (a hub id not yet in the cache). The
+    target is made only when something is left to sample."""
     cases = {(r["benchmark"], r["attack"], r["behaviour_id"]): r["cases"] for r in read_stage(output, "cases")}
     completed = {completion_key(record) for record in read_stage(output, "completions")}
 
@@ -230,14 +252,7 @@ def generate(
     pending = [unit for unit in units if not finished(unit)]
     if not pending:
         return False
-    worker.say(f"eval: {len(pending)} of {len(units)} work units to sample; loading {config.model_label}")
-    lm = load_target_model(config, worker)
-    if inputs is not None and not inputs["model"]["content"]:
-        check_inputs(output, {**inputs, "model": fingerprint_model(config.model)}, fix=INPUTS_FIX)
-    target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
-    # Every behaviour fits the model's positions, or the run stops before sampling any (an attack's
-    # longer test cases are checked again as they are sampled).
-    lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
+    target = open_target(config, pending, len(units), output, worker, inputs)
     for unit in progress_bar(pending, desc="completions", unit="unit", disable=not worker.progress):
         unit_cases = build_cases(unit, attacks[unit.attack], target, cases, output, worker.rank)
         done = lambda case: (unit.benchmark, unit.attack, case.prompt_id) in completed  # noqa: B023 (used in this iteration only)
@@ -256,7 +271,27 @@ def generate(
     return True
 
 
-def respond(target: Target, cases: list[TestCase]) -> list[TargetResponse]:
+def open_target(
+    config: EvalConfig, pending: list[Unit], units: int, output: Path, worker: Worker, inputs: dict | None
+) -> TargetBase:
+    """The target the pending units are sampled on: the served model, or the model loaded here."""
+    backend = config.endpoint_backend()
+    if backend is not None:
+        # The server checks each prompt against the model's positions as it is sent.
+        worker.say(f"eval: {len(pending)} of {units} work units to sample; sending them to {backend.name}")
+        return ServedTarget(backend, config.sampler, seed=config.seed, batch_size=config.batch_size)
+    worker.say(f"eval: {len(pending)} of {units} work units to sample; loading {config.model_label}")
+    lm = load_target_model(config, worker)
+    if inputs is not None and not inputs["model"]["content"]:
+        check_inputs(output, {**inputs, "model": fingerprint_model(config.model)}, fix=INPUTS_FIX)
+    target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
+    # Every behaviour fits the model's positions, or the run stops before sampling any (an attack's
+    # longer test cases are checked again as they are sampled).
+    lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
+    return target
+
+
+def respond(target: TargetBase, cases: list[TestCase]) -> list[TargetResponse]:
     """The target's answers to the cases that want one sampled, sampled together (a response may
     depend on its batch); a case whose attack composed its answer (TestCase.response) keeps that
     answer, with no token ids or decoding order: no single sampling produced it."""
@@ -285,7 +320,7 @@ def load_target_model(config: EvalConfig, worker: Worker) -> DiffusionLM:
 
 
 def build_cases(
-    unit: Unit, attack: Attack, target: Target, cases: dict, output: Path, rank: int
+    unit: Unit, attack: Attack, target: TargetBase, cases: dict, output: Path, rank: int
 ) -> list[tuple[Example, TestCase]]:
     """The unit's test cases, behaviour by behaviour in order. The attack runs on one behaviour at a
     time, and only on behaviours that have none saved; what it builds is saved, one line per
@@ -346,15 +381,8 @@ def case_from_dict(saved: dict) -> TestCase:
 
 
 def completion_record(
-    config: EvalConfig, unit: Unit, case_index: int, behaviour: Example, case: TestCase, response, target: Target
+    config: EvalConfig, unit: Unit, case_index: int, behaviour: Example, case: TestCase, response, target: TargetBase
 ) -> dict:
-    lm = target.lm
-    written = {
-        position + offset
-        for spans in case.interventions.values()
-        for position, ids in target.prefill_ids(spans).items()
-        for offset in range(len(ids))
-    }
     return {
         "benchmark": unit.benchmark,
         "attack": unit.attack,
@@ -378,15 +406,7 @@ def completion_record(
         "commit_step": response.commit_step,
         # the model's forward passes for the batch this response was sampled in (the decoding is under "sampler")
         "forward_passes": response.forward_passes,
-        "order": None
-        if case.response is not None
-        else response_order(
-            response.response_ids,
-            response.commit_step,
-            written=written,
-            end_ids={lm.eos_id, lm.eot_id, lm.pad_id},
-            mask_id=lm.mask_id,
-        ),
+        "order": response.order,  # None for a composed response
     }
 
 

@@ -1,5 +1,5 @@
 """The web application of `mosa serve`: OpenAI's /v1/models, /v1/chat/completions and /v1/completions
-over one DiffusionLM, on FastAPI.
+over one DiffusionLM, on FastAPI, and /v1/tokenize (vLLM's shape).
 
 A request is checked whole before it waits for the model: its body (pydantic, mosa.serve.protocol),
 its model name, its sampler settings, its prompt (rendered with the chat template for chat, tokenized
@@ -14,6 +14,7 @@ the queue, or, when already sampling, discarded (the batch stops early if nobody
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import time
@@ -32,7 +33,7 @@ from mosa.models import DiffusionLM
 from mosa.sampling import SamplerConfig, response_order
 from mosa.serve.answers import AnswerText, StreamedText
 from mosa.serve.engine import Engine, Job
-from mosa.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, DiffusionOptions
+from mosa.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, DiffusionOptions, TokenizeRequest
 
 
 @dataclass
@@ -153,8 +154,12 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
 
+    # The sampler settings a request starts from, the model's special ids included: a client that
+    # sends its own settings (mosa eval's served target) reads the ids here.
+    default_sampler = dataclasses.asdict(lm.sampler_config(**settings.sampler))
+
     def model_card() -> dict:
-        return {"id": settings.model_name, "object": "model", "created": created, "owned_by": "mosa"}
+        return {"id": settings.model_name, "object": "model", "created": created, "owned_by": "mosa", "sampler": default_sampler}
 
     @app.get("/health")
     async def health():
@@ -168,6 +173,13 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
     async def show_model(model: str):
         check_model(model, settings)
         return model_card()
+
+    @api.post("/tokenize")
+    async def tokenize(body: TokenizeRequest):
+        """A text's token ids (vLLM's /tokenize shape): where a prefill's tokens fall on the canvas."""
+        check_model(body.model, settings)
+        tokens = lm.tokenizer(body.prompt, add_special_tokens=body.add_special_tokens)["input_ids"]
+        return {"tokens": tokens, "count": len(tokens)}
 
     @api.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):

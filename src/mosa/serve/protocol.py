@@ -120,6 +120,16 @@ class DiffusionOptions(BaseModel):
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
+class TokenizeRequest(BaseModel):
+    """POST /v1/tokenize, a mosa extension in the shape of vLLM's /tokenize (text prompts only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    prompt: str
+    add_special_tokens: bool = True
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     include_usage: bool = False

@@ -1,0 +1,115 @@
+"""A dLLM behind a `mosa serve` endpoint as the target of attacks: what `mosa eval` samples when its
+config names an `endpoint` instead of loading the model.
+
+    target = ServedTarget(make_backend("openai:organism@http://127.0.0.1:8000/v1"), {"gen_length": 32}, seed=0)
+    responses = target.respond(cases)
+
+Each case goes to the endpoint's /v1/chat/completions, through mosa's OpenAI backend (its retries,
+time-outs, concurrency limit and one-line errors), with its messages and, as mosa serve's dLLM
+extensions (docs/serve.md), its prefill, its prompt_id, the run's sampler settings and seed, and
+return_order. The answer carries the response's token ids, the step that committed each position
+and the decoding-order summary, so a completion record holds what in-process sampling records:
+
+- the settings are sent in full, the sampler's defaults filling what the config leaves out (as
+  in process), so the server's own defaults never apply; the model's special ids come from the
+  served model's card (GET /v1/models/ID), read once when the target is made, which also checks
+  that the endpoint answers and serves that model before anything is sampled;
+- a case's noise is keyed by its prompt_id, its prompt and the seed, on the server as in process;
+- a batch's cases are sent at once (at most the backend's `concurrency` in flight) and the server
+  batches them itself; its rule (mosa.serve.engine) keeps a case's answer independent of its batch.
+
+Token ids of attack texts (where a prefill ends, DIJA's layout) come from the server's /v1/tokenize,
+each text asked once. An endpoint offers responses to conversations with prefill, nothing more:
+attacks that need interventions, token bans, log-probabilities or gradients say so
+(`needs_model_in_process`) and mosa eval refuses them before any work; a case that carries
+interventions or bans is refused here rather than sent without them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from mosa.attacks.base import RoundStore, TargetBase, TargetResponse, TestCase
+from mosa.backends import OpenAIChat, RequestRejected
+from mosa.errors import MosaError
+from mosa.sampling import SamplerConfig
+
+# The sampler settings each request sends (mosa serve's extensions, and OpenAI's temperature and seed).
+SENT_SETTINGS = (
+    "gen_length",
+    "steps",
+    "block_length",
+    "temperature",
+    "cfg_scale",
+    "remasking",
+    "logits_eos_inf",
+    "confidence_eos_eot_inf",
+    "seed",
+)
+# What belongs to the served model, read from its card.
+MODEL_SETTINGS = ("mask_id", "eos_id", "eot_id", "shift_logits")
+
+
+class ServedTarget(TargetBase):
+    """The model `backend.model` served at `backend.base_url`, sampled with `sampler` (SamplerConfig
+    settings without the special ids) and `seed`."""
+
+    def __init__(
+        self, backend: OpenAIChat, sampler: dict, *, seed: int = 0, batch_size: int = 16, rounds: RoundStore | None = None
+    ):
+        self.backend = backend
+        card = backend.request(f"models/{quote(backend.model)}")
+        served = card.get("sampler") if isinstance(card, dict) else None
+        if not isinstance(served, dict) or any(name not in served for name in MODEL_SETTINGS):
+            raise MosaError(
+                f"{backend.base_url} serves {backend.model!r} without mosa's sampler settings on its model card; "
+                "the endpoint of mosa eval must be `mosa serve`"
+            )
+        model_settings = {name: served[name] for name in MODEL_SETTINGS}
+        super().__init__(SamplerConfig(**sampler, **model_settings, seed=seed), batch_size, rounds)
+        self.sampler.validate()
+        self._tokens: dict[str, list[int]] = {}
+
+    def tokens(self, text: str) -> list[int]:
+        if text not in self._tokens:
+            answer = self.backend.request("tokenize", {"model": self.backend.model, "prompt": text, "add_special_tokens": False})
+            self._tokens[text] = answer["tokens"]
+        return self._tokens[text]
+
+    def respond(self, cases: list[TestCase]) -> list[TargetResponse]:
+        for case in cases:
+            if case.interventions or case.bans:
+                raise MosaError(
+                    f"case {case.prompt_id} writes over the canvas while sampling (interventions or bans), which a served "
+                    "model cannot do; run its attack with the model in process (leave endpoint out)"
+                )
+        self.queries["responses"] += len(cases)
+        settings = {name: getattr(self.sampler, name) for name in SENT_SETTINGS}
+        bodies = [
+            {
+                "model": self.backend.model,
+                "messages": case.messages,
+                **settings,
+                "prefill": {str(position): text for position, text in case.prefill.items()},
+                "prompt_id": case.prompt_id,
+                "return_order": True,
+            }
+            for case in cases
+        ]
+        answers = self.backend.request_each("chat/completions", bodies)
+        return [self._response(case, answer) for case, answer in zip(cases, answers)]
+
+    def _response(self, case: TestCase, answer: dict | RequestRejected) -> TargetResponse:
+        if isinstance(answer, RequestRejected):  # a prompt too long for the model, a prefill off the canvas, ...
+            raise MosaError(f"case {case.prompt_id}: {answer}")
+        try:
+            choice = answer["choices"][0]
+            decoding = choice["decoding"]
+            return TargetResponse(
+                choice["message"]["content"], decoding["response_ids"], decoding["commit_step"], decoding["order"]
+            )
+        except (KeyError, IndexError, TypeError):
+            raise MosaError(
+                f"{self.backend.url} answered case {case.prompt_id} without its decoding trace; the endpoint of mosa eval "
+                "must be `mosa serve`"
+            ) from None
