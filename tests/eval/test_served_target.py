@@ -80,9 +80,10 @@ def test_a_served_target_gives_the_records_of_in_process_sampling(settings, serv
     # token ids, commit steps and decoding order, and every verdict; but the forward passes, which
     # are those of the batch a response was sampled in: the server's batches are its own, and it
     # does not report them (None).
-    assert all(record.pop("forward_passes") is None for record in served)
-    assert all(record.pop("forward_passes") > 0 for record in in_process)
-    assert served == in_process
+    assert all(record["forward_passes"] is None for record in served)
+    assert all(record["forward_passes"] > 0 for record in in_process)
+    passes_aside = lambda records: [{**record, "forward_passes": None} for record in records]  # noqa: E731
+    assert passes_aside(served) == passes_aside(in_process)
     assert {record["attack"] for record in served} == {"none", "prefill", "dialogue", "prefix-forcing", "pad", "dija"}
     assert any(record["order"]["attack_written"] > 0 for record in served)  # prefilled positions counted as such
     assert len({record["response"] for record in served}) > 1
