@@ -346,6 +346,9 @@ class PrimedMosa:
         texts = self.phrase_texts or list(config.harmful_sentences)
         self.phrases = [tuple(encode_sentence(tokenizer, text)) for text in texts]
         self.window, self.fit, self.length = tuple(config.window), config.fit, config.response_length
+        self.offsets = {  # each sentence length's offsets in the window, for `admissible`
+            len(ids): window_offsets(self.window, len(ids), self.length, self.fit).tolist() for ids in safe + harmful
+        }
         for text, ids in zip(texts, self.phrases):  # every draw of sentences must leave the phrase somewhere to go
             for sentences in ((s, h) for s in safe for h in harmful):
                 if not any(self.admissible(start, ids, (), *sentences) for start in self.starts(ids)):
@@ -370,8 +373,7 @@ class PrimedMosa:
             return False
         taken |= new
         for sentence in sentences:
-            offsets = window_offsets(self.window, len(sentence), self.length, self.fit).tolist()
-            if not any(taken.isdisjoint(range(offset, offset + len(sentence))) for offset in offsets):
+            if not any(taken.isdisjoint(range(offset, offset + len(sentence))) for offset in self.offsets[len(sentence)]):
                 return False
         return True
 
