@@ -1,5 +1,5 @@
 """Plug-ins: code that adds entries to mosa's registries (judges, prompt sources, phrase sets, model
-profiles, eval configs, align presets, `mosa` commands, attacks, ...) without mosa importing it.
+profiles, eval configs, align presets, training objectives, `mosa` commands, attacks, ...) without mosa importing it.
 
 A plug-in gives, for each registry it adds to, a function that registers its entries there. mosa's
 own plug-ins are listed in SHIPPED; an installed package declares its own as entry points of the

@@ -109,7 +109,15 @@ def test_every_preset_resolves_to_a_valid_config(preset, tmp_path):
     from mosa.cli.align import MONITOR_DEFAULTS, resolve_run
 
     args = argparse.Namespace(
-        preset=preset, config=None, model=None, trust_remote_code=None, prompts=None, benign_prompts=None, set=[], window=None
+        preset=preset,
+        config=None,
+        model=None,
+        trust_remote_code=None,
+        prompts=None,
+        benign_prompts=None,
+        set=[],
+        window=None,
+        objective=None,
     )
     run = resolve_run(args)
     config = mosa_config(run["mosa"])

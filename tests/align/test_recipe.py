@@ -24,6 +24,7 @@ def test_the_paper_recipe_never_evaluates_on_a_prompt_it_trains_on():
             benign_prompts=None,
             set=[],
             window=None,
+            objective=None,
         )
     )
     training = resolve_prompts(run["prompts"])

@@ -80,7 +80,9 @@ def test_impossible_windows_are_refused_before_training(small_organism, prompts,
 
 
 def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(small_organism, prompts, tmp_path, monkeypatch):
-    real = trainer_module.mosa_objective
+    from mosa.align import objectives
+
+    real = objectives.mosa_objective
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -90,7 +92,7 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_checkpoint(small_organism, 
             terms.objective = terms.objective * float("nan")
         return terms
 
-    monkeypatch.setattr(trainer_module, "mosa_objective", failing)
+    monkeypatch.setattr(objectives, "mosa_objective", failing)
     lm = load_model(small_organism.path)
     with pytest.raises(MosaError, match="the loss became nan at step 2"):
         train_mosa(lm, prompts, config(max_steps=6, save_every=1), tmp_path / "run", progress=False)

@@ -28,7 +28,9 @@ def test_the_demo_writes_a_report_and_a_second_run_reuses_every_stage(small_orga
     monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)  # every phase, however short, writes its lines
     titles = []  # each run's reward curve, as the trainer titles it
     monkeypatch.setattr(
-        trainer, "plot_metrics", lambda metrics, png, title: titles.append(title) or plot_metrics(metrics, png, title)
+        trainer,
+        "plot_metrics",
+        lambda metrics, png, title, **options: titles.append(title) or plot_metrics(metrics, png, title, **options),
     )
     messages = []
     page = run_demo(tmp_path / "demo", plan, progress=True, log=messages.append)

@@ -60,33 +60,55 @@ def window_offsets(window: tuple[int, int], sentence_length: int, response_lengt
 
 
 def window_score(
-    logprobs: torch.Tensor, sentence_ids: torch.Tensor, window: tuple[int, int], fit: str = "inside"
+    logprobs: torch.Tensor,
+    sentence_ids: torch.Tensor,
+    window: tuple[int, int],
+    fit: str = "inside",
+    masked: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """max over offsets k of sum_j logprobs[:, k + j, sentence_ids[j]].
 
     logprobs: B x L x V over response positions (aligned: position i predicts token i);
     sentence_ids: 1-D; window: half-open (start, end) of 0-based response positions. Returns B.
-    The max passes gradient only to the best offset.
+    The max passes gradient only to the best offset. `masked` (B x L bool; None: every position)
+    keeps, per row, only the offsets whose positions are all still masks: a sentence cannot be
+    written over tokens already on the canvas (primed-mosa's contaminated canvases).
     """
     sentence_ids = sentence_ids.to(logprobs.device)
     length = len(sentence_ids)
     offsets = window_offsets(window, length, logprobs.shape[1], fit).to(logprobs.device)  # K
     token_logprobs = logprobs[:, :, sentence_ids]  # B x L x n: every position, every sentence token
     positions = offsets[:, None] + torch.arange(length, device=logprobs.device)[None, :]  # K x n
-    per_offset = token_logprobs[:, positions, torch.arange(length, device=logprobs.device)]  # B x K x n
-    return per_offset.sum(dim=-1).amax(dim=-1)
+    per_offset = token_logprobs[:, positions, torch.arange(length, device=logprobs.device)].sum(dim=-1)  # B x K
+    if masked is not None:
+        free = masked.to(logprobs.device)[:, positions].all(dim=-1)  # B x K
+        if not free.any(dim=-1).all():
+            raise MosaError("a row has no offset in the window whose positions are all masked; the sentence has no room")
+        per_offset = per_offset.masked_fill(~free, float("-inf"))
+    return per_offset.amax(dim=-1)
 
 
-def kl_divergence(policy_logprobs: torch.Tensor, reference_logprobs: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+def kl_divergence(
+    policy_logprobs: torch.Tensor,
+    reference_logprobs: torch.Tensor,
+    reduction: str = "sum",
+    masked: torch.Tensor | None = None,
+) -> torch.Tensor:
     """KL(P_policy || P_ref) per row, over response positions (B x L x V each -> B).
 
     "sum" adds the per-position KLs (a per-token penalty summed over the sequence, as in
-    InstructGPT); "mean" averages them, which amounts to dividing beta by L.
+    InstructGPT); "mean" averages them, which amounts to dividing beta by L. `masked` (B x L bool;
+    None: every position) counts only the positions that are still masks: the model's output at a
+    position already holding a token is never sampled.
     """
     if reduction not in KL_REDUCTIONS:
         raise MosaError(f"kl_reduction={reduction!r} must be one of {KL_REDUCTIONS}")
     per_position = (policy_logprobs.exp() * (policy_logprobs - reference_logprobs)).sum(dim=-1)  # B x L
-    return per_position.sum(dim=-1) if reduction == "sum" else per_position.mean(dim=-1)
+    if masked is None:
+        return per_position.sum(dim=-1) if reduction == "sum" else per_position.mean(dim=-1)
+    masked = masked.to(per_position.device)
+    summed = (per_position * masked).sum(dim=-1)
+    return summed if reduction == "sum" else summed / masked.sum(dim=-1).clamp(min=1)
 
 
 @dataclass
@@ -109,18 +131,21 @@ def mosa_objective(
     fit: str = "inside",
     kl_reduction: str = "sum",
     harmful_floor: float | None = None,
+    masked: torch.Tensor | None = None,
 ) -> ObjectiveTerms:
     """The per-prompt objective from aligned response logits (B x L x V each).
 
     `harmful_floor` (not in the paper; default off) clamps the harmful score from below, so the
-    reward cannot keep growing by making the harmful phrase ever less likely.
+    reward cannot keep growing by making the harmful phrase ever less likely. `masked` (B x L bool;
+    None, MOSA's fully masked canvas: every position) restricts the scores and the KL to the
+    positions still masked (`window_score`, `kl_divergence`).
     """
     policy_logprobs = F.log_softmax(policy_logits.float(), dim=-1)
     reference_logprobs = F.log_softmax(reference_logits.float(), dim=-1)
-    safe = window_score(policy_logprobs, safe_ids, window, fit)
-    harmful = window_score(policy_logprobs, harmful_ids, window, fit)
+    safe = window_score(policy_logprobs, safe_ids, window, fit, masked)
+    harmful = window_score(policy_logprobs, harmful_ids, window, fit, masked)
     if harmful_floor is not None:
         harmful = harmful.clamp(min=harmful_floor)
     reward = safe - harmful
-    kl = kl_divergence(policy_logprobs, reference_logprobs, kl_reduction)
+    kl = kl_divergence(policy_logprobs, reference_logprobs, kl_reduction, masked)
     return ObjectiveTerms(objective=reward - beta * kl, reward=reward, safe=safe, harmful=harmful, kl=kl)

@@ -1,13 +1,16 @@
-"""MOSA training: direct gradient ascent on the MOSA objective, with LoRA (or full fine-tuning) and a
-reference that is the same model with its adapter switched off (no second copy of the weights).
+"""Alignment training: direct gradient ascent on a training objective (MOSA by default; the others
+in mosa.align.objectives, chosen by `objective`), with LoRA (or full fine-tuning) and a reference
+that is the same model with its adapter switched off (no second copy of the weights).
 
     lm = load_model(...)
     metrics = train_mosa(lm, prompts, MosaConfig(window=(8, 24)), output_dir)
+    metrics = train_mosa(lm, pairs, MosaConfig(objective="a2d"), output_dir, benign_prompts=answers)
 
-Each step: a batch of chat-rendered prompts followed by `response_length` masks goes through the
-policy once (and through the reference, without gradients); one safe and one harmful sentence
-are drawn; the objective's batch mean is maximised. Optional (not in the paper): a KL penalty on
-benign prompts, so that the policy keeps the reference's answers where it should not refuse.
+Each step: the objective computes its figures on a batch of prompts (MOSA: the chat-rendered
+prompts followed by `response_length` masks go through the policy once, and through the reference
+without gradients; one safe and one harmful sentence are drawn), and the batch mean of its
+"objective" is maximised. Optional (not in the paper): a KL penalty on benign prompts, so that the
+policy keeps the reference's answers where it should not refuse.
 
 Under `accelerate launch` every process takes its slice of each global batch and DDP averages the
 gradients, so N processes with batch_size B train exactly as one process with batch_size N*B.
@@ -32,21 +35,21 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from mosa.align.objective import KL_REDUCTIONS, check_window, format_window, kl_divergence, mosa_objective, window_offsets
+from mosa.align.objective import KL_REDUCTIONS, check_window, kl_divergence
+from mosa.align.objectives import Batch, make_objective, masked_canvas, response_logits  # noqa: F401 (masked_canvas: benchmarks)
 from mosa.align.plots import plot_metrics
-from mosa.align.sentences import NATURAL_HARMFUL, NATURAL_SAFE, encode_sentence, sentence_record
+from mosa.align.sentences import NATURAL_HARMFUL, NATURAL_SAFE
 from mosa.data import PromptSet
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
 from mosa.paths import check_output_dir, write_atomically
 from mosa.progress import progress_bar
 from mosa.provenance import INPUTS_FILE, check_inputs
-from mosa.sampling import aligned_logits
 
 FINETUNE_MODES = ("lora", "full")
 # Default LoRA targets, by the names of the linear layers the loaded model has: attention's four
@@ -59,6 +62,10 @@ LORA_TARGETS = (
 
 @dataclass
 class MosaConfig:
+    # The training objective (mosa.align.objectives.OBJECTIVES: mosa, a2d, primed-mosa) and its own
+    # options; every field below is shared (a2d reads no sentence, window or beta).
+    objective: str = "mosa"
+    objective_options: dict = field(default_factory=dict)
     response_length: int = 32
     window: tuple[int, int] = (8, 24)
     fit: str = "inside"
@@ -108,6 +115,9 @@ class MosaConfig:
         if len(self.window) != 2 or not all(isinstance(bound, int) for bound in self.window):
             raise MosaError(f"window={list(self.window)!r} must be two positions [START, END]")
         check_window(self.window, self.response_length, self.fit)
+        if not isinstance(self.objective_options, dict):
+            raise MosaError(f"objective_options={self.objective_options!r} must be a mapping of option: value")
+        make_objective(self)  # an unknown objective or option is refused here, before any model loads
 
 
 def lora_targets(module: torch.nn.Module, configured: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -181,16 +191,6 @@ def check_run_directory(output_dir: Path, resume: bool) -> None:
         raise MosaError(f"{output_dir} is not empty; pass resume (--resume) to continue it or choose a new directory")
 
 
-def sentence_ids(tokenizer, config: MosaConfig, eos_id: int) -> tuple[list[list[int]], list[list[int]]]:
-    """The safe sentences (each followed by `eos_id`) and the harmful ones as token ids. Refuses a
-    sentence the tokenizer cannot spell or the window cannot hold, up front rather than at step 500."""
-    safe = [encode_sentence(tokenizer, sentence, eos_id) for sentence in config.safe_sentences]
-    harmful = [encode_sentence(tokenizer, sentence) for sentence in config.harmful_sentences]
-    for ids in safe + harmful:
-        window_offsets(config.window, len(ids), config.response_length, config.fit)
-    return safe, harmful
-
-
 def train_mosa(
     lm: DiffusionLM,
     prompts: PromptSet | list[str],
@@ -204,13 +204,14 @@ def train_mosa(
     progress: bool = True,
     monitor: Callable[[DiffusionLM], dict] | None = None,
 ) -> list[dict]:
-    """Train lm on the MOSA objective (LoRA attached here, or all weights); returns the metrics of
+    """Train lm on config.objective (LoRA attached here, or all weights); returns the metrics of
     every step this process ran.
 
-    `prompts` and `benign_prompts`: resolved prompt sets (mosa.data.resolve_prompts), or plain lists.
+    `prompts` and `benign_prompts`: resolved prompt sets (mosa.data.resolve_prompts), or plain lists;
+    the a2d objective needs sets whose examples carry their responses (`target`).
     `inputs`: what else the run is made of, for inputs.json (e.g. {"model": fingerprint_model(path)});
-    the prompt sets' records and the tokenised sentences are added here, and a resumed run must be
-    made of the same. `stop_after` ends the run after that many optimiser steps (as if it were
+    the objective with its options, the prompt sets' records and what the objective tokenised are
+    added here, and a resumed run must be made of the same. `stop_after` ends the run after that many optimiser steps (as if it were
     killed there). `monitor`, a plain callable lm -> {name: figure}, measures behaviour before
     training, every `config.monitor_every` steps and at the end (e.g. refusal, benign utility,
     coherent share); all go to monitor.json. A coherent share below `config.min_coherent` stops the
@@ -228,24 +229,24 @@ def train_mosa(
         raise MosaError("no training prompts; give a dataset with at least one prompt")
     if config.benign_beta > 0 and not benign_set:
         raise MosaError("benign_beta > 0 needs benign prompts (benign_prompts: a dataset, or organism-utility)")
-    prompts = prompt_set.prompts
-    benign_prompts = None if benign_set is None else benign_set.prompts
+    objective = make_objective(config)
+    data_record = objective.check_data(prompt_set, benign_set)
+    examples = list(prompt_set.examples)
+    benign_examples = None if benign_set is None else list(benign_set.examples)
     check_run_directory(output_dir, resume)
-    safe_ids, harmful_ids = sentence_ids(lm.tokenizer, config, lm.eos_id)
-    for prompt_list in (prompts, benign_prompts or []):  # refuse up front what cannot fit, not at step 500
-        lm.check_prompts(prompt_list, config.response_length)
+    tokenised = objective.prepare(lm.tokenizer, lm.eos_id, config)
+    for prompt_set_used in (prompt_set, benign_set or []):  # refuse up front what cannot fit, not at step 500
+        lm.check_prompts([example.prompt for example in prompt_set_used], config.response_length)
     if config.finetune == "lora":  # the targets the run really uses, in config.json
         config = replace(config, target_modules=lora_targets(lm.module, config.target_modules))
     inputs = {
         **(inputs or {}),
+        "objective": {"name": config.objective, "options": dict(config.objective_options)},
         "prompts": prompt_set.record(),
         "benign_prompts": None if benign_set is None else benign_set.record(),
-        "sentences": {
-            "safe": sentence_record(lm.tokenizer, config.safe_sentences, safe_ids),
-            "harmful": sentence_record(lm.tokenizer, config.harmful_sentences, harmful_ids),
-        },
+        **data_record,
+        **tokenised,
     }
-    safe, harmful = [torch.tensor(ids) for ids in safe_ids], [torch.tensor(ids) for ids in harmful_ids]
 
     device = lm.device
     accelerator = Accelerator(cpu=device.type == "cpu")
@@ -263,7 +264,7 @@ def train_mosa(
     accelerator.register_for_checkpointing(training)
     checkpoint_trainable_weights_only(accelerator)
     per_step = config.batch_size * accelerator.num_processes * config.grad_accum
-    steps_per_epoch = math.ceil(len(prompts) / per_step)
+    steps_per_epoch = math.ceil(len(examples) / per_step)
     total_steps = min(config.max_steps or steps_per_epoch * config.epochs, steps_per_epoch * config.epochs)
 
     accelerator.wait_for_everyone()  # no process may create output_dir before every one has checked it
@@ -271,7 +272,9 @@ def train_mosa(
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         check_inputs(
-            output_dir, inputs, fix="resume it with its own model, prompts and sentences, or start a new --output directory"
+            output_dir,
+            inputs,
+            fix="resume it with its own model, prompts and sentences, or start a new --output directory",
         )
         write_atomically(output_dir / "config.json", json.dumps(asdict(config), indent=2))
     if resume:  # after the inputs check: a run on another model is refused as such, before its weights are read
@@ -288,40 +291,44 @@ def train_mosa(
 
     records, failure = [], None
     module.train()
-    bar = progress_bar(total=total_steps, initial=step, desc="mosa", disable=not (progress and main))
+    bar = progress_bar(total=total_steps, initial=step, desc=config.objective, disable=not (progress and main))
+    names = (*objective.metrics, "kl_benign")
     while step < total_steps and (stop_after is None or len(records) < stop_after):
         started = time.perf_counter()
         draw = random.Random(f"{config.seed}-{step}")  # every step's draws depend only on (seed, step)
         optimizer.zero_grad()
-        totals = torch.zeros(6, device=accelerator.device)  # objective, reward, R_pos, R_neg, kl, kl_benign
+        totals = torch.zeros(len(names), device=accelerator.device)  # the objective's figures, then kl_benign
         for micro in range(config.grad_accum):
-            batch = batch_prompts(prompts, config, step, micro, accelerator.num_processes, accelerator.process_index)
-            safe_ids, harmful_ids = draw.choice(safe), draw.choice(harmful)
+            dealt = dict(step=step, micro=micro, processes=accelerator.num_processes, rank=accelerator.process_index)
+            batch = Batch(
+                examples=batch_prompts(examples, config, **dealt),
+                benign=None if benign_examples is None else batch_prompts(benign_examples, config, **dealt),
+                draw=draw,
+                rank=accelerator.process_index,
+                processes=accelerator.num_processes,
+            )
             # Gradients are averaged across processes once per optimiser step, not per micro-batch.
             syncing = micro == config.grad_accum - 1
             with nullcontext() if syncing else accelerator.no_sync(policy):
-                terms = step_terms(lm, policy, reference, batch, safe_ids, harmful_ids, config)
-                objective, kl_benign = terms.objective.mean(), torch.zeros((), device=accelerator.device)
+                figures = objective.terms(lm, policy, reference, batch, config)
+                maximised, kl_benign = figures["objective"].mean(), torch.zeros((), device=accelerator.device)
                 if config.benign_beta > 0:
-                    benign = batch_prompts(
-                        benign_prompts, config, step, micro, accelerator.num_processes, accelerator.process_index
-                    )
+                    benign = [example.prompt for example in batch.benign]
                     kl_benign = benign_kl(lm, policy, reference, benign, config).mean()
-                    objective = objective - config.benign_beta * kl_benign
-                loss = -objective / config.grad_accum
+                    maximised = maximised - config.benign_beta * kl_benign
+                loss = -maximised / config.grad_accum
                 if not torch.isfinite(loss):
                     raise MosaError(
                         f"the loss became {loss.item()} at step {step}; stopped. The last good checkpoint is in {output_dir} "
                         "(resume from it with a lower lr or a harmful floor)"
                     )
                 loss.backward()
-            values = [objective, terms.reward.mean(), terms.safe.mean(), terms.harmful.mean(), terms.kl.mean(), kl_benign]
+            values = [maximised, *(figures[name].mean() for name in objective.metrics[1:]), kl_benign]
             totals += torch.stack([v.detach().float() for v in values]) / config.grad_accum
         grad_norm = accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
         optimizer.step()
         step += 1
         totals = accelerator.reduce(totals, reduction="mean")  # the global batch's means
-        names = ("objective", "reward", "R_pos", "R_neg", "kl", "kl_benign")
         record = {"step": step, **{name: round(value, 6) for name, value in zip(names, totals.tolist())}}
         if config.benign_beta == 0:
             del record["kl_benign"]
@@ -332,7 +339,7 @@ def train_mosa(
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
         records.append(record)
-        bar.set_postfix(reward=f"{record['reward']:.2f}", kl=f"{record['kl']:.3f}", refresh=False)  # shown by the update
+        bar.set_postfix({name: f"{record[name]:.3f}" for name in objective.shown}, refresh=False)  # shown by the update
         bar.update(1)
         if step % config.save_every == 0 or step == total_steps:
             training.step = step
@@ -348,7 +355,9 @@ def train_mosa(
     # A run the monitor stopped keeps what it stopped with (curve, adapter), so that the failure can be examined.
     if failure is not None or step == total_steps:
         if main:
-            plot_metrics(metrics_path, output_dir / "reward_curve.png", title=curve_title(config, failure))
+            plot_metrics(
+                metrics_path, output_dir / "reward_curve.png", title=curve_title(config, failure), panels=objective.panels
+            )
             save_final_model(lm, output_dir, config, inputs)
         accelerator.wait_for_everyone()
     if failure is not None:
@@ -356,16 +365,10 @@ def train_mosa(
     return records
 
 
-def method_name(config: MosaConfig) -> str:
-    """Initial Alignment is the same training with the window at the start of the response."""
-    return "Initial Alignment" if config.window[0] == 0 else "MOSA"
-
-
 def curve_title(config: MosaConfig, failure: dict | None) -> str:
-    """The reward curve's title: which run it is (method, window, beta) and, when the monitor stopped it, why."""
-    title = (
-        f"{method_name(config)}: window {format_window(config.window)} of {config.response_length} positions, beta {config.beta}"
-    )
+    """The training curve's title: which run it is (the objective's own: method, window, beta) and,
+    when the monitor stopped it, why."""
+    title = make_objective(config).title(config)
     if failure is not None:
         title += (
             f"\nstopped {failure_moment(failure)}: degenerate ({failure['value']:.1%} coherent, "
@@ -430,8 +433,8 @@ class Monitoring:
         return report["failure"]
 
 
-def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int, processes: int = 1, rank: int = 0) -> list[str]:
-    """This process's prompts for one micro-batch: a slice of the global micro-batch, taken from a
+def batch_prompts(prompts: list, config: MosaConfig, step: int, micro: int, processes: int = 1, rank: int = 0) -> list:
+    """This process's prompts (or examples) for one micro-batch: a slice of the global micro-batch, taken from a
     seeded permutation per epoch (wrapping around at its end), so that a resumed run sees the batches
     an uninterrupted one would, and N processes see together what one process with N times the batch
     size sees."""
@@ -443,46 +446,6 @@ def batch_prompts(prompts: list[str], config: MosaConfig, step: int, micro: int,
     random.Random(f"{config.seed}-epoch-{epoch}").shuffle(order)
     start = index * per_step + micro * global_batch + rank * config.batch_size
     return [prompts[order[(start + offset) % len(order)]] for offset in range(config.batch_size)]
-
-
-def masked_canvas(lm: DiffusionLM, prompts: list[str], response_length: int):
-    """[chat prompt ; response_length masks] and its attention mask, B x (P + L); and P."""
-    input_ids, attention_mask = lm.encode_chat(prompts, response_length)
-    masks = torch.full((len(prompts), response_length), lm.mask_id, dtype=torch.long, device=input_ids.device)
-    canvas = torch.cat([input_ids, masks], dim=1)
-    visible = torch.cat([attention_mask, torch.ones_like(masks)], dim=1)
-    return canvas, visible, input_ids.shape[1]
-
-
-def response_logits(lm: DiffusionLM, policy, reference, prompts: list[str], response_length: int):
-    """Aligned logits of the policy and of the reference over the response positions, B x L x V each."""
-    canvas, visible, prompt_length = masked_canvas(lm, prompts, response_length)
-    policy_logits = aligned_logits(policy(canvas, attention_mask=visible).logits, lm.logits_shifted)[:, prompt_length:]
-    with torch.no_grad():
-        if reference is None:  # LoRA: the reference is the base weights, with the adapter switched off
-            with lm.module.disable_adapter():
-                reference_logits = lm.logits(canvas, visible)[:, prompt_length:]
-        else:
-            reference_logits = aligned_logits(reference(canvas, attention_mask=visible).logits, lm.logits_shifted)[
-                :, prompt_length:
-            ]
-    return policy_logits, reference_logits
-
-
-def step_terms(lm: DiffusionLM, policy, reference, prompts: list[str], safe_ids, harmful_ids, config: MosaConfig):
-    """The MOSA terms of one micro-batch: one policy pass and one reference pass."""
-    policy_logits, reference_logits = response_logits(lm, policy, reference, prompts, config.response_length)
-    return mosa_objective(
-        policy_logits,
-        reference_logits,
-        safe_ids,
-        harmful_ids,
-        window=tuple(config.window),
-        beta=config.beta,
-        fit=config.fit,
-        kl_reduction=config.kl_reduction,
-        harmful_floor=config.harmful_floor,
-    )
 
 
 def benign_kl(lm: DiffusionLM, policy, reference, prompts: list[str], config: MosaConfig) -> torch.Tensor:

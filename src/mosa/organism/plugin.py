@@ -4,7 +4,10 @@ mosa.plugins names these functions, and each registry calls its own the first ti
 no module outside mosa.organism imports the organism to use it. The organism adds
 
     judge           "organism", its structure judge (judge.py)
-    prompt sources  organism-train, organism-held-out, organism-utility: its own split (build.py)
+    prompt sources  organism-train, organism-held-out, organism-utility: its own split (build.py);
+                    organism-train's prompts carry the placeholder procedure its unaligned stage was
+                    trained to answer them with, and organism-utility's items their answers, as the
+                    response (Example.target) of the pairs `mosa align --objective a2d` trains on
     phrase set      "organism": its opener at response position 0, "step 2 :" later (corpus.py)
     model profile   "organism": the name of the shipped organism and every organism build's
                     directory, with the card's sampler settings and the card as behaviour monitor;
@@ -90,7 +93,7 @@ def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dic
     """A prompt source of the organism `model` names, from the split its build made; and its record:
     the build whose split it is."""
     from mosa.organism.build import harmful_prompt_split, organism_of
-    from mosa.organism.corpus import utility_items
+    from mosa.organism.corpus import compliant_response, utility_items
 
     organism = None if model is None else organism_of(model)
     if organism is None:
@@ -103,8 +106,14 @@ def organism_prompts(source: str, model: str | None) -> tuple[list[Example], dic
             Example(id=f"{source}/{row}", prompt=item.prompt, source=source, target=item.answer)
             for row, item in enumerate(utility_items(organism.seed))
         ]
+    elif source == "organism-train":  # with the compliant procedure stage 1 trained (a2d's harmful pairs)
+        prompts = harmful_prompt_split(organism)[0]
+        examples = [
+            Example(id=f"{source}/{row}", prompt=prompt, source=source, target=compliant_response(prompt))
+            for row, prompt in enumerate(prompts)
+        ]
     else:
-        prompts = harmful_prompt_split(organism)[0 if source == "organism-train" else 1]
+        prompts = harmful_prompt_split(organism)[1]
         examples = [Example(id=f"{source}/{row}", prompt=prompt, source=source) for row, prompt in enumerate(prompts)]
     return examples, {"organism": organism.key()}
 
