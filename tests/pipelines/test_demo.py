@@ -83,5 +83,5 @@ def check_utility_table(demo, markdown: str) -> dict:
         assert f"| {label} | {100 * value:.1f} |" in markdown
         assert items == 186 and round(value * items) == round(cards[name]["figures"]["utility"] * items)
         assert f"{name} {round(value * items)} of 186" in markdown
-    assert "It agrees with each behaviour card's utility figure (the table above) item for item" in markdown
+    assert "It agrees with each behaviour card's utility figure (the table above): organism " in markdown
     return files

@@ -203,8 +203,8 @@ def compare_with_cards(utility: dict, cards: dict) -> str:
             differing.append(f"{name}: lm-eval {through_lm_eval[0]} of {items}, the card {card[0]} of {card[1]}")
     if not differing:
         return (
-            f"It agrees with each behaviour card's utility figure (the table above) item for item: {', '.join(counts)} "
-            "answered right both ways. The same sampler and the same scoring, through two code paths: lm-eval's task, "
+            f"It agrees with each behaviour card's utility figure (the table above): {', '.join(counts)} questions "
+            "answered right, the same count both ways. The same sampler and the same scoring, through two code paths: lm-eval's task, "
             "model interface and metric, and the card's own loop."
         )
     return (

@@ -325,27 +325,29 @@ def _not_the_metadata_hint(record: logging.LogRecord) -> bool:
 
 @contextmanager
 def _lm_eval_bars(progress: bool):
-    """lm-eval draws two bars of its own with tqdm (building the items' contexts, checking its request
-    cache): redrawn in a log file (`mosa demo > log 2>&1`) they leave carriage-return fragments. While the
-    tasks run they are mosa's bars (mosa.progress: lines in a log), off without `progress`. lm-eval has no
-    hook for its bars, so the `tqdm` its two modules imported is swapped, and restored after."""
+    """Every bar drawn while the tasks run follows `progress`, and is mosa's (mosa.progress: lines in a
+    log file). lm-eval draws two of its own with tqdm (building the items' contexts, checking its request
+    cache), which redrawn in a log (`mosa demo > log 2>&1`) leave carriage-return fragments; the model's
+    bar cannot be switched off through lm-eval, which never passes `disable_tqdm` to generate_until. lm-eval
+    has no hook for its bars, so the bar factory each of these modules imported is swapped, and restored."""
     import lm_eval.api.model
     import lm_eval.api.task
 
+    import mosa.utility.model
     from mosa.progress import progress_bar
 
     def bar(*args, **options):
         return progress_bar(*args, **{**options, "disable": options.get("disable", False) or not progress})
 
-    modules = (lm_eval.api.model, lm_eval.api.task)
-    originals = [module.tqdm for module in modules]
-    for module in modules:
-        module.tqdm = bar
+    factories = [(lm_eval.api.model, "tqdm"), (lm_eval.api.task, "tqdm"), (mosa.utility.model, "progress_bar")]
+    originals = [getattr(module, name) for module, name in factories]
+    for module, name in factories:
+        setattr(module, name, bar)
     try:
         yield
     finally:
-        for module, original in zip(modules, originals):
-            module.tqdm = original
+        for (module, name), original in zip(factories, originals):
+            setattr(module, name, original)
 
 
 def _run_task(config: dict, column: str, loaded: tuple, directory: Path, confirm_run_unsafe_code: bool) -> None:
