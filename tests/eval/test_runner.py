@@ -116,6 +116,47 @@ def test_tables_of_several_runs_have_a_row_per_model(finished_run, tmp_path, cap
     assert not (tmp_path / "paper").exists()
 
 
+def test_tables_show_the_utility_of_each_model_beside_its_asr(finished_run, tmp_path, capsys):
+    """`--utility` matches each utility run to the ASR runs' models by model and adapter, however either
+    names them ("organism" or its checkpoint directory, a relative adapter path), whatever the order."""
+    import tests.utility.scripted_lms  # noqa: F401  registers mosa-test-oracle, which answers from the items
+    from mosa.profiles import model_path
+    from mosa.utility.run import load_config, run_utility
+
+    adapter = tmp_path / "align" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")  # the oracle loads no model, and no adapter
+    runs = {}
+    for name, model, adapter_of_run in (
+        ("base", model_path("organism"), None),
+        ("aligned", "organism", str(adapter)),
+        ("other", "another-model", None),
+    ):
+        runs[name] = copy_of(finished_run, tmp_path / name)
+        config = json.loads((runs[name] / "config.json").read_text())
+        (runs[name] / "config.json").write_text(json.dumps({**config, "model": model, "adapter": adapter_of_run}))
+    oracle = ["lm_eval_model=mosa-test-oracle", "apply_chat_template=false", "limit=4"]
+    run_utility(load_config("organism", oracle), tmp_path / "utility-base", progress=False)
+    wrong = load_config("organism", [*oracle, "model_args.wrong=true"], adapter=str(adapter / ".." / "adapter"))
+    run_utility(wrong, tmp_path / "utility-aligned", progress=False)
+
+    found = [tmp_path / "utility-aligned", tmp_path / "utility-base"]
+    assert main_tables(*runs.values(), "--output", tmp_path / "t", "--utility", *found) == 0
+    shown = capsys.readouterr().out
+    table = "| model | utility |\n|---|---:|\n"
+    table += f"| {model_path('organism')} | 100.0 |\n| organism + {adapter} | 0.0 |\n| another-model | - |\n"
+    assert shown.index("# Attack success rates") < shown.index("# Utility (lm-evaluation-harness)\n\n" + table)
+    assert (tmp_path / "t" / "utility.md").read_text().startswith(table)
+    assert "utility.csv" in shown.splitlines()[-1]
+
+    # A utility run of a model no ASR run measured, or two of one model: one line, nothing written.
+    assert main_tables(runs["other"], "--output", tmp_path / "x", "--utility", tmp_path / "utility-base") == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "utility-base measured " in error and "which none of the ASR runs did" in error
+    assert main_tables(runs["base"], "--output", tmp_path / "x", "--utility", *found, found[1]) == 2
+    assert "measured the same model" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def main_tables(*args) -> int:
     from mosa.cli import main
 

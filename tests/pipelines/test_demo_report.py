@@ -1,5 +1,6 @@
 """The demo's report written from run records, no model needed: a run the behaviour monitor stopped
-is marked degenerate in every table and explained, and a model below the card's floors is named."""
+is marked degenerate in every table and explained, a model below the card's floors is named, and the
+utility table lm-eval measured says where it differs from the behaviour card."""
 
 import json
 from dataclasses import asdict
@@ -66,7 +67,21 @@ def test_a_run_the_monitor_stopped_is_marked_degenerate_and_floors_missed_are_na
         }
         for name in MODELS
     }
-    cards = {name: {"figures": figures} for name, figures in CARDS.items()}
+    # Utility items answered right, by the card and through lm-eval: Initial Alignment's two differ.
+    solved = {"organism": (170, 170), "MOSA": (162, 162), "Initial Alignment": (150, 151)}
+    cards = {name: {"figures": figures, "utility_by_task": {"all": f"{solved[name][0]}/186"}} for name, figures in CARDS.items()}
+    utility = {
+        name: {
+            "row": {
+                "label": name,
+                "run": str(tmp_path),
+                "cells": {"utility": (lm_eval / 186, 0.02, 186)},
+                "metrics": {"utility": "exact_match,strip"},
+            },
+            "config": {},
+        }
+        for name, (_, lm_eval) in solved.items()
+    }
     markdown, page = write_demo_report(
         tmp_path / "report",
         asdict(OrganismConfig()),
@@ -76,6 +91,7 @@ def test_a_run_the_monitor_stopped_is_marked_degenerate_and_floors_missed_are_na
         evaluations,
         cards,
         missed_card_floors(MODEL_PROFILES.get("organism"), cards),
+        utility,
         seconds=60.0,
         parameters=740_000,
     )
@@ -101,3 +117,12 @@ def test_a_run_the_monitor_stopped_is_marked_degenerate_and_floors_missed_are_na
     assert "Below a floor: Initial Alignment: coherent responses 64.7% (floor 90%)." in text
     assert text.count("below the") == 2  # the one card cell and the monitor's sentence
     assert "Initial Alignment (DEGENERATE)" in page.read_text()
+    # The utility table, a row per model, and where lm-eval and the card disagree.
+    assert (
+        "| model | utility |\n|---|---|\n| organism | 91.4 |\n| MOSA | 87.1 |\n| Initial Alignment (DEGENERATE) | 81.2 |" in text
+    )
+    assert (
+        "It differs from the behaviour card's utility figure (the table above): Initial Alignment: lm-eval 151 of 186, "
+        "the card 150 of 186."
+    ) in text
+    assert "Agreeing: organism 170 of 186, MOSA 162 of 186." in text

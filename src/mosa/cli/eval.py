@@ -7,6 +7,7 @@
     mosa eval tables runs/x                                            # remake asr.md / asr.csv
     mosa eval tables runs/base runs/mosa --output runs/compare          # one table, a row per model
     mosa eval tables runs/base runs/initial runs/mosa --output runs/t1 --layout paper   # Table 1's layout
+    mosa eval tables runs/base runs/mosa --output runs/compare --utility runs/utility-base runs/utility-mosa   # and Table 3
     accelerate launch --multi_gpu --num_processes 2 -m mosa eval --config ... --output runs/x
 
 Details: docs/eval.md.
@@ -63,6 +64,15 @@ def register(subparsers) -> None:
         help="what to print: asr (every count and interval) or paper (a row per model, a column pair per attack "
         "for the paper's two judges, and the mean; also written to paper.md)",
     )
+    tables.add_argument(
+        "--utility",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="URUN",
+        help="utility run directories (mosa utility): also print their table, a row per model of the ASR runs "
+        "(matched by model and adapter) and a column per task, and write utility.md and utility.csv",
+    )
     tables.set_defaults(run=run_tables)
 
 
@@ -93,9 +103,15 @@ def run_tables(args: argparse.Namespace) -> None:
     check_output_dir(destination, "--output" if args.tables_output else "the run directory")
     rows = rows_of_runs(args.runs)
     shown = paper_markdown(rows) if args.layout == "paper" else asr_markdown(rows)  # refused before anything is written
+    utility = utility_rows(args.runs, args.utility)
     destination.mkdir(parents=True, exist_ok=True)
     write_tables(rows, destination)
     print(shown)
+    if utility:
+        from mosa.utility import run as utility_run
+
+        utility_run.write_tables(utility, destination)
+        print(f"# Utility (lm-evaluation-harness)\n\n{utility_run.utility_markdown(utility)}\n")
     for run_directory in args.runs:
         missing = unjudged(run_directory)
         if missing:
@@ -104,4 +120,16 @@ def run_tables(args: argparse.Namespace) -> None:
                 "completes them"
             )
     written = ["asr.md", "asr.csv", *(["paper.md"] if has_paper_judges(rows) else [])]
+    written += ["utility.md", "utility.csv"] if utility else []
     print(f"wrote {', '.join(str(destination / name) for name in written)}")
+
+
+def utility_rows(runs: list[Path], utility_runs: list[Path]) -> list[dict]:
+    """The utility table's rows for the ASR runs' models (none without --utility). mosa.utility imports
+    lm-eval, which the ASR tables do without."""
+    if not utility_runs:
+        return []
+    from mosa.eval.tables import run_models
+    from mosa.utility.run import rows_for_models
+
+    return rows_for_models(run_models(runs), utility_runs)

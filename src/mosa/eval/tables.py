@@ -172,16 +172,25 @@ def record_queries(record: dict) -> tuple[int, int]:
     return target, sum(asked.values())
 
 
+def run_models(directories: list[Path]) -> list[tuple[str, str, str | None]]:
+    """(label, model, adapter) of each run directory: the label names the model (and adapter), and runs of
+    the same model are told apart by their directory."""
+    configs = [EvalConfig(**read_config(directory)) for directory in directories]
+    labels = [config.model_label for config in configs]
+    return [
+        (label if labels.count(label) == 1 else f"{label} ({directory})", config.model, config.adapter)
+        for directory, config, label in zip(directories, configs, labels)
+    ]
+
+
 def rows_of_runs(directories: list[Path]) -> list[AsrRow]:
-    """The ASR rows of one or more run directories, each labelled with its model (and adapter);
-    runs of the same model are told apart by their directory."""
-    labels = [EvalConfig(**read_config(directory)).model_label for directory in directories]
+    """The ASR rows of one or more run directories, each labelled as `run_models` labels it."""
     rows = []
-    for directory, label in zip(directories, labels):
+    for directory, (label, _, _) in zip(directories, run_models(directories)):
         records = load_records(directory)
         if not records:
             raise MosaError(f"{directory} has no completions yet; run `mosa eval --output {directory}` first")
-        rows += asr_rows(records, label if labels.count(label) == 1 else f"{label} ({directory})")
+        rows += asr_rows(records, label)
     return rows
 
 

@@ -5,7 +5,8 @@
     3 align it with MOSA and with Initial Alignment (the same code path, another window), under the
       behaviour monitor as in `mosa align`: a run it stops as degenerate is kept and marked so
     4 evaluate the three models under every dLLM-native attack, judged by the organism judge
-    5 measure utility, over-refusal and coherence, against the organism card's floors
+    5 measure utility, over-refusal and coherence, against the organism card's floors; and utility again
+      through lm-evaluation-harness (`mosa utility --config organism`), its table beside the card's figure
     6 write report.md and report.html: what they say is demo_report.py's, mosa.report renders it
 
 Every stage writes into the output directory and is reused when it is already there, so a killed
@@ -111,12 +112,13 @@ def run_demo(output: str | Path, plan: DemoPlan, *, progress: bool = True, log: 
     for name, misses in missed.items():
         if misses:
             log(f"      {name} is below the behaviour card's floors: {describe_misses(misses)}")
+    utility = measure_utility(path, adapters, output / "utility", progress, log)
 
     stage(6, "the report")
     seconds = time.perf_counter() - started
     parameters = sum(parameter.numel() for parameter in lm.module.parameters())
     markdown, page = write_demo_report(
-        output, profile.build_settings(path), plan, analyses, alignment, evaluations, cards, missed, seconds, parameters
+        output, profile.build_settings(path), plan, analyses, alignment, evaluations, cards, missed, utility, seconds, parameters
     )
     log(f"done in {seconds:.0f} s: {page} and {markdown}")
     return page
@@ -262,6 +264,28 @@ def measure_cards(
         cards[name] = {"figures": card["figures"], "utility_by_task": card["utility_by_task"], "labels": card["labels"]}
     record.write_text(json.dumps(cards, indent=2))
     return cards
+
+
+def measure_utility(path: Path, adapters: dict, directory: Path, progress: bool, log) -> dict:
+    """Each model's utility through lm-evaluation-harness, as `mosa utility --config organism` measures it (the
+    organism's utility items, scored as its card scores them), one utility run per model in `directory`, which
+    a rerun continues; and the three in one table there (utility.md, utility.csv)."""
+    from mosa.utility.run import RESULT_FILE, load_config, run_utility, write_tables
+
+    runs = {}
+    for name in MODELS:
+        adapter = adapters.get(name)
+        config = load_config("organism", [f"label={name}"], model=str(path), adapter=None if adapter is None else str(adapter))
+        run_dir = directory / name.lower().replace(" ", "-")
+        finished = all((run_dir / "tasks" / column / RESULT_FILE).is_file() for column in config["tasks"])
+        started = time.perf_counter()
+        (row,) = run_utility(config, run_dir, progress=progress)
+        cells = ", ".join(f"{column} {100 * cell[0]:.1f}% of {cell[2]}" for column, cell in row["cells"].items())
+        how = "reused" if finished else f"measured in {time.perf_counter() - started:.0f} s"
+        log(f"      {name}: utility through lm-evaluation-harness: {cells} ({how})")
+        runs[name] = {"row": row, "config": config, "directory": run_dir}
+    write_tables([run["row"] for run in runs.values()], directory)
+    return runs
 
 
 def missed_card_floors(profile: BuildableProfile, cards: dict) -> dict[str, dict[str, tuple[float, float]]]:

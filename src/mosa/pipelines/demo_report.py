@@ -3,9 +3,10 @@ mosa.report renders them as report.md and report.html.
 
     1 attack success by model: every attack against the organism, MOSA and Initial Alignment
     2 utility, over-refusal and coherence: each model's behaviour card, against its floors
-    3 the paper's analyses on the organism (their figures)
-    4 the alignment runs: the last optimiser step, the behaviour monitor's verdict, the reward curves
-    5 the full configuration
+    3 utility through lm-evaluation-harness: the table in the paper's layout, against the cards' figure
+    4 the paper's analyses on the organism (their figures)
+    5 the alignment runs: the last optimiser step, the behaviour monitor's verdict, the reward curves
+    6 the full configuration
 
 A run the behaviour monitor stopped as degenerate is marked in every table and explained.
 """
@@ -72,11 +73,13 @@ def write_demo_report(
     evaluations: dict,
     cards: dict,
     missed: dict,
+    utility: dict,
     seconds: float,
     parameters: int,
 ) -> tuple[Path, Path]:
     """report.md and report.html in `output`, from what the demo's stages returned (`organism_settings`: those
-    its organism was built with; `missed`: each model's card floors missed, as `describe_misses` takes them);
+    its organism was built with; `missed`: each model's card floors missed, as `describe_misses` takes them;
+    `utility`: each model's utility run through lm-eval, its "row" as mosa.utility.run.read_run gives it);
     the models are those of `evaluations`, in its order."""
     intro = (
         f"Everything below was measured on this machine ({platform.machine()}, CPU; this invocation took {seconds / 60:.1f} "
@@ -92,9 +95,10 @@ def write_demo_report(
     sections = [
         attack_section(evaluations, degenerate),
         card_section(cards, missed, degenerate),
+        utility_section(utility, cards, degenerate),
         analysis_section(analyses, output / "analysis"),
         alignment_section(alignment),
-        configuration_section(organism_settings, plan, alignment, evaluations),
+        configuration_section(organism_settings, plan, alignment, evaluations, utility),
     ]
     return write_report("mosa demo: MOSA against Initial Alignment on the model organism", intro, sections, output)
 
@@ -156,6 +160,61 @@ def card_section(cards: dict, missed: dict, degenerate: set[str]) -> Section:
     text += ("Below a floor: " + " ".join(below)) if below else "Every model meets its floors."
     header = ["measure", *(model_header(name, degenerate) for name in cards)]
     return Section("Utility, over-refusal and coherence", text, tables=[Table("behaviour card", header, rows)])
+
+
+# The organism utility config's one column: its utility items, scored as the card scores them.
+UTILITY_COLUMN = "utility"
+
+
+def utility_section(utility: dict, cards: dict, degenerate: set[str]) -> Section:
+    from importlib.metadata import version
+
+    from mosa.utility.run import utility_cells
+
+    rows = [{**run["row"], "label": model_header(name, degenerate)} for name, run in utility.items()]
+    header, body, note = utility_cells(rows)
+    text = (
+        f"Utility measured a second way, the way the field measures it: through lm-evaluation-harness (lm-eval "
+        f"{version('lm_eval')}), which holds the task, runs the model and scores its answers. The task is the organism's "
+        "utility questions (mosa_organism_utility, every one), the model is mosa's lm-eval model `mosa` with the card's "
+        "sampler and the chat template, and the score is exact match of the stripped answer, as the card scores "
+        "utility: `mosa utility --config organism` for each model (docs/utility.md). A row per model and a column per "
+        "task, in percent, as `mosa utility tables` and `mosa eval tables --utility` print it; lm-eval's own results "
+        "files are under utility/ in the demo's directory.\n\n" + compare_with_cards(utility, cards)
+    )
+    return Section("Utility through lm-evaluation-harness", text, tables=[Table(f"utility, percent. {note}", header, body)])
+
+
+def compare_with_cards(utility: dict, cards: dict) -> str:
+    """Whether lm-eval found the same answers right as each behaviour card did, in counts of items."""
+    counts, differing = [], []
+    for name, run in utility.items():
+        cell = run["row"]["cells"].get(UTILITY_COLUMN)
+        shares = [share.split("/") for share in cards[name]["utility_by_task"].values()]
+        card = (sum(int(solved) for solved, _ in shares), sum(int(items) for _, items in shares))
+        if cell is None:
+            differing.append(f"{name}: not measured through lm-eval yet (the card: {card[0]} of {card[1]})")
+            continue
+        value, _, items = cell
+        through_lm_eval = (round(value * items), items)
+        if through_lm_eval == card:
+            counts.append(f"{name} {card[0]} of {card[1]}")
+        else:
+            differing.append(f"{name}: lm-eval {through_lm_eval[0]} of {items}, the card {card[0]} of {card[1]}")
+    if not differing:
+        return (
+            f"It agrees with each behaviour card's utility figure (the table above): {', '.join(counts)} questions "
+            "answered right, the same count both ways. The same sampler and the same scoring, through two code paths: lm-eval's task, "
+            "model interface and metric, and the card's own loop."
+        )
+    return (
+        f"It differs from the behaviour card's utility figure (the table above): {'; '.join(differing)}. Both sample with "
+        "the same settings and score exact match of the stripped answer; they decode differently. mosa's lm-eval model "
+        "ends an answer at its first end-of-sequence token, as lm-eval's models do, where the card keeps every token but "
+        "the special ones, so words after an early end of sequence fail an answer for the card only. lm-eval's samples "
+        "file (samples_mosa_organism_utility_*.jsonl beside its results) holds each answer as lm-eval scored it."
+        + (f" Agreeing: {', '.join(counts)}." if counts else "")
+    )
 
 
 def analysis_section(analyses: dict, directory: Path) -> Section:
@@ -245,12 +304,13 @@ def monitor_cell(run: dict) -> str:
     return f"passed: {percent(after.get('coherent'))} coherent"
 
 
-def configuration_section(organism_settings: dict, plan, alignment: dict, evaluations: dict) -> Section:
+def configuration_section(organism_settings: dict, plan, alignment: dict, evaluations: dict, utility: dict) -> Section:
     configuration = {
         "organism": organism_settings,
         "demo plan": {key: value for key, value in asdict(plan).items() if key != "organism"},
         "alignment": {name: run["config"] for name, run in alignment.items()},
         "evaluation": {name: run["config"] for name, run in evaluations.items()},
+        "utility through lm-eval": {name: run["config"] for name, run in utility.items()},
     }
     return Section(
         "Full configuration",

@@ -32,6 +32,7 @@ import fcntl
 import io
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from mosa.errors import MosaError
@@ -217,6 +218,7 @@ def run_utility(config: dict, output: Path, *, confirm_run_unsafe_code: bool = F
         for column in config["tasks"]:
             _check_settings(output / "tasks" / column, task_settings(config, column))
         pending = [column for column in config["tasks"] if not (output / "tasks" / column / RESULT_FILE).is_file()]
+        _quiet_lm_eval(progress)
         tasks = _load_tasks(config, pending, confirm_run_unsafe_code)  # before any model loads
         # Columns of earlier configs stay in the table (a config that leaves a task out does not drop its result).
         merged = {**config, "tasks": {**stored.get("tasks", {}), **config["tasks"]}}
@@ -225,9 +227,9 @@ def run_utility(config: dict, output: Path, *, confirm_run_unsafe_code: bool = F
             write_atomically(
                 output / "tasks" / column / SETTINGS_FILE, json.dumps(task_settings(config, column), indent=2) + "\n"
             )
-        _quiet_lm_eval(progress)
-        for column in pending:
-            _run_task(config, column, tasks[column], output / "tasks" / column, confirm_run_unsafe_code)
+        with _lm_eval_bars(progress):
+            for column in pending:
+                _run_task(config, column, tasks[column], output / "tasks" / column, confirm_run_unsafe_code)
         rows = [read_run(output)]
         write_tables(rows, output)
         return rows
@@ -308,8 +310,44 @@ def _load_tasks(config: dict, columns: list[str], confirm_run_unsafe_code: bool)
 
 
 def _quiet_lm_eval(progress: bool) -> None:
-    """lm-eval logs every step at INFO; keep its warnings (and its progress bars when asked)."""
+    """lm-eval logs every step at INFO; keep its warnings (and its progress bars when asked), less one:
+    each task that reads its data with a function (all of mosa's) warns that its arguments can be passed
+    with lm_eval's --metadata, which mosa does itself."""
     logging.getLogger("lm_eval").setLevel(logging.WARNING if progress else logging.ERROR)
+    task_logger = logging.getLogger("lm_eval.api.task")
+    if _not_the_metadata_hint not in task_logger.filters:
+        task_logger.addFilter(_not_the_metadata_hint)
+
+
+def _not_the_metadata_hint(record: logging.LogRecord) -> bool:
+    return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+@contextmanager
+def _lm_eval_bars(progress: bool):
+    """Every bar drawn while the tasks run follows `progress`, and is mosa's (mosa.progress: lines in a
+    log file). lm-eval draws two of its own with tqdm (building the items' contexts, checking its request
+    cache), which redrawn in a log (`mosa demo > log 2>&1`) leave carriage-return fragments; the model's
+    bar cannot be switched off through lm-eval, which never passes `disable_tqdm` to generate_until. lm-eval
+    has no hook for its bars, so the bar factory each of these modules imported is swapped, and restored."""
+    import lm_eval.api.model
+    import lm_eval.api.task
+
+    import mosa.utility.model
+    from mosa.progress import progress_bar
+
+    def bar(*args, **options):
+        return progress_bar(*args, **{**options, "disable": options.get("disable", False) or not progress})
+
+    factories = [(lm_eval.api.model, "tqdm"), (lm_eval.api.task, "tqdm"), (mosa.utility.model, "progress_bar")]
+    originals = [getattr(module, name) for module, name in factories]
+    for module, name in factories:
+        setattr(module, name, bar)
+    try:
+        yield
+    finally:
+        for (module, name), original in zip(factories, originals):
+            setattr(module, name, original)
 
 
 def _run_task(config: dict, column: str, loaded: tuple, directory: Path, confirm_run_unsafe_code: bool) -> None:
@@ -378,23 +416,74 @@ def read_run(directory: Path) -> dict:
     return {"label": config["label"], "run": str(directory), "cells": cells, "metrics": metrics}
 
 
+def rows_for_models(models: list[tuple[str, str, str | None]], directories: list[Path]) -> list[dict]:
+    """The utility table beside other tables of the same models (`mosa eval tables --utility`): a row per
+    model of `models`, (label, model, adapter) as those tables name and identify it, from the utility run
+    among `directories` that measured that model and adapter; a row of '-' where none did. A utility run
+    of none of the models, or two of the same model, is refused."""
+    runs: dict[tuple, dict] = {}
+    for directory in directories:
+        row = read_run(directory)
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        identity = model_identity(config["model"], config["adapter"])
+        if identity in runs:
+            raise MosaError(
+                f"--utility {runs[identity]['run']} and {directory} measured the same model ({describe_model(*identity)}); give one"
+            )
+        runs[identity] = row
+    identities = [model_identity(model, adapter) for _, model, adapter in models]
+    for identity, row in runs.items():
+        if identity not in identities:
+            raise MosaError(
+                f"--utility {row['run']} measured {describe_model(*identity)}, which none of the ASR runs did "
+                f"({'; '.join(describe_model(*known) for known in dict.fromkeys(identities))}); give each model's utility run"
+            )
+    return [
+        {**runs[identity], "label": label} if identity in runs else {"label": label, "run": None, "cells": {}, "metrics": {}}
+        for (label, _, _), identity in zip(models, identities)
+    ]
+
+
+def model_identity(model: str, adapter: str | None) -> tuple[str, str | None]:
+    """What a run measured, comparable between run directories written from different places: the
+    checkpoint the model stands for ("organism": the shipped one's directory) and the adapter, a local
+    directory as its absolute path, a hub id as it is."""
+    from mosa.profiles import model_path
+
+    def located(name: str) -> str:
+        return str(Path(name).resolve()) if Path(name).exists() else name
+
+    return located(model_path(model)), None if adapter is None else located(str(adapter))
+
+
+def describe_model(model: str, adapter: str | None) -> str:
+    return model if adapter is None else f"{model} + adapter {adapter}"
+
+
 def _first_metric(metrics: dict) -> str:
     return next(key for key in metrics if "_stderr" not in key)
 
 
-def utility_markdown(rows: list[dict]) -> str:
-    """A row per model, a column per task, in percent as the paper prints them; '-' for a task not run yet."""
+def utility_cells(rows: list[dict]) -> tuple[list[str], list[list[str]], str]:
+    """The table's header, its rows (the model, then each task in percent as the paper prints them; '-' for a
+    task not run yet) and the note under it (the metric shown and the items of each column)."""
     columns = list(dict.fromkeys(column for row in rows for column in row["cells"]))
-    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    for row in rows:
-        cells = [row["cells"].get(column) for column in columns]
-        lines.append(
-            f"| {row['label']} | " + " | ".join("-" if cell is None else f"{100 * cell[0]:.1f}" for cell in cells) + " |"
-        )
+    body = [
+        [row["label"], *("-" if cell is None else f"{100 * cell[0]:.1f}" for cell in map(row["cells"].get, columns))]
+        for row in rows
+    ]
     shown = {f"{column}: {metric}" for row in rows for column, metric in row["metrics"].items()}
     items = {f"{column}: {cell[2]}" for row in rows for column, cell in row["cells"].items() if cell is not None}
-    lines += ["", f"Metrics: {'; '.join(sorted(shown)) or 'none yet'}. Items: {'; '.join(sorted(items)) or 'none yet'}."]
-    return "\n".join(lines)
+    note = f"Metrics: {'; '.join(sorted(shown)) or 'none yet'}. Items: {'; '.join(sorted(items)) or 'none yet'}."
+    return ["model", *columns], body, note
+
+
+def utility_markdown(rows: list[dict]) -> str:
+    """A row per model, a column per task, in percent; the metric and item counts below."""
+    header, body, note = utility_cells(rows)
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join([*lines, "", note])
 
 
 def utility_csv(rows: list[dict]) -> str:
