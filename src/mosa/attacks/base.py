@@ -52,6 +52,8 @@ class TargetResponse:
     response_ids: list[int]
     commit_step: list[int]  # per response position: the step that committed it, -1 = prefilled
     forward_passes: int | None = None  # of the batch it was sampled in (None: no sampling produced it)
+    # What the sampler's defences did to this response (GenerationOutput.defence_events), {} if nothing.
+    defence_events: dict = field(default_factory=dict)
 
 
 class RoundStore:
@@ -213,6 +215,7 @@ class Target:
                         response_ids=ids.tolist(),
                         commit_step=output.commit_step[row].tolist(),
                         forward_passes=output.forward_passes,
+                        defence_events=output.defence_events[row],
                     )
                 )
         return responses
