@@ -5,14 +5,15 @@ plain prompts and utility, each defence against no defence, in one run.
 
 The organism (mosa's shipped chat dLLM) at its card's settings (gen_length 32, one token per step,
 blocks of 8, exact decoding), through `mosa eval --config organism` with `--limit` held-out harmful
-prompts per attack and the organism judge, exactly as benchmarks/bench_decoding.py measures its
+prompts per attack and the organism judge, measured as benchmarks/bench_decoding.py measures its
 safety table (its `safety` function is reused): the refusal rate of plain prompts, the ASR under
 prefill at 0 and 13, pad, dija, anchor at step 4, dialogue and prefix-forcing, and utility (the card's
 utility items solved), each with its Wilson interval, and the change from no defence with Newcombe's
-interval (it ignores that the prompts are the same, so it errs wide). Defences (docs/sampler.md,
-Defences): annealed-remasking at its default (alpha0 0.3), and eos-monitor at its default (mean
-p(EOS) over the block's masked positions > 0.5) and with `max`. Small-model results: the organism is
-not trained as A2D trains, so its EOS probability is not the signal A2D's monitor reads.
+interval (it ignores that the prompts are the same, so it errs wide); plus the share of responses a
+defence ended. Defences (docs/sampler.md, Defences): annealed-remasking at its default (alpha0 0.3),
+and eos-monitor at its default (mean p(EOS) over the block's masked positions > 0.5) and with `max`.
+Small-model results: the organism is not trained as A2D trains, so its EOS probability is not the
+signal A2D's monitor was made for.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_decoding import change, percent_with_interval, safety  # the same measurement, side by side
+from bench_decoding import change, percent_with_interval, safety  # the same measurement (this folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from mosa.eval.tables import load_records  # noqa: E402
 from mosa.models import load_model  # noqa: E402
 from mosa.profiles import model_path  # noqa: E402
 from mosa.sampling import defences_label  # noqa: E402
 
+# run directory -> the sampler's defences
 SETTINGS = {
     "none": [],
     "annealed": [{"name": "annealed-remasking"}],
@@ -51,8 +54,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         base = args.output or Path(scratch)
         for directory, defences in SETTINGS.items():
-            settings = {"defences": defences} if defences else {}
-            figures[defences_label(defences)] = safety(settings, args.limit, base / directory, lm)
+            found = safety({"defences": defences} if defences else {}, args.limit, base / directory, lm)
+            records = load_records(base / directory)
+            found["responses a defence ended"] = (sum(bool(record.get("defence_events")) for record in records), len(records))
+            figures[defences_label(defences)] = found
             print(f"defences: {defences_label(defences)} done", file=sys.stderr, flush=True)
     names = list(figures)
     print(f"## Defences on the organism (gen_length 32, blocks of 8, exact decoding), {args.limit} prompts per attack\n")
@@ -68,9 +73,8 @@ def main() -> None:
         print(f"| {key} | " + " | ".join(cells) + " |")
     print("\nRates: Wilson 95% intervals; changes (points against no defence): Newcombe's 95% interval.")
     if args.json:
-        args.json.write_text(
-            json.dumps({name: {key: list(value) for key, value in found.items()} for name, found in figures.items()}, indent=2)
-        )
+        rows = {name: {key: list(value) for key, value in found.items()} for name, found in figures.items()}
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

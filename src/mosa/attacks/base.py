@@ -54,6 +54,8 @@ class TargetResponse:
     commit_step: list[int]  # per response position: the step that committed it, -1 = prefilled
     order: dict | None = None  # the decoding-order summary (mosa.sampling.response_order); None: no single sampling
     forward_passes: int | None = None  # of the batch it was sampled in (None: not known, or no sampling produced it)
+    # What the sampler's defences did to this response (GenerationOutput.defence_events), {} if nothing.
+    defence_events: dict = field(default_factory=dict)
 
 
 class RoundStore:
@@ -259,7 +261,14 @@ class Target(TargetBase):
                     ids, steps, written=written, end_ids={self.lm.eos_id, self.lm.eot_id, self.lm.pad_id}, mask_id=self.lm.mask_id
                 )
                 responses.append(
-                    TargetResponse(self.lm.decode_response(output.response[row]), ids, steps, order, output.forward_passes)
+                    TargetResponse(
+                        self.lm.decode_response(output.response[row]),
+                        ids,
+                        steps,
+                        order,
+                        output.forward_passes,
+                        output.defence_events[row],
+                    )
                 )
         return responses
 

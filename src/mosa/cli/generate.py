@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from mosa.models import load_model, refuse_empty_prompts
     from mosa.profiles import find_profile, model_path
-    from mosa.sampling import SamplerConfig, decoding_label, generate
+    from mosa.sampling import SamplerConfig, decoding_label, defences_label, generate
 
     prompts = list(args.prompt)
     if args.prompts_file:
@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> None:
     output = generate(lm.module, input_ids, attention_mask, config=config, prefill=prefill, prompt_ids=ids)
 
     records = []
-    for prompt_id, prompt, response, steps in zip(ids, prompts, output.response, output.commit_step):
+    for prompt_id, prompt, response, steps, events in zip(
+        ids, prompts, output.response, output.commit_step, output.defence_events
+    ):
         text = lm.decode_response(response)
         records.append(
             {
@@ -81,10 +83,14 @@ def run(args: argparse.Namespace) -> None:
                 "response_ids": response.tolist(),
                 "commit_step": steps.tolist(),
                 "decoding": decoding_label(config.decoding, config.threshold),
+                "defences": defences_label(config.defences),
+                "defence_events": events,  # what the defences did, e.g. {"eos-monitor": {"step": 5, "score": 0.83}}
                 "forward_passes": output.forward_passes,  # of the whole batch of prompts
             }
         )
         print(f"> {prompt}\n{text}")
+        for name, event in events.items():
+            print(f"  [{name} ended the response at step {event['step']} (score {event['score']:g})]")
         if args.show_order:
             tokens = lm.tokenizer.convert_ids_to_tokens(response.tolist())
             print("  " + " ".join(f"{token}@{step}" for token, step in zip(tokens, steps.tolist())))

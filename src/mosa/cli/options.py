@@ -45,18 +45,39 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"default {fields[name].default}")
     for name in SAMPLER_SWITCHES:
         group.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)
+    group.add_argument(
+        "--defence",
+        action="append",
+        metavar="NAME[:OPTION=VALUE,...]",
+        help="a training-free defence, e.g. eos-monitor:threshold=0.6,reduce=max (repeatable; docs/sampler.md, Defences)",
+    )
 
 
 def sampler_settings(args: argparse.Namespace) -> dict:
     """Sampler settings from --config, then overridden by the flags the user actually gave."""
     settings = {}
     if args.config is not None:
-        settings.update(read_yaml_settings(args.config, allowed=SAMPLER_FLAGS + SAMPLER_SWITCHES))
+        settings.update(read_yaml_settings(args.config, allowed=SAMPLER_FLAGS + SAMPLER_SWITCHES + ("defences",)))
     for name in SAMPLER_FLAGS + SAMPLER_SWITCHES:
         value = getattr(args, name)
         if value is not None:
             settings[name] = value
+    if args.defence:
+        settings["defences"] = [parse_defence(spec) for spec in args.defence]
     return settings
+
+
+def parse_defence(spec: str) -> dict:
+    """'eos-monitor:threshold=0.6,reduce=max' -> {name: eos-monitor, threshold: 0.6, reduce: max}
+    (values read as YAML); the defence checks its own options."""
+    name, _, options = spec.partition(":")
+    defence = {"name": name.strip()}
+    for option in filter(None, options.split(",")):
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise MosaError(f"--defence {spec!r} must look like NAME or NAME:OPTION=VALUE,..., e.g. eos-monitor:threshold=0.6")
+        defence[key.strip()] = parse_yaml(value, f"--defence {spec!r}: the value of {key.strip()}")
+    return defence
 
 
 def read_yaml_settings(path: Path, allowed: tuple[str, ...]) -> dict:

@@ -47,6 +47,7 @@ SAMPLER_KEYS = (
     "confidence_eos_eot_inf",
     "decoding",
     "threshold",
+    "defences",
 )
 # Options of mosa.data.load_dataset that a benchmark given as a mapping may set.
 BENCHMARK_OPTIONS = ("column", "target_column", "id_column", "functional")

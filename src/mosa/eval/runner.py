@@ -406,6 +406,8 @@ def completion_record(
         "commit_step": response.commit_step,
         # the model's forward passes for the batch this response was sampled in (the decoding is under "sampler")
         "forward_passes": response.forward_passes,
+        # what the sampler's defences did (docs/sampler.md "Defences"): {"eos-monitor": {"step": 5, "score": 0.83}}
+        "defence_events": response.defence_events,
         "order": response.order,  # None for a composed response
     }
 

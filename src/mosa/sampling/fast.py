@@ -45,6 +45,7 @@ from __future__ import annotations
 import torch
 
 from mosa.errors import MosaError
+from mosa.sampling.defences import terminate_rows
 from mosa.sampling.noise import StepNoise
 from mosa.sampling.remasking import get_remasking_rule
 from mosa.sampling.sampler import (
@@ -65,12 +66,26 @@ def decoding_label(decoding: str = "exact", threshold: float | None = None) -> s
 
 
 def decode_fast(
-    model, x, attention_mask, prompt_index, cfg, keys, planned, regions, commit_step, keep_supported, on_step=None
+    model,
+    x,
+    attention_mask,
+    prompt_index,
+    cfg,
+    keys,
+    planned,
+    regions,
+    commit_step,
+    keep_supported,
+    on_step=None,
+    defences=(),
+    events=None,
 ) -> int:
     """Decode the canvas `x` in place under `cfg.decoding` (not exact), as `generate` set it up
     (prefill placed, interventions planned, ban regions found); returns the forward passes run.
     `on_step(step, canvas)` as in `generate`, after every step that committed tokens (the step: the
-    most any row has taken, since rows step on their own under the threshold rule)."""
+    most any row has taken, since rows step on their own under the threshold rule). `defences`
+    (mosa.sampling.defences) act at each step as in the exact loop, and write what they did into
+    `events` (one dict per row)."""
     batch, total = x.shape
     prompt_len = total - cfg.gen_length
     mask_id, device = cfg.mask_id, x.device
@@ -81,15 +96,17 @@ def decode_fast(
     cache = None if cfg.decoding == "threshold" else CanvasCache(model, attention_mask, cfg, batch, total)
     row_step = torch.zeros(batch, dtype=torch.long, device=device)  # the steps each row has taken
     pending = _pending_interventions(planned, batch)  # row -> [(step, position, tokens)], by step
+    ended = torch.zeros(batch, dtype=torch.bool, device=device)  # rows a defence ended: nothing more is decoded for them
     passes = 0
 
     for block in range(num_blocks):
         block_start = prompt_len + block * cfg.block_length
         block_end = block_start + cfg.block_length
-        if block in regions:
+        block_regions = [region for region in regions.get(block, []) if not ended[region[0]]]
+        if block_regions:
             steps = row_step.tolist()
             passes += _decode_ban_regions(
-                model, x, attention_mask, prompt_index, cfg, keys, commit_step, regions[block], steps, keep_supported
+                model, x, attention_mask, prompt_index, cfg, keys, commit_step, block_regions, steps, keep_supported
             )
         block_steps = torch.zeros(batch, dtype=torch.long, device=device)  # the steps each row took in this block
         schedule = None if by_threshold else commit_schedule((x[:, block_start:block_end] == mask_id).sum(dim=1), steps_per_block)
@@ -101,7 +118,7 @@ def decode_fast(
                 if int(block_steps[0]) == steps_per_block:
                     break
                 active = torch.ones(batch, dtype=torch.bool, device=device)
-            touched = _intervene_due(x, commit_step, prompt_len, pending, row_step, active)
+            touched = _intervene_due(x, commit_step, prompt_len, pending, row_step, active & ~ended)
             if bool(touched.any()):
                 refresh |= touched
                 if by_threshold:
@@ -124,21 +141,46 @@ def decode_fast(
                     logits, ran = cache.block_logits(x, block_start, block_end, refresh)
                     refresh[:] = False
                     passes += ran
-                _commit(x, logits, window_start, block_end, k, row_step, commit_step, keys, confidence_rule, cfg)
+                if defences:
+                    ending = terminate_rows(
+                        defences,
+                        logits,
+                        x,
+                        window_start,
+                        block_start,
+                        block_end,
+                        k > 0,
+                        row_step.tolist(),
+                        commit_step,
+                        events,
+                        cfg,
+                    )
+                    if bool(ending.any()):  # their masks are EOS now: nothing left to commit, in this block or later
+                        ended |= ending
+                        k = torch.where(ending, 0, k)
+                        if schedule is not None:
+                            schedule[ending] = 0
+                block_step = int(block_steps[0])  # the same for every row where the steps' schedule commits
+                _commit(
+                    x, logits, window_start, block_end, k, row_step, commit_step, keys, confidence_rule, cfg, defences, block_step
+                )
             row_step += active.long()
             block_steps += active.long()
             if on_step is not None and bool(k.any()):
                 on_step(int(row_step.max()), x)
 
-    # Interventions at steps a row never reached: written over its final canvas.
-    _intervene_due(x, commit_step, prompt_len, pending, None, torch.ones(batch, dtype=torch.bool, device=device))
+    # Interventions at steps a row never reached: written over its final canvas (not over a response a defence ended).
+    _intervene_due(x, commit_step, prompt_len, pending, None, ~ended)
     return passes
 
 
-def _commit(x, logits, window_start, block_end, k, row_step, commit_step, keys, confidence_rule, cfg) -> None:
-    """One step on the candidate window [window_start, block_end): choose tokens, score them and
-    commit, per row, the k most confident masks and, under the threshold rule, every other mask
-    whose confidence reaches the threshold."""
+def _commit(
+    x, logits, window_start, block_end, k, row_step, commit_step, keys, confidence_rule, cfg, defences, block_step
+) -> None:
+    """One step on the candidate window [window_start, block_end): choose tokens, score them (and
+    let the defences change the scores) and commit, per row, the k most confident masks and, under
+    the threshold rule, every other mask whose confidence reaches the threshold. block_step: the
+    step's place in its block under the steps' schedule."""
     prompt_len = x.shape[1] - cfg.gen_length
     window = x[:, window_start:block_end]
     is_masked = (window == cfg.mask_id) & (k > 0).unsqueeze(1)
@@ -151,6 +193,9 @@ def _commit(x, logits, window_start, block_end, k, row_step, commit_step, keys, 
         if cfg.temperature == 0:
             logits[:, :, cfg.eos_id] = -torch.inf
     confidence = confidence_rule(logits, x0, noise)
+    steps_per_block = cfg.steps // (cfg.gen_length // cfg.block_length)
+    for defence in defences:
+        confidence = defence.confidence(confidence, is_masked, k > 0, keys, row_step.tolist(), block_step, steps_per_block, cfg)
     commit = top_k_commits(confidence, is_masked, k, window_start, x.shape[1])
     if cfg.threshold is not None:
         commit |= is_masked & (confidence >= cfg.threshold)

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from mosa.errors import MosaError
+from mosa.sampling.defences import build_defences, terminate_rows
 from mosa.sampling.noise import StepNoise, prompt_keys
 from mosa.sampling.remasking import get_remasking_rule
 
@@ -87,6 +88,9 @@ class SamplerConfig:
     # suffix) within a block, with `threshold`'s rule when it is set, else the steps' schedule.
     decoding: str = "exact"
     threshold: float | None = None
+    # Training-free defences, off by default (mosa.sampling.defences, docs/sampler.md "Defences"):
+    # [{name: ..., OPTION: VALUE}] or bare names, e.g. [{"name": "eos-monitor", "threshold": 0.5}].
+    defences: list = field(default_factory=list)
 
     def validate(self, require_ids: bool = True) -> None:
         """Raise MosaError naming the first bad setting. Without `require_ids`, the special ids
@@ -110,10 +114,13 @@ class SamplerConfig:
         if self.steps > self.gen_length:
             raise MosaError(f"steps={self.steps} exceeds gen_length={self.gen_length}; at most one step per token")
         self._validate_decoding()
+        defences = build_defences(self.defences)
+        if require_ids and self.mask_id is None:
+            raise MosaError("mask_id is not set; take it from the model (DiffusionLM.sampler_config()) or pass it")
+        for defence in defences:
+            defence.check(self)
         if not require_ids:
             return
-        if self.mask_id is None:
-            raise MosaError("mask_id is not set; take it from the model (DiffusionLM.sampler_config()) or pass it")
         if self.logits_eos_inf and self.eos_id is None:
             raise MosaError("logits_eos_inf needs eos_id; take it from the model's tokenizer")
         if self.confidence_eos_eot_inf and (self.eos_id is None or self.eot_id is None):
@@ -154,6 +161,9 @@ class GenerationOutput:
     prompt_length: int
     # Calls of the model for the whole batch (a cfg pass, both branches in one batch, counts once).
     forward_passes: int = 0
+    # Per row, what its defences did (mosa.sampling.defences): {} when none acted, else e.g.
+    # {"eos-monitor": {"step": 5, "score": 0.83}} (the response ended at step 5 as a refusal).
+    defence_events: list[dict] = field(default_factory=list)
 
     @property
     def response(self) -> torch.Tensor:  # B x gen_length
@@ -225,19 +235,37 @@ def generate(
     num_blocks = gen_length // cfg.block_length
     steps_per_block = cfg.steps // num_blocks
     keep_supported = accepts_logits_to_keep(model)
+    defences = build_defences(cfg.defences)
+    events: list[dict] = [{} for _ in range(batch)]  # per row, what its defences did
     if cfg.decoding != "exact":
         from mosa.sampling.fast import decode_fast  # imported here: it builds on this module's helpers
 
         passes = decode_fast(
-            model, x, attention_mask, prompt_index, cfg, keys, planned, regions, commit_step, keep_supported, on_step
+            model,
+            x,
+            attention_mask,
+            prompt_index,
+            cfg,
+            keys,
+            planned,
+            regions,
+            commit_step,
+            keep_supported,
+            on_step,
+            defences,
+            events,
         )
-        return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len, forward_passes=passes)
+        return GenerationOutput(
+            sequences=x, commit_step=commit_step, prompt_length=prompt_len, forward_passes=passes, defence_events=events
+        )
     forward_passes = 0
+    ended = torch.zeros(batch, dtype=torch.bool, device=device)  # rows a defence ended: nothing more is decoded for them
 
     for block in range(num_blocks):
         block_start = prompt_len + block * cfg.block_length
         block_end = block_start + cfg.block_length
-        if block in regions:
+        block_regions = [region for region in regions.get(block, []) if not ended[region[0]]]
+        if block_regions:
             forward_passes += _decode_ban_regions(
                 model,
                 x,
@@ -246,7 +274,7 @@ def generate(
                 cfg,
                 keys,
                 commit_step,
-                regions[block],
+                block_regions,
                 block * steps_per_block,
                 keep_supported,
             )
@@ -255,8 +283,9 @@ def generate(
 
         for step in range(steps_per_block):
             global_step = block * steps_per_block + step
-            if global_step in planned:
-                touched = _intervene(x, commit_step, prompt_len, planned[global_step], global_step)  # B bool
+            writes = [write for write in planned.get(global_step, []) if not ended[write[0]]]
+            if writes:
+                touched = _intervene(x, commit_step, prompt_len, writes, global_step)  # B bool
                 # The block may have lost masks: spread the ones left over its remaining steps, as the
                 # schedule does at a block's start (rows not touched keep their schedule exactly).
                 remaining = (x[touched, block_start:block_end] == mask_id).sum(dim=1)
@@ -276,6 +305,15 @@ def generate(
                 model, x, attention_mask, prompt_index, cfg, window_start, block_end, keep_supported
             )  # B x K x V
             forward_passes += 1
+            if defences:
+                ending = terminate_rows(
+                    defences, logits, x, window_start, block_start, block_end, k > 0, global_step, commit_step, events, cfg
+                )
+                if bool(ending.any()):  # their masks are EOS now: nothing left to commit, in this block or later
+                    ended |= ending
+                    schedule[ending] = 0
+                    k = torch.where(ending, 0, k)
+                    is_masked = window == mask_id
             if cfg.logits_eos_inf:
                 logits[:, :, cfg.eos_id] = -torch.inf
             x0 = _choose_tokens(logits, cfg.temperature, noise)  # B x K
@@ -284,6 +322,8 @@ def generate(
                 if cfg.temperature == 0:
                     logits[:, :, cfg.eos_id] = -torch.inf
             confidence = confidence_rule(logits, x0, noise)  # B x K
+            for defence in defences:
+                confidence = defence.confidence(confidence, is_masked, k > 0, keys, global_step, step, steps_per_block, cfg)
 
             commit = top_k_commits(confidence, is_masked, k, window_start, x.shape[1])  # B x K
             x[:, window_start:block_end] = torch.where(commit, x0, window)
@@ -293,7 +333,9 @@ def generate(
             if on_step is not None:
                 on_step(global_step, x)
 
-    return GenerationOutput(sequences=x, commit_step=commit_step, prompt_length=prompt_len, forward_passes=forward_passes)
+    return GenerationOutput(
+        sequences=x, commit_step=commit_step, prompt_length=prompt_len, forward_passes=forward_passes, defence_events=events
+    )
 
 
 def commit_schedule(mask_counts: torch.Tensor, steps: int) -> torch.Tensor:
