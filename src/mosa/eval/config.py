@@ -27,7 +27,7 @@ from mosa.errors import MosaError
 from mosa.models import FAMILIES
 from mosa.registry import Registry
 from mosa.sampling import SamplerConfig
-from mosa.yamlio import parse_yaml
+from mosa.yamlio import apply_override, read_settings_file
 
 # `mosa eval --config NAME`: a YAML file each, of mosa's own (the paper's evaluation of LLaDA-8B) or a
 # plug-in's (the organism's).
@@ -175,48 +175,18 @@ def load_config(
     """A config from a shipped name (EVAL_CONFIGS) or a YAML file (`source`), or from `base` (a run's stored
     config, when resuming without --config), then `--set` overrides and the --model/--adapter flags."""
     if source is not None:
-        settings, where = read_config_file(source), f"--config {source}"
+        settings, where = read_settings_file(source, EVAL_CONFIGS), f"--config {source}"
     elif base is not None:
         settings, where = dict(base), "the run's config.json"
     else:
         raise MosaError(f"no config given; pass --config FILE or one of the shipped configs ({', '.join(EVAL_CONFIGS.names())})")
     for assignment in overrides:
-        apply_override(settings, assignment)
+        apply_override(settings, assignment, SETTINGS, "limit=20 or sampler.steps=64")
     if model is not None:
         settings["model"] = model
     if adapter is not None:
         settings["adapter"] = adapter
     return EvalConfig.from_dict(expand_environment(settings), where=where)
-
-
-def read_config_file(source: str | Path) -> dict:
-    path = Path(source)
-    if str(source) in EVAL_CONFIGS and not path.suffix:
-        text = EVAL_CONFIGS.get(str(source)).read_text()
-    elif path.is_file():
-        text = path.read_text()
-    else:
-        raise MosaError(f"--config {source}: no such file, and not a shipped config ({', '.join(EVAL_CONFIGS.names())})")
-    settings = parse_yaml(text, f"--config {source}") or {}
-    if not isinstance(settings, dict):
-        raise MosaError(f"--config {source} must hold a mapping of settings, not {type(settings).__name__}")
-    return settings
-
-
-def apply_override(settings: dict, assignment: str) -> None:
-    """KEY=VALUE with a YAML value; a dotted key (sampler.steps=64) reaches into a mapping."""
-    key, sep, value = assignment.partition("=")
-    if not sep or not key.strip():
-        raise MosaError(f"--set {assignment!r} must look like KEY=VALUE, e.g. limit=20 or sampler.steps=64")
-    *parents, leaf = key.strip().split(".")
-    if (parents or [leaf])[0] not in SETTINGS:  # named here: the config it lands in would take the blame
-        raise MosaError(f"--set {key.strip()}: unknown setting {(parents or [leaf])[0]!r}; known: {', '.join(SETTINGS)}")
-    node = settings
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise MosaError(f"--set {assignment!r}: {part} is not a mapping of settings")
-    node[leaf] = parse_yaml(value, f"--set {assignment!r}: the value")
 
 
 def expand_environment(value):

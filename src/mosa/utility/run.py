@@ -39,7 +39,7 @@ from mosa.errors import MosaError
 from mosa.eval.config import differences, expand_environment
 from mosa.paths import write_atomically
 from mosa.registry import Registry
-from mosa.yamlio import parse_yaml
+from mosa.yamlio import apply_override, read_settings_file
 
 UTILITY_CONFIGS: Registry[Path] = Registry("utility config")
 UTILITY_CONFIGS.add("paper-llada8b", Path(__file__).parent / "configs" / "paper-llada8b.yaml")
@@ -71,47 +71,18 @@ def load_config(
     `--set KEY=VALUE` overrides (dotted keys reach into mappings: tasks.gsm8k.num_fewshot=8), then
     --model and --adapter; checked in full."""
     if source is not None:
-        settings, where = _read_config_file(source), f"--config {source}"
+        settings, where = read_settings_file(source, UTILITY_CONFIGS), f"--config {source}"
     elif base is not None:
         settings, where = json.loads(json.dumps(base)), "the run's config.json"
     else:
         raise MosaError(f"no config given; pass --config FILE or a shipped config ({', '.join(UTILITY_CONFIGS.names())})")
     for assignment in overrides:
-        _apply_override(settings, assignment)
+        apply_override(settings, assignment, SETTINGS, "limit=20 or tasks.gsm8k.num_fewshot=8")
     if model is not None:
         settings["model"] = model
     if adapter is not None:
         settings["adapter"] = adapter
     return _checked(expand_environment(settings), where)
-
-
-def _read_config_file(source: str | Path) -> dict:
-    path = Path(source)
-    if str(source) in UTILITY_CONFIGS and not path.suffix:
-        text = UTILITY_CONFIGS.get(str(source)).read_text()
-    elif path.is_file():
-        text = path.read_text()
-    else:
-        raise MosaError(f"--config {source}: no such file, and not a shipped config ({', '.join(UTILITY_CONFIGS.names())})")
-    settings = parse_yaml(text, f"--config {source}") or {}
-    if not isinstance(settings, dict):
-        raise MosaError(f"--config {source} must hold a mapping of settings, not {type(settings).__name__}")
-    return settings
-
-
-def _apply_override(settings: dict, assignment: str) -> None:
-    key, sep, value = assignment.partition("=")
-    if not sep or not key.strip():
-        raise MosaError(f"--set {assignment!r} must look like KEY=VALUE, e.g. limit=20 or tasks.gsm8k.num_fewshot=8")
-    *parents, leaf = key.strip().split(".")
-    if (parents or [leaf])[0] not in SETTINGS:
-        raise MosaError(f"--set {key.strip()}: unknown setting {(parents or [leaf])[0]!r}; known: {', '.join(SETTINGS)}")
-    node = settings
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise MosaError(f"--set {assignment!r}: {part} is not a mapping of settings")
-    node[leaf] = parse_yaml(value, f"--set {assignment!r}: the value")
 
 
 def _checked(settings: dict, where: str) -> dict:
