@@ -120,6 +120,24 @@ def change(counts: tuple[int, int], exact: tuple[int, int]) -> str:
     return f"{100 * (counts[0] / counts[1] - exact[0] / exact[1]):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
+def comparison_table(figures: dict, baseline: str) -> str:
+    """A markdown table: a row per figure, the first setting's rate, then each other setting's rate
+    and its change against the first, with their intervals."""
+    names = list(figures)
+    lines = ["| figure | " + baseline + " | " + " | ".join(f"{name}: rate, change" for name in names[1:]) + " |"]
+    lines.append("|---|---|" + "---|" * (len(names) - 1))
+    first = figures[names[0]]
+    for key, counts in first.items():
+        if key.startswith("forward passes"):
+            cells = [f"{found[key][0] / found[key][1]:.1f}" for found in figures.values()]
+        else:
+            cells = [percent_with_interval(*counts)]
+            cells += [f"{percent_with_interval(*figures[name][key])}, {change(figures[name][key], counts)}" for name in names[1:]]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines.append(f"\nRates: Wilson 95% intervals; changes (points against {baseline}): Newcombe's 95% interval.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=200, help="held-out harmful prompts per attack (default 200)")
@@ -160,19 +178,8 @@ def main() -> None:
             figures[name] = safety(settings, args.limit, base / name.replace(", ", "_").replace(" ", "-"), lm)
             print(f"safety: {name} done", file=sys.stderr, flush=True)
     results["safety"] = {name: {key: list(value) for key, value in found.items()} for name, found in figures.items()}
-    names = list(figures)
     print(f"\n## Safety: the organism at its card's settings (gen_length 32, blocks of 8), {args.limit} prompts per attack\n")
-    print("| figure | exact | " + " | ".join(f"{name}: rate, change" for name in names[1:]) + " |")
-    print("|---|---|" + "---|" * (len(names) - 1))
-    exact = figures[names[0]]
-    for key, counts in exact.items():
-        if key.startswith("forward passes"):
-            cells = [f"{found[key][0] / found[key][1]:.1f}" for found in figures.values()]
-        else:
-            cells = [percent_with_interval(*counts)]
-            cells += [f"{percent_with_interval(*figures[name][key])}, {change(figures[name][key], counts)}" for name in names[1:]]
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    print("\nRates: Wilson 95% intervals; changes (points against exact): Newcombe's 95% interval.")
+    print(comparison_table(figures, "exact"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_decoding import change, percent_with_interval, safety  # the same measurement (this folder is on sys.path)
+from bench_decoding import comparison_table, safety  # the same measurement (this folder is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mosa.eval.tables import load_records  # noqa: E402
@@ -59,19 +59,8 @@ def main() -> None:
             found["responses a defence ended"] = (sum(bool(record.get("defence_events")) for record in records), len(records))
             figures[defences_label(defences)] = found
             print(f"defences: {defences_label(defences)} done", file=sys.stderr, flush=True)
-    names = list(figures)
     print(f"## Defences on the organism (gen_length 32, blocks of 8, exact decoding), {args.limit} prompts per attack\n")
-    print("| figure | no defence | " + " | ".join(f"{name}: rate, change" for name in names[1:]) + " |")
-    print("|---|---|" + "---|" * (len(names) - 1))
-    plain = figures[names[0]]
-    for key, counts in plain.items():
-        if key.startswith("forward passes"):
-            cells = [f"{found[key][0] / found[key][1]:.1f}" for found in figures.values()]
-        else:
-            cells = [percent_with_interval(*counts)]
-            cells += [f"{percent_with_interval(*figures[name][key])}, {change(figures[name][key], counts)}" for name in names[1:]]
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    print("\nRates: Wilson 95% intervals; changes (points against no defence): Newcombe's 95% interval.")
+    print(comparison_table(figures, "no defence"))
     if args.json:
         rows = {name: {key: list(value) for key, value in found.items()} for name, found in figures.items()}
         args.json.write_text(json.dumps(rows, indent=2))
