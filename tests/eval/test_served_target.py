@@ -178,3 +178,21 @@ def test_a_server_that_is_down_stops_the_run_in_one_line_and_the_run_resumes(
     (run / "inputs.json").write_text(json.dumps({**inputs, "endpoint": {"base_url": url, "model": "other"}}))
     assert mosa_eval("--output", run) == 2
     assert "was run on other inputs (endpoint.model: changed)" in capsys.readouterr().err
+
+
+def test_a_fast_decoding_is_sent_and_defences_are_refused(served_lm):
+    """Every sampler setting of the run reaches the server (a fast decoding answers as in process);
+    defences, which run inside the sampler, are refused before any request."""
+    from mosa.attacks import Target, TestCase
+    from mosa.backends import make_backend
+    from mosa.errors import MosaError
+
+    sampler = {"gen_length": 16, "steps": 16, "block_length": 8, "decoding": "dual-cache", "threshold": 0.5}
+    case = TestCase("b1", "how are you", [{"role": "user", "content": "how are you"}])
+    with running(served_lm, batch_wait=0.0) as (url, app):
+        served = ServedTarget(make_backend(endpoint(url)), sampler, seed=1)
+        [answer] = served.respond([case])
+        with pytest.raises(MosaError, match="sampler defences run inside the sampler"):
+            ServedTarget(make_backend(endpoint(url)), {**sampler, "defences": ["eos-monitor"]}, seed=1)
+    [expected] = Target(served_lm, served_lm.sampler_config(**sampler, seed=1)).respond([case])
+    assert (answer.text, answer.response_ids, answer.commit_step) == (expected.text, expected.response_ids, expected.commit_step)

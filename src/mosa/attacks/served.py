@@ -27,6 +27,7 @@ interventions or bans is refused here rather than sent without them.
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import quote
 
 from mosa.attacks.base import RoundStore, TargetBase, TargetResponse, TestCase
@@ -34,17 +35,11 @@ from mosa.backends import OpenAIChat, RequestRejected
 from mosa.errors import MosaError
 from mosa.sampling import SamplerConfig
 
-# The sampler settings each request sends (mosa serve's extensions, and OpenAI's temperature and seed).
-SENT_SETTINGS = (
-    "gen_length",
-    "steps",
-    "block_length",
-    "temperature",
-    "cfg_scale",
-    "remasking",
-    "logits_eos_inf",
-    "confidence_eos_eot_inf",
-    "seed",
+# The sampler settings each request sends (mosa serve's extensions, and OpenAI's temperature and
+# seed): every SamplerConfig setting but the special ids, which the served model's card gives, and
+# the defences, which the server does not run.
+SENT_SETTINGS = tuple(
+    f.name for f in dataclasses.fields(SamplerConfig) if f.name not in ("mask_id", "eos_id", "eot_id", "shift_logits", "defences")
 )
 # What belongs to the served model, read from its card.
 MODEL_SETTINGS = ("mask_id", "eos_id", "eot_id", "shift_logits")
@@ -68,6 +63,11 @@ class ServedTarget(TargetBase):
         model_settings = {name: served[name] for name in MODEL_SETTINGS}
         super().__init__(SamplerConfig(**sampler, **model_settings, seed=seed), batch_size, rounds)
         self.sampler.validate()
+        if self.sampler.defences:
+            raise MosaError(
+                "sampler defences run inside the sampler, which a served model's server does not run for mosa eval; "
+                "leave endpoint out to evaluate them in process"
+            )
         self._tokens: dict[str, list[int]] = {}
 
     def tokens(self, text: str) -> list[int]:
