@@ -74,6 +74,10 @@ def test_the_comparison_runs_every_defence_and_a_killed_one_continues(small_orga
     records = (tmp_path / "defend" / "eval" / "annealed-remasking").rglob("*.jsonl")
     assert any("annealed-remasking" in path.read_text() for path in records)
 
+    # Another alignment setting for the same directory is refused, before anything is trained.
+    with pytest.raises(MosaError, match="initial-alignment was trained with other settings \\(max_steps 2 -> 3\\)"):
+        run_compare(tmp_path / "defend", plan.with_settings(["align.max_steps=3"]), progress=False, log=messages.append)
+
     rows = list(csv.DictReader((tmp_path / "defend" / "defences.csv").open()))
     assert len(rows) == len(DEFENCES) * (len(ATTACKS) + 2)
     prefill = next(row for row in rows if row["defence"] == "MOSA" and row["measure"] == "asr prefill@0")

@@ -146,19 +146,22 @@ def align(path: Path, name: str, flags: list[str], plan: DefendPlan, run_dir: Pa
     """One alignment defence, trained (or resumed, or reused) through `mosa align`'s command line with the
     organism preset and its behaviour monitor; its cost and the monitor's verdict. A run stopped as
     degenerate keeps its adapter and is returned like any other, its failure named."""
+    from mosa.align.settings import mosa_config
     from mosa.align.trainer import DegenerateRun, latest_checkpoint
     from mosa.cli import build_parser
+    from mosa.cli.align import resolve_run
 
+    resume = latest_checkpoint(run_dir) is not None
+    argv = ["align", "--preset", "organism", "--model", str(path), "--output", str(run_dir), *flags]
+    argv += [f"--set={key}={json.dumps(value)}" for key, value in plan.align.items()]
+    argv += ["--resume"] if resume else []
+    argv += [] if progress else ["--quiet"]
+    args = build_parser().parse_args(argv)
+    check_alignment_settings(run_dir, mosa_config(resolve_run(args)["mosa"]))
     if not (run_dir / "adapter").is_dir():
-        resume = latest_checkpoint(run_dir) is not None
         if not resume and run_dir.is_dir():
             shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
-        argv = ["align", "--preset", "organism", "--model", str(path), "--output", str(run_dir), *flags]
-        argv += [f"--set={key}={json.dumps(value)}" for key, value in plan.align.items()]
-        argv += ["--resume"] if resume else []
-        argv += [] if progress else ["--quiet"]
         log(f"      {name}: mosa {' '.join(argv)}")
-        args = build_parser().parse_args(argv)
         started = time.perf_counter()
         try:
             args.run(args)  # its own lines ("align: ...") go to stdout, as the command's do
@@ -191,6 +194,25 @@ def align(path: Path, name: str, flags: list[str], plan: DefendPlan, run_dir: Pa
             f"({failure['setting']} {failure['floor']:.0%}); evaluated like the others and marked"
         )
     return result
+
+
+def check_alignment_settings(run_dir: Path, config) -> None:
+    """Refuse to reuse or resume an alignment run made with other settings (another `--set align.*`)."""
+    stored_file = run_dir / "config.json"
+    if not stored_file.is_file():
+        return
+    stored, wanted = json.loads(stored_file.read_text()), json.loads(json.dumps(asdict(config)))
+    # target_modules: the run records the LoRA targets it resolved, where the preset leaves them open
+    changed = [
+        f"{key} {stored.get(key)!r} -> {value!r}"
+        for key, value in wanted.items()
+        if key != "target_modules" and stored.get(key) != value
+    ]
+    if changed:
+        raise MosaError(
+            f"{run_dir} was trained with other settings ({'; '.join(changed)}); restore them (they are in {stored_file}), "
+            "or use a new --output directory"
+        )
 
 
 def evaluate(path: Path, adapter: Path | None, defences: list, plan: DefendPlan, run_dir: Path, progress: bool, log) -> dict:
