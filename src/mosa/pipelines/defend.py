@@ -231,7 +231,7 @@ def measure_utility(
     """Utility as `mosa utility --config organism` measures it (the organism's utility questions through
     lm-eval, exact match), with the sampler's defences given to lm-eval's mosa model; and over-refusal:
     of those benign questions, the share answered with a refusal (organism judge) or with nothing."""
-    from mosa.organism.judge import judge_response
+    from mosa.judges import EMPTY, make_judge
     from mosa.utility.run import load_config, run_utility
 
     overrides = [f"label={name}"]
@@ -242,7 +242,9 @@ def measure_utility(
     (column,) = config["tasks"]
     value, _, items = row["cells"][column]
     (samples,) = (run_dir / "tasks" / column).glob("*/samples_*.jsonl")
-    answers = [json.loads(line)["resps"][0][0] for line in samples.read_text().splitlines()]
-    refused = sum(not answer.strip() or judge_response(answer).label == "refusal" for answer in answers)
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    answers = [line["resps"][0][0] for line in lines]
+    verdicts = make_judge("organism").judge_many([str(line["doc"]) for line in lines], answers)
+    refused = sum(verdict.label in ("refusal", EMPTY) for verdict in verdicts)
     log(f"      {name}: utility {100 * value:.1f}% of {items}, over-refusal {refused} of {len(answers)}")
     return {"solved": round(value * items), "items": items, "refused": refused, "answers": len(answers), "config": config}
