@@ -185,7 +185,6 @@ def align(path: Path, name: str, flags: list[str], plan: DefendPlan, run_dir: Pa
         "cost": json.loads(cost_file.read_text()) if cost_file.is_file() else None,
         "monitor": monitor,
         "failure": (monitor or {}).get("failure"),
-        "last": steps[max(steps)] if steps else None,
     }
     if result["failure"] is not None:
         failure = result["failure"]
