@@ -100,6 +100,7 @@ DIRECTORY_COMMANDS = {
     "align": ["align", "--preset", "organism"],
     "analyze": ["analyze", "prefill-position", "--model", "organism"],
     "demo": ["demo", "--quick"],
+    "defend": ["defend", "compare", "--quick"],
 }
 
 

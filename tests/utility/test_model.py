@@ -83,6 +83,28 @@ def test_generate_until_equals_the_sampler_with_stop_sequences_cut(eos_lm):
     assert alone == direct
 
 
+def test_defences_are_the_sampler_s(lm):
+    """`defences` reaches the sampler: each answer is the sampler's with the same defences (its noise keyed
+    by the context, as the model keys it), and an EOS monitor that fires at the first step (threshold 0)
+    leaves every answer empty."""
+    annealed = [{"name": "annealed-remasking", "alpha0": 1.0}]
+    config = lm.sampler_config(**SETTINGS, defences=annealed)
+    answers = MosaLM(model=lm, batch_size=2, defences=annealed, **SETTINGS).generate_until(
+        [generation(c, []) for c in CONTEXTS], disable_tqdm=True
+    )
+    direct = []
+    for context in CONTEXTS:
+        response = generate(lm.module, torch.tensor([ids(lm, context)]), config=config, prompt_ids=[context]).response[0].tolist()
+        ends = [i for i, token in enumerate(response) if token in (lm.eos_id, lm.eot_id)]
+        direct.append(lm.tokenizer.decode(response[: ends[0]] if ends else response, skip_special_tokens=True))
+    assert answers == direct
+    assert answers != MosaLM(model=lm, **SETTINGS).generate_until([generation(c, []) for c in CONTEXTS], disable_tqdm=True)
+    ended = MosaLM(model=lm, defences=[{"name": "eos-monitor", "threshold": 0.0}], **SETTINGS)
+    assert ended.generate_until([generation(c, []) for c in CONTEXTS], disable_tqdm=True) == [""] * len(CONTEXTS)
+    with pytest.raises(MosaError, match="unknown"):
+        MosaLM(model=lm, defences=["no-such-defence"], **SETTINGS)
+
+
 def exact_elbo(lm, context, continuation, cfg):
     """The ELBO by enumerating every non-empty mask M of the continuation (weight 1 / (|M| C(m, |M|)),
     likelihood.py's docstring), and the variance of one Monte-Carlo sample (count uniform on 1..m,

@@ -33,13 +33,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mosa.cli import align, analyze, data, demo, generate, judge, serve, utility
+    from mosa.cli import align, analyze, data, defend, demo, generate, judge, serve, utility
     from mosa.cli import eval as evaluation
 
     parser = ArgumentParser(prog="mosa", description="Safety toolkit for diffusion language models (MOSA, AAAI 2026).")
     parser.add_argument("--version", action="version", version=f"mosa {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (generate, demo, data, align, judge, evaluation, utility, analyze, serve):
+    for module in (generate, demo, defend, data, align, judge, evaluation, utility, analyze, serve):
         module.register(subparsers)
     for register in COMMANDS.entries().values():
         register(subparsers)

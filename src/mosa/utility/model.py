@@ -65,7 +65,8 @@ class MosaLM(TemplateLM):
     DiffusionLM; adapter: a peft adapter directory, merged into the weights (mosa.models.merge_adapter).
     Sampler: gen_length, steps, block_length (defaults: the model's profile's, else LLaDA's eval_llada.py
     gen_length 1024; steps and block_length default to gen_length), temperature, remasking, logits_eos_inf, confidence_eos_eot_inf, seed (of the
-    sampler's noise and of the ELBO's masks). Likelihood: mc_num (128), cfg (0; also guides generation),
+    sampler's noise and of the ELBO's masks), defences (the sampler's training-free defences, mosa.sampling.defences:
+    a list of names or {name: ..., OPTION: VALUE} mappings; none by default). Likelihood: mc_num (128), cfg (0; also guides generation),
     is_check_greedy (True). batch_size: contexts per sampler call, ELBO samples per forward call.
     truncate: keep a context's last tokens when it does not fit the model's positions (else refused).
     """
@@ -81,6 +82,7 @@ class MosaLM(TemplateLM):
         remasking: str = "low_confidence",
         logits_eos_inf: bool = False,
         confidence_eos_eot_inf: bool = False,
+        defences: list | None = None,
         cfg: float = 0.0,
         mc_num: int = 128,
         is_check_greedy: bool = True,
@@ -122,6 +124,7 @@ class MosaLM(TemplateLM):
             "cfg_scale": cfg,
             "logits_eos_inf": _flag("logits_eos_inf", logits_eos_inf),
             "confidence_eos_eot_inf": _flag("confidence_eos_eot_inf", confidence_eos_eot_inf),
+            "defences": list(defences or []),
             "seed": seed,
         }
         SamplerConfig(**settings).validate(require_ids=False)
