@@ -90,15 +90,15 @@ def repair(directory: Path) -> list[str]:
     return cut
 
 
-def lock(directory: Path):
+def lock(directory: Path, command: str = "mosa eval"):
     """Hold the run directory for this process (released when it exits, even by SIGKILL), so that two
-    evaluations never append to the same files. Returns the open lock file; keep it alive."""
+    runs of `command` never append to the same files. Returns the open lock file; keep it alive."""
     handle = open(directory / LOCK_FILE, "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise MosaError(f"another mosa eval is writing {directory}; wait for it to finish, or use another --output") from None
+        raise MosaError(f"another {command} is writing {directory}; wait for it to finish, or use another --output") from None
     return handle
 
 

@@ -28,7 +28,6 @@ loads, and that a task which executes generated code (HumanEval) has the user's 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import logging
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from mosa.errors import MosaError
 from mosa.eval.config import differences, expand_environment
+from mosa.eval.store import lock
 from mosa.paths import write_atomically
 from mosa.registry import Registry
 from mosa.yamlio import apply_override, read_settings_file
@@ -184,7 +184,7 @@ def task_settings(config: dict, column: str) -> dict:
 def run_utility(config: dict, output: Path, *, confirm_run_unsafe_code: bool = False, progress: bool = True) -> list[dict]:
     """Run every unfinished task of `config` into `output`; returns the run's table row (one, in a list)."""
     output.mkdir(parents=True, exist_ok=True)
-    with _locked(output):
+    with lock(output, "mosa utility"):
         stored = _check_identity(output, config)
         for column in config["tasks"]:
             _check_settings(output / "tasks" / column, task_settings(config, column))
@@ -204,17 +204,6 @@ def run_utility(config: dict, output: Path, *, confirm_run_unsafe_code: bool = F
         rows = [read_run(output)]
         write_tables(rows, output)
         return rows
-
-
-def _locked(directory: Path):
-    """Hold the run directory for this process (released when it exits, even when killed)."""
-    handle = open(directory / ".lock", "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise MosaError(f"another mosa utility is writing {directory}; wait for it to finish, or use another --output") from None
-    return handle
 
 
 def _check_identity(output: Path, config: dict) -> dict:
