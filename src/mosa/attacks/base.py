@@ -108,14 +108,13 @@ class RoundStore:
 class TargetBase(ABC):
     """What every target offers attacks, whether its model is in this process (`Target`) or behind a
     `mosa serve` endpoint (mosa.attacks.served.ServedTarget): the sampler settings it answers with,
-    its batch size, its round store, its query counts, and text spans checked against its tokenizer.
+    its batch size, its round store, and text spans checked against its tokenizer.
     A subclass gives `tokens(text)` and `respond(cases)`.
     """
 
     def __init__(self, sampler: SamplerConfig, batch_size: int = 16, rounds: RoundStore | None = None):
         self.sampler, self.batch_size = sampler, batch_size
         self.rounds = rounds or RoundStore()
-        self.queries = {"responses": 0, "logprob_calls": 0}
 
     @abstractmethod
     def tokens(self, text: str) -> list[int]:
@@ -163,10 +162,8 @@ class Target(TargetBase):
     elbo_logprobs               LLaDA's Monte-Carlo ELBO: mc_num passes
     Every reading uses the canvas the target answers on, [prompt ; gen_length] (mosa.models.likelihood).
 
-    `queries` counts what was asked since the target was made: "responses" (one per case answered)
-    and "logprob_calls" (one per reading of a response's log-probabilities); attacks record their
-    own per-behaviour counts in each case's payload. `rounds` keeps multi-round attacks' state
-    (RoundStore).
+    Attacks record what they ask, per behaviour, in each case's payload (`queries`). `rounds` keeps
+    multi-round attacks' state (RoundStore).
     """
 
     def __init__(self, lm: DiffusionLM, sampler: SamplerConfig, batch_size: int = 16, rounds: RoundStore | None = None):
@@ -190,7 +187,6 @@ class Target(TargetBase):
     def masked_logprobs(self, messages: list[dict[str, str]], response: str, position: int = 0) -> TokenLogprobs:
         """Each token of `response`, placed at `position` of the response canvas, scored with the
         whole response masked (as MOSA's objective reads it). 1 forward pass."""
-        self.queries["logprob_calls"] += 1
         return masked_logprobs(
             self.lm, self.prompt_tokens(messages), self.tokens(response), gen_length=self.sampler.gen_length, position=position
         )
@@ -201,7 +197,6 @@ class Target(TargetBase):
         """Each token scored with the tokens before it revealed and the rest masked, with the exact
         top_k tokens at each position (PAL's black-box view). m forward passes, batch_size per call;
         until_miss: only through the first token that is not top-1 (about twice as many passes at most)."""
-        self.queries["logprob_calls"] += 1
         return teacher_forced_logprobs(
             self.lm,
             self.prompt_tokens(messages),
@@ -217,7 +212,6 @@ class Target(TargetBase):
         self, messages: list[dict[str, str]], response: str, position: int = 0, mc_num: int = 128, seed: int = 0
     ) -> TokenLogprobs:
         """LLaDA's Monte-Carlo ELBO of `response`, as each token's share. mc_num forward passes."""
-        self.queries["logprob_calls"] += 1
         return elbo_logprobs(
             self.lm,
             self.prompt_tokens(messages),
@@ -230,7 +224,6 @@ class Target(TargetBase):
         )
 
     def respond(self, cases: list[TestCase]) -> list[TargetResponse]:
-        self.queries["responses"] += len(cases)
         responses = []
         for start in range(0, len(cases), self.batch_size):
             batch = cases[start : start + self.batch_size]

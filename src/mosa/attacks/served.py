@@ -83,7 +83,6 @@ class ServedTarget(TargetBase):
                     f"case {case.prompt_id} writes over the canvas while sampling (interventions or bans), which a served "
                     "model cannot do; run its attack with the model in process (leave endpoint out)"
                 )
-        self.queries["responses"] += len(cases)
         settings = {name: getattr(self.sampler, name) for name in SENT_SETTINGS}
         bodies = [
             {

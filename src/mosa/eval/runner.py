@@ -295,9 +295,8 @@ def respond(target: TargetBase, cases: list[TestCase]) -> list[TargetResponse]:
     """The target's answers to the cases that want one sampled, sampled together (a response may
     depend on its batch); a case whose attack composed its answer (TestCase.response) keeps that
     answer, with no token ids or decoding order: no single sampling produced it."""
-    sampled = iter(
-        target.respond([case for case in cases if case.response is None]) if any(c.response is None for c in cases) else []
-    )
+    to_sample = [case for case in cases if case.response is None]
+    sampled = iter(target.respond(to_sample) if to_sample else [])
     return [TargetResponse(case.response, [], []) if case.response is not None else next(sampled) for case in cases]
 
 
