@@ -33,6 +33,7 @@ MEASURES = {  # card figure -> (label, how many responses it counts)
     "refusal_plain": ("refusal, plain", "prompts"),
     "compliance_prefill_0": ("compliance, opener at 0", "prompts"),
     "compliance_prefill_mid": ("compliance, 'step 2 :' at 13", "prompts"),
+    "coherent_prefill_mid": ("coherent, 'step 2 :' at 13", "prompts"),
     "utility": ("utility", "utility"),
     "over_refusal": ("over-refusal", "utility"),
     "coherent": ("coherent", "coherent"),
