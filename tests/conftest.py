@@ -117,6 +117,35 @@ class PlainMaskPredictor(nn.Module):
         return SimpleNamespace(logits=self.head(hidden) * 3.0)
 
 
+def save_causal_llama(tokenizer, directory, seed=0):
+    """A tiny random causal (autoregressive) Llama over `tokenizer`, with its chat template, saved as a
+    checkpoint: the local chat backend's model and PAL's proxy in tests. The weights are drawn large
+    (std 0.3) so that its top tokens are far apart and greedy decoding meets no near-ties."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def left_pad(rows, pad_id):
     """List of id lists -> (input_ids, attention_mask), left padded."""
     width = max(len(r) for r in rows)

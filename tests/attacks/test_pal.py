@@ -13,6 +13,7 @@ from mosa.attacks.pal import ProxyObjective, Score, cw_one, succeeded
 from mosa.errors import MosaError
 from mosa.models.likelihood import teacher_forced_logprobs
 from tests.attacks.conftest import BEHAVIOURS
+from tests.conftest import save_causal_llama
 
 BEHAVIOUR = BEHAVIOURS[1]  # "what is the cat", target "sure here is the cat"
 STEPS, BATCH, PER_STEP = 3, 8, 3
@@ -26,37 +27,9 @@ OPTIONS = {
 }
 
 
-def save_causal_proxy(tokenizer, directory, seed=0):
-    """A tiny random causal Llama over `tokenizer` (and its chat template), saved as a checkpoint, with
-    spread-out logits (large init) so that its top tokens are not near ties."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def proxy_dir(tokenizer, tmp_path_factory):
-    return str(save_causal_proxy(tokenizer, tmp_path_factory.mktemp("proxy")))
+    return str(save_causal_llama(tokenizer, tmp_path_factory.mktemp("proxy")))
 
 
 @dataclass
@@ -242,7 +215,7 @@ def test_a_killed_search_resumes_at_the_last_step_saved(proxy_dir, lm, tmp_path)
 def test_a_byte_level_proxy_sends_only_suffixes_that_reach_it_as_optimised(bpe_tokenizer, lm, tmp_path):
     """The proxy's tokenizer differs from the target's: candidates cross as text, and only those whose
     text the proxy reads back as the same ids are kept (" the" + "x" would read back as " thex")."""
-    proxy = str(save_causal_proxy(bpe_tokenizer, tmp_path / "bpe-proxy", seed=1))
+    proxy = str(save_causal_llama(bpe_tokenizer, tmp_path / "bpe-proxy", seed=1))
     target = SpyTarget(lm)
     [case] = make_attack("pal", {"proxy": proxy, **OPTIONS, "num_steps": 2}).cases([BEHAVIOUR], target)
     attack = make_attack("pal", {"proxy": proxy, **OPTIONS})

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.attacks.test_pal import save_causal_proxy
+from tests.conftest import save_causal_llama
 from tests.eval.conftest import GOALS, MOSA, mosa_eval, read_jsonl, subprocess_environment, write_config
 
 STEPS, PER_STEP = 2, 2
@@ -30,7 +30,7 @@ def pal_options(proxy_dir, steps=STEPS):
 
 @pytest.fixture(scope="module")
 def proxy_dir(tokenizer, tmp_path_factory):
-    return str(save_causal_proxy(tokenizer, tmp_path_factory.mktemp("proxy")))
+    return str(save_causal_llama(tokenizer, tmp_path_factory.mktemp("proxy")))
 
 
 def test_pal_runs_through_mosa_eval_and_records_its_queries(settings, proxy_dir, tmp_path):
