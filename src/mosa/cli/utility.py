@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> None:
     base = None if args.config is not None else _read_json(stored)
     config = load_config(args.config, args.set, base=base, model=args.model, adapter=args.adapter)
     rows = run_utility(config, args.output, confirm_run_unsafe_code=args.confirm_run_unsafe_code, progress=not args.quiet)
+    if not rows:  # not the main process under accelerate launch: the main one reports
+        return
     print(utility_markdown(rows))
     print(
         f"wrote {args.output / 'utility.md'}, {args.output / 'utility.csv'} and lm-eval's results under {args.output / 'tasks'}"

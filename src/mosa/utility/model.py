@@ -101,8 +101,6 @@ class MosaLM(TemplateLM):
             raise MosaError(f"unknown model_args {sorted(unknown)}; the mosa model takes {sorted(MODEL_ARGS)}")
         if model is None or model == "":
             raise MosaError("model_args needs model=PATH_OR_HUB_ID (or model=organism)")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise MosaError("the mosa lm-eval model runs in one process; run lm_eval without accelerate launch / torchrun")
         self.batch_size = _positive_int("batch_size", batch_size)
         self.mc_num = _positive_int("mc_num", mc_num)
         self.is_check_greedy = _flag("is_check_greedy", is_check_greedy)
@@ -133,9 +131,17 @@ class MosaLM(TemplateLM):
         if dtype not in DTYPES:
             raise MosaError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}")
 
+        self.accelerator = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch / torchrun: lm-eval's data parallelism
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator()
+            self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+            device = str(self.accelerator.device)  # each process its own device, whatever lm-eval's default says
         self.lm = (
             model if isinstance(model, DiffusionLM) else self._load(model, adapter, dtype, device, trust_remote_code, family)
         )
+        self._device = self.lm.device
         self.tokenizer = self.lm.tokenizer
         self.sampler = self.lm.sampler_config(**settings)
         self.info = {"model": model if isinstance(model, str) else type(model.module).__name__, "adapter": adapter, **settings}
@@ -181,6 +187,25 @@ class MosaLM(TemplateLM):
             device=device,
         )
         return lm if adapter is None else merge_adapter(lm, adapter)
+
+    # Data parallelism: lm-eval deals each process its share of every task's documents, pads the shares
+    # to equal length and gathers the metrics through these (one process: the base class's no-ops).
+
+    def all_gather(self, tensor):
+        return tensor if self.accelerator is None else self.accelerator.gather(tensor)
+
+    def gather_object(self, obj, dst=0):
+        if self.accelerator is None:
+            return [obj]
+        import torch.distributed as dist
+
+        gathered = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, gathered, dst=dst)
+        return gathered
+
+    def barrier(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
 
     # What lm-eval reads of a model besides its three requests.
 

@@ -27,10 +27,12 @@ loads, and that a task which executes generated code (HumanEval) has the user's 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -183,27 +185,38 @@ def task_settings(config: dict, column: str) -> dict:
 
 def run_utility(config: dict, output: Path, *, confirm_run_unsafe_code: bool = False, progress: bool = True) -> list[dict]:
     """Run every unfinished task of `config` into `output`; returns the run's table row (one, in a list)."""
+    # Under `accelerate launch` every process runs the tasks (lm-eval deals each its share of the
+    # documents); the main one alone holds the directory and writes.
+    main = is_main_process()
     output.mkdir(parents=True, exist_ok=True)
-    with lock(output, "mosa utility"):
+    with lock(output, "mosa utility") if main else contextlib.nullcontext():
         stored = _check_identity(output, config)
         for column in config["tasks"]:
             _check_settings(output / "tasks" / column, task_settings(config, column))
         pending = [column for column in config["tasks"] if not (output / "tasks" / column / RESULT_FILE).is_file()]
-        _quiet_lm_eval(progress)
+        _quiet_lm_eval(progress and main)
         tasks = _load_tasks(config, pending, confirm_run_unsafe_code)  # before any model loads
-        # Columns of earlier configs stay in the table (a config that leaves a task out does not drop its result).
-        merged = {**config, "tasks": {**stored.get("tasks", {}), **config["tasks"]}}
-        write_atomically(output / CONFIG_FILE, json.dumps(merged, indent=2) + "\n")
-        for column in pending:
-            write_atomically(
-                output / "tasks" / column / SETTINGS_FILE, json.dumps(task_settings(config, column), indent=2) + "\n"
-            )
-        with _lm_eval_bars(progress):
+        if main:
+            # Columns of earlier configs stay in the table (a config that leaves a task out does not drop its result).
+            merged = {**config, "tasks": {**stored.get("tasks", {}), **config["tasks"]}}
+            write_atomically(output / CONFIG_FILE, json.dumps(merged, indent=2) + "\n")
+            for column in pending:
+                write_atomically(
+                    output / "tasks" / column / SETTINGS_FILE, json.dumps(task_settings(config, column), indent=2) + "\n"
+                )
+        with _lm_eval_bars(progress and main):
             for column in pending:
                 _run_task(config, column, tasks[column], output / "tasks" / column, confirm_run_unsafe_code)
+        if not main:
+            return []
         rows = [read_run(output)]
         write_tables(rows, output)
         return rows
+
+
+def is_main_process() -> bool:
+    """False in every process but the first under `accelerate launch` / torchrun (RANK is theirs)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _check_identity(output: Path, config: dict) -> dict:
@@ -333,6 +346,8 @@ def _run_task(config: dict, column: str, loaded: tuple, directory: Path, confirm
         evaluation_tracker=tracker,
         task_manager=manager,  # else lm-eval indexes every task it has again (seconds)
     )
+    if results is None:  # a process other than the main one: lm-eval gathered its share there
+        return
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples)
     for name in results["configs"]:
