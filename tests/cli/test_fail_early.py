@@ -159,6 +159,25 @@ def test_organism_build_refuses_an_output_it_cannot_use_before_building(where, m
     fails(["organism", "build", "--quiet", "--output", output], capsys, message)
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ("num_heads: 5", "hidden_size=128 must split into num_heads=5 heads of an even size"),
+        ("unaligned: {steps: -1}", "unaligned.steps=-1 must be an integer >= 1"),
+        ("aligned: {lr: fast}", "aligned.lr='fast' must be a number > 0"),
+        ("gen_length: 300", "gen_length=300 must be a multiple of 8 (the card samples in blocks of 8)"),
+        ("eval_fraction: 1", "eval_fraction=1 holds every harmful prompt out"),
+        ("harmful_sources: advbench", "harmful_sources='advbench' must be a list of dataset names"),
+        ("unaligned: 5", "unaligned=5 must be a mapping of its training settings"),
+    ],
+)
+def test_organism_build_refuses_bad_settings_before_building(settings, message, monkeypatch, tmp_path, capsys):
+    guard(monkeypatch, "mosa.organism.build.build_organism")
+    config = tmp_path / "organism.yaml"
+    config.write_text(settings + "\n")
+    fails(["organism", "build", "--quiet", "--config", config], capsys, f"--config {config}: {message}")
+
+
 def test_data_pull_refuses_a_file_as_its_destination_before_downloading(monkeypatch, a_file, capsys):
     guard(monkeypatch, "mosa.data.pull")
     fails(["data", "pull", "--dest", a_file], capsys, f"--dest {a_file} is a file")
