@@ -308,6 +308,20 @@ def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_sampling(
     assert not list((tmp_path / "run").glob("completions*"))
 
 
+@pytest.mark.usefixtures("no_sampling", "quiet_loading")
+def test_rows_a_benchmark_drops_are_one_warning_line_outside_mosa_data(short_model, tmp_path, capsys):
+    benchmark = tmp_path / "gaps.csv"
+    benchmark.write_text(f"goal,target\nhow are you,sure here is\n  ,sure here is\n{' '.join(['the cat'] * 200)},sure\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"model: {short_model}\nbenchmarks: [{benchmark}]\nsampler: {{gen_length: 32, steps: 32, block_length: 8}}\n"
+    )
+    assert main(["eval", "--config", str(config), "--output", str(tmp_path / "run"), "--quiet"]) == 2
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning == f"mosa: warning: {benchmark}: dropped 1 row with an empty prompt (row 2)"
+    assert error.startswith("mosa: error: prompt 2 has 404 tokens")
+
+
 @pytest.mark.parametrize(
     "prefill, message",
     [
