@@ -359,8 +359,37 @@ def test_analyze_checks_its_adapter_before_building_the_organism(a_directory, tm
     fails(
         ["analyze", "gcg-position", "--model", "organism", "--adapter", a_directory, "--output", tmp_path / "out"],
         capsys,
-        f"--adapter {a_directory}: no adapter_config.json there",
+        f"--adapter {a_directory} is not a peft adapter directory (no adapter_config.json there)",
     )
+
+
+@pytest.mark.usefixtures("no_model")
+def test_serve_checks_its_adapter_before_loading(a_directory, capsys):
+    fails(
+        ["serve", "--model", "organism", "--adapter", a_directory],
+        capsys,
+        f"--adapter {a_directory} is not a peft adapter directory (no adapter_config.json there)",
+    )
+
+
+@pytest.mark.usefixtures("no_model")
+def test_analyze_checks_its_phrases_before_loading(tmp_path, capsys):
+    fails(
+        ["analyze", "prefill-position", "--model", "organism", "--phrases", "poems", "--output", tmp_path / "out"],
+        capsys,
+        "attack prefill: option phrases='poems' must be one of",
+    )
+
+
+@pytest.mark.usefixtures("no_model")
+def test_defend_checks_every_alignment_run_before_building_the_organism(tmp_path, capsys):
+    output = tmp_path / "defend"
+    fails(
+        ["defend", "compare", "--quick", "--set", "align.window=[30, 10]", "--output", output],
+        capsys,
+        "the Initial Alignment run: window [0, -20) does not fit in a response of length 32",
+    )
+    assert not output.exists()
 
 
 # --- smaller points: help, --set, model paths, YAML -----------------------------------------------------
