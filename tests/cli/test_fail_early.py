@@ -101,6 +101,7 @@ DIRECTORY_COMMANDS = {
     "analyze": ["analyze", "prefill-position", "--model", "organism"],
     "demo": ["demo", "--quick"],
     "defend": ["defend", "compare", "--quick"],
+    "utility": ["utility", "--config", "organism"],
 }
 
 
