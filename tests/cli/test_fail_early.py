@@ -340,6 +340,18 @@ def test_bad_prefill_positions_are_one_line(prefill, message, capsys):
     fails([*GENERATE, *prefill], capsys, message)
 
 
+@pytest.mark.parametrize(
+    "attack, message",
+    [
+        ("{name: prefill, position: [0, 40], phrases: organism}", "attack prefill: position 40 is outside the response [0, 32)"),
+        ("{name: pad, anchors: {'step 1 :': 0, 'step 2 :': 40}}", "attack pad: anchor 'step 2 :' at position 40 is outside"),
+    ],
+)
+@pytest.mark.usefixtures("no_model")
+def test_eval_refuses_an_attack_position_beyond_the_response_before_loading(attack, message, tmp_path, capsys):
+    fails(["eval", "--config", "organism", "--set", f"attacks=[{attack}]", "--output", tmp_path / "run"], capsys, message)
+
+
 @pytest.mark.usefixtures("no_model")
 def test_sampler_settings_are_checked_before_loading(capsys):
     fails([*GENERATE, "--block-length", "3"], capsys, "block_length=3 must divide gen_length=8")
