@@ -188,10 +188,11 @@ def test_command_line_writes_json_and_png_with_config_and_flags(checkpoint, tmp_
         (["prefill-position", "--judge", "nope"], "unknown judge 'nope'"),
         (["prefill-position", "--backend", "openai:m@http://x"], "no judge of this run takes a backend"),
         (["gcg-position", "--phrases", "poems"], "phrases='poems' is not a phrase set"),
+        (["prefill-position", "--phrases", "poems"], "option phrases='poems' must be one of"),
         (["decode-order", "--gen-length", "16", "--block-lengths", "16,5"], "block_length=5 must divide gen_length=16"),
         (
             ["decode-order", "--adapter", "nowhere", "--gen-length", "16", "--block-lengths", "16"],
-            "--adapter nowhere: no adapter_config.json",
+            "--adapter nowhere is not a peft adapter directory (no adapter_config.json there)",
         ),
         (["prefill-position", "--limit", "few"], "argument --limit: 'few' must be a number of prompts or 'all'"),  # argparse's
     ],

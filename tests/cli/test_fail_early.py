@@ -101,6 +101,7 @@ DIRECTORY_COMMANDS = {
     "analyze": ["analyze", "prefill-position", "--model", "organism"],
     "demo": ["demo", "--quick"],
     "defend": ["defend", "compare", "--quick"],
+    "utility": ["utility", "--config", "organism"],
 }
 
 
@@ -157,6 +158,25 @@ def test_organism_build_refuses_an_output_it_cannot_use_before_building(where, m
         "another directory": (a_directory, f"--output {a_directory} exists and is not an organism build"),
     }[where]
     fails(["organism", "build", "--quiet", "--output", output], capsys, message)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ("num_heads: 5", "hidden_size=128 must split into num_heads=5 heads of an even size"),
+        ("unaligned: {steps: -1}", "unaligned.steps=-1 must be an integer >= 1"),
+        ("aligned: {lr: fast}", "aligned.lr='fast' must be a number > 0"),
+        ("gen_length: 300", "gen_length=300 must be a multiple of 8 (the card samples in blocks of 8)"),
+        ("eval_fraction: 1", "eval_fraction=1 holds every harmful prompt out"),
+        ("harmful_sources: advbench", "harmful_sources='advbench' must be a list of dataset names"),
+        ("unaligned: 5", "unaligned=5 must be a mapping of its training settings"),
+    ],
+)
+def test_organism_build_refuses_bad_settings_before_building(settings, message, monkeypatch, tmp_path, capsys):
+    guard(monkeypatch, "mosa.organism.build.build_organism")
+    config = tmp_path / "organism.yaml"
+    config.write_text(settings + "\n")
+    fails(["organism", "build", "--quiet", "--config", config], capsys, f"--config {config}: {message}")
 
 
 def test_data_pull_refuses_a_file_as_its_destination_before_downloading(monkeypatch, a_file, capsys):
@@ -289,6 +309,20 @@ def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_sampling(
     assert not list((tmp_path / "run").glob("completions*"))
 
 
+@pytest.mark.usefixtures("no_sampling", "quiet_loading")
+def test_rows_a_benchmark_drops_are_one_warning_line_outside_mosa_data(short_model, tmp_path, capsys):
+    benchmark = tmp_path / "gaps.csv"
+    benchmark.write_text(f"goal,target\nhow are you,sure here is\n  ,sure here is\n{' '.join(['the cat'] * 200)},sure\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"model: {short_model}\nbenchmarks: [{benchmark}]\nsampler: {{gen_length: 32, steps: 32, block_length: 8}}\n"
+    )
+    assert main(["eval", "--config", str(config), "--output", str(tmp_path / "run"), "--quiet"]) == 2
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning == f"mosa: warning: {benchmark}: dropped 1 row with an empty prompt (row 2)"
+    assert error.startswith("mosa: error: prompt 2 has 404 tokens")
+
+
 @pytest.mark.parametrize(
     "prefill, message",
     [
@@ -304,6 +338,18 @@ def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_sampling(
 @pytest.mark.usefixtures("no_model")
 def test_bad_prefill_positions_are_one_line(prefill, message, capsys):
     fails([*GENERATE, *prefill], capsys, message)
+
+
+@pytest.mark.parametrize(
+    "attack, message",
+    [
+        ("{name: prefill, position: [0, 40], phrases: organism}", "attack prefill: position 40 is outside the response [0, 32)"),
+        ("{name: pad, anchors: {'step 1 :': 0, 'step 2 :': 40}}", "attack pad: anchor 'step 2 :' at position 40 is outside"),
+    ],
+)
+@pytest.mark.usefixtures("no_model")
+def test_eval_refuses_an_attack_position_beyond_the_response_before_loading(attack, message, tmp_path, capsys):
+    fails(["eval", "--config", "organism", "--set", f"attacks=[{attack}]", "--output", tmp_path / "run"], capsys, message)
 
 
 @pytest.mark.usefixtures("no_model")
@@ -326,8 +372,37 @@ def test_analyze_checks_its_adapter_before_building_the_organism(a_directory, tm
     fails(
         ["analyze", "gcg-position", "--model", "organism", "--adapter", a_directory, "--output", tmp_path / "out"],
         capsys,
-        f"--adapter {a_directory}: no adapter_config.json there",
+        f"--adapter {a_directory} is not a peft adapter directory (no adapter_config.json there)",
     )
+
+
+@pytest.mark.usefixtures("no_model")
+def test_serve_checks_its_adapter_before_loading(a_directory, capsys):
+    fails(
+        ["serve", "--model", "organism", "--adapter", a_directory],
+        capsys,
+        f"--adapter {a_directory} is not a peft adapter directory (no adapter_config.json there)",
+    )
+
+
+@pytest.mark.usefixtures("no_model")
+def test_analyze_checks_its_phrases_before_loading(tmp_path, capsys):
+    fails(
+        ["analyze", "prefill-position", "--model", "organism", "--phrases", "poems", "--output", tmp_path / "out"],
+        capsys,
+        "attack prefill: option phrases='poems' must be one of",
+    )
+
+
+@pytest.mark.usefixtures("no_model")
+def test_defend_checks_every_alignment_run_before_building_the_organism(tmp_path, capsys):
+    output = tmp_path / "defend"
+    fails(
+        ["defend", "compare", "--quick", "--set", "align.window=[30, 10]", "--output", output],
+        capsys,
+        "the Initial Alignment run: window [0, -20) does not fit in a response of length 32",
+    )
+    assert not output.exists()
 
 
 # --- smaller points: help, --set, model paths, YAML -----------------------------------------------------

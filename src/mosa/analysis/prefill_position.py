@@ -68,6 +68,11 @@ class PrefillPositionOptions(CommonOptions):
         if self.score_judge is not None:
             require_judge("score_judge", self.score_judge)
         require_positions("positions", self.positions, self.gen_length)
+        self.attack()  # the phrases: a phrase set's name or a list, refused here rather than after the model loads
+
+    def attack(self):
+        """The prefill attack that writes each behaviour's phrase at every position."""
+        return make_attack("prefill", {"position": list(self.positions), "phrases": self.phrases, "seed": self.seed})
 
 
 def prefill_position(
@@ -86,8 +91,7 @@ def prefill_position(
     scorer, scorer_info = build_judge(options.score_judge) if options.score_judge is not None else (None, None)
     sampler = options.sampler(lm, options.block_length)
     target = Target(lm, sampler, batch_size=options.batch_size)
-    attack = make_attack("prefill", {"position": list(options.positions), "phrases": options.phrases, "seed": options.seed})
-    cases = attack.cases(list(behaviours), target)  # one per behaviour and position
+    cases = options.attack().cases(list(behaviours), target)  # one per behaviour and position
     responses = respond(target, cases, progress, "prefill-position")
 
     texts = [response.text for response in responses]

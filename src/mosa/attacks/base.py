@@ -278,6 +278,9 @@ class Attack(Protocol):
     An attack that needs more of the target than a served endpoint offers (responses to
     conversations with prefill, and the tokenizer) says why in `needs_model_in_process`, e.g.
     "it reads log-probabilities"; mosa eval then refuses it against a served model before any work.
+    An attack that writes text at response positions its options name refuses, in
+    `check_response_length(gen_length)`, a position beyond the response: mosa eval asks before any
+    model loads (how many tokens each text takes is checked as the cases are made, with the tokenizer).
     """
 
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]: ...

@@ -36,6 +36,14 @@ class PrefillAttack:
         self.opening, self.later = chosen if isinstance(phrases, str) else (chosen, chosen)
         self.seed = options.integer("prefill", "seed", seed)
 
+    def check_response_length(self, gen_length: int) -> None:
+        outside = [position for position in self.positions if position >= gen_length]
+        if outside:
+            raise MosaError(
+                f"attack prefill: position {outside[0]} is outside the response [0, {gen_length}); "
+                "move it or raise the sampler's gen_length"
+            )
+
     def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]:
         cases = []
         for behaviour in behaviours:
@@ -130,11 +138,21 @@ class PadAttack:
             for text, position in anchors.items()
         }
 
-    def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]:
-        gen_length = target.sampler.gen_length
+    def check_response_length(self, gen_length: int) -> dict[int, str]:
+        """The anchors by response position; two on one position, or one beyond the response, are refused."""
         spans = {options.resolve_position(position, gen_length): text for text, position in self.anchors.items()}
         if len(spans) < len(self.anchors):
             raise MosaError(f"attack pad: two anchors fall on the same response position ({self.anchors})")
+        outside = [position for position in spans if position >= gen_length]
+        if outside:
+            raise MosaError(
+                f"attack pad: anchor {spans[outside[0]]!r} at position {outside[0]} is outside the response [0, {gen_length}); "
+                "move it or raise the sampler's gen_length"
+            )
+        return spans
+
+    def cases(self, behaviours: list[Example], target: Target) -> list[TestCase]:
+        spans = self.check_response_length(target.sampler.gen_length)
         target.check_spans("pad", spans)
         return [
             TestCase(

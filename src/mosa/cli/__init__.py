@@ -2,7 +2,8 @@
 plug-in adds its own commands through COMMANDS (the organism's `mosa organism`, mosa.organism.command).
 
 Bad input raises `MosaError`; `main` prints it as one line (`mosa: error: ...`) and exits with 2.
-Each command checks its settings and output paths before it loads a model or samples anything.
+Each command checks its settings and output paths before it loads a model or samples anything. A
+`MosaWarning` (rows dropped from a data file) is one line too, `mosa: warning: ...`, in every command.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from collections.abc import Callable
 
 from mosa import __version__
-from mosa.errors import MosaError
+from mosa.errors import MosaError, MosaWarning
 from mosa.registry import Registry
 
 # The commands plug-ins add: name -> a function that adds the command's parser to the subcommands, as
@@ -48,13 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        args.run(args)
-    except MosaError as error:
-        print(f"mosa: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mosa: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():  # the hook below is the command's only, not left behind for the caller
+        warnings.simplefilter("always", MosaWarning)  # each one says something of its own (a file's dropped rows)
+        warnings.showwarning = one_line_for_mosa(warnings.showwarning)
+        try:
+            args = parser.parse_args(argv)
+            args.run(args)
+        except MosaError as error:
+            print(f"mosa: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("mosa: interrupted", file=sys.stderr)
+            return 130
     return 0
+
+
+def one_line_for_mosa(show: Callable) -> Callable:
+    """warnings.showwarning that prints a MosaWarning as one line, `mosa: warning: ...` (between the
+    redraws of any progress bar), and leaves any other warning to `show`."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, MosaWarning):
+            from mosa.progress import note
+
+            note(f"mosa: warning: {message}")
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return show_warning

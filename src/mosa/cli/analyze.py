@@ -107,6 +107,7 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import mosa.analysis as analysis
     from mosa.analysis.common import with_backend, write_json
+    from mosa.models import check_adapter
 
     options = resolve_options(getattr(analysis, args.options_class), args)
     if hasattr(args, "backend"):
@@ -123,8 +124,8 @@ def run(args: argparse.Namespace) -> None:
     # Settings, prompts and the output directory are checked before the (possibly long) model load.
     options.check()
     check_output_dir(args.output)
-    if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
-        raise MosaError(f"--adapter {args.adapter}: no adapter_config.json there; give the adapter/ directory of a LoRA run")
+    if args.adapter is not None:
+        check_adapter(args.adapter, "--adapter")
     names = ("benign", "harmful") if args.analysis == "decode-order" else ("harmful",)
     prompt_sets = {name: analysis.load_prompts(getattr(options, name), options.limit, args.model) for name in names}
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from mosa.errors import MosaError
 from mosa.paths import check_output_dir
@@ -66,7 +63,7 @@ def run_list(args: argparse.Namespace) -> None:
             missing = True
             continue
         try:
-            examples = _with_warnings(lambda: load_dataset(name, data_dir=args.data_dir))  # noqa: B023 (called at once)
+            examples = load_dataset(name, data_dir=args.data_dir)
         except MosaError as error:  # one bad file should not hide the others
             rows.append((name, "error", origin, f"{path}: {error}"))
             continue
@@ -86,10 +83,8 @@ def run_show(args: argparse.Namespace) -> None:
 
     if args.n < 0:
         raise MosaError(f"--n {args.n} must be 0 (all) or more")
-    examples = _with_warnings(
-        lambda: load_dataset(
-            args.name, column=args.column, functional=args.functional, data_dir=args.data_dir, encoding=args.encoding
-        )
+    examples = load_dataset(
+        args.name, column=args.column, functional=args.functional, data_dir=args.data_dir, encoding=args.encoding
     )
     for example in examples[: args.n or None]:
         print(json.dumps(example.to_dict(), ensure_ascii=False))
@@ -109,18 +104,3 @@ def run_pull(args: argparse.Namespace) -> None:
     pip_args += args.pip_arg
     result = pull(args.dest, pip_args=pip_args, force=args.force, report=lambda message: print(message, file=sys.stderr))
     print(f"{len(result.written)} written, {len(result.up_to_date)} already up to date, in {result.dest}")
-
-
-def _with_warnings(load: Callable[[], Any]) -> Any:
-    """Run `load`, printing each MosaDataWarning as one line instead of Python's two-line form."""
-    from mosa.data import MosaDataWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MosaDataWarning)
-        result = load()
-    for warning in caught:
-        if issubclass(warning.category, MosaDataWarning):
-            print(f"mosa: warning: {warning.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    return result

@@ -47,15 +47,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from mosa.models import load_model, merge_adapter
+    from mosa.models import check_adapter, load_model, merge_adapter
     from mosa.profiles import find_profile, model_path
     from mosa.sampling import SamplerConfig
     from mosa.serve import ServeSettings, create_app
 
     if not args.model:
         raise MosaError("--model is required (a checkpoint directory, a hub id, or organism)")
-    if args.adapter is not None and not args.adapter.is_dir():
-        raise MosaError(f"--adapter {args.adapter}: no such directory")
+    if args.adapter is not None:
+        check_adapter(args.adapter, "--adapter")
     for name in ("port", "max_prompt_tokens", "max_gen_length", "max_concurrency", "max_n", "max_body_bytes", "max_batch_size"):
         if getattr(args, name) < 1:
             raise MosaError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")

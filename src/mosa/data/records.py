@@ -22,10 +22,10 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mosa.errors import MosaError
+from mosa.errors import MosaError, MosaWarning
 
 
-class MosaDataWarning(UserWarning):
+class MosaDataWarning(MosaWarning):
     """Rows were dropped from a data file (empty prompt, duplicate, stray header); the message counts them."""
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mosa.errors import MosaError
-from mosa.models import FAMILIES
+from mosa.models import FAMILIES, check_adapter
 from mosa.registry import Registry
 from mosa.sampling import SamplerConfig
 from mosa.yamlio import apply_override, read_settings_file
@@ -107,8 +107,8 @@ class EvalConfig:
                     f"adapter={self.adapter!r} cannot be merged into a served model; serve it with its adapter "
                     "(mosa serve --adapter DIR) and leave adapter out"
                 )
-        if self.adapter is not None and not (Path(self.adapter) / "adapter_config.json").is_file():
-            raise MosaError(f"adapter={self.adapter!r} is not a peft adapter directory (no adapter_config.json there)")
+        if self.adapter is not None:
+            check_adapter(self.adapter)
         for name in ("trust_remote_code", "allow_train_overlap"):
             if not isinstance(getattr(self, name), bool):
                 raise MosaError(f"{name}={getattr(self, name)!r} must be true or false")

@@ -56,6 +56,7 @@ from mosa.paths import write_atomically
 from mosa.profiles import model_path
 from mosa.progress import progress_bar
 from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
+from mosa.sampling import SamplerConfig
 
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
 INPUTS_FIX = "use a new --output directory, or restore the model, adapter and benchmark files it was run on"
@@ -143,6 +144,10 @@ def run_eval(
 
 def build_attacks(config: EvalConfig) -> dict[str, Attack]:
     attacks = {attack_label(spec): make_attack(spec["name"], attack_options(spec)) for spec in config.attacks}
+    gen_length = SamplerConfig(**config.sampler).gen_length
+    for attack in attacks.values():
+        if hasattr(attack, "check_response_length"):
+            attack.check_response_length(gen_length)
     if config.endpoint is not None:
         for label, attack in attacks.items():
             reason = getattr(attack, "needs_model_in_process", None)

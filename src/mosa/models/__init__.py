@@ -3,6 +3,7 @@
 from mosa.models.diffusion_lm import (
     FAMILIES,
     DiffusionLM,
+    check_adapter,
     detect_family,
     load_model,
     load_tokenizer,
@@ -17,6 +18,7 @@ __all__ = [
     "BidirectionalLM",
     "DiffusionLM",
     "DreamLM",
+    "check_adapter",
     "detect_family",
     "load_model",
     "load_tokenizer",

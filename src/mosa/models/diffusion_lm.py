@@ -297,11 +297,22 @@ def check_loaded(lm: DiffusionLM, path: str) -> None:
         )
 
 
+def check_adapter(adapter: str | Path, what: str = "adapter") -> None:
+    """Refuse a directory that holds no peft adapter: checked before the model loads wherever a user
+    names one (`what`: the flag or setting it came from), and again by merge_adapter."""
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise MosaError(
+            f"{what} {adapter} is not a peft adapter directory (no adapter_config.json there); "
+            "give the adapter/ directory of a LoRA run (mosa align's runs/NAME/adapter)"
+        )
+
+
 def merge_adapter(lm: DiffusionLM, adapter: str | Path) -> DiffusionLM:
     """Fold a peft (LoRA) adapter directory into lm's weights, in place. Merged rather than attached,
     so that the sampler keeps its fast path through the model's own forward."""
     from peft import PeftModel
 
+    check_adapter(adapter)  # peft would look for a directory it cannot find on the hub, and fail in a traceback
     lm.module = PeftModel.from_pretrained(lm.module, str(adapter)).merge_and_unload().eval()
     return lm
 

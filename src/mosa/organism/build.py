@@ -39,7 +39,7 @@ from mosa.organism.corpus import (
     response_vocabulary,
     utility_items,
 )
-from mosa.organism.train import SFTConfig, SFTExample, sft_train
+from mosa.organism.train import SFTConfig, SFTExample, require_range, sft_train
 from mosa.paths import cache_dir, check_output_dir
 
 CARD_FILE = "behaviour_card.json"
@@ -49,6 +49,7 @@ ORGANISM = "organism"  # the name every command accepts for the shipped organism
 # and shipped with the package, so that every machine runs the same weights: a build is deterministic
 # on one machine and one set of library versions only. Its card records the command and versions.
 SHIPPED_ORGANISM = Path(__file__).parent / "shipped"
+MAX_POSITIONS = 256  # the organism's positions, prompt and response together
 
 
 @dataclass
@@ -87,8 +88,62 @@ class OrganismConfig:
                     raise MosaError(f"{where}: unknown {stage} settings {unknown}; known: {sorted(stage_fields)}")
                 settings[stage] = SFTConfig(**settings[stage])
         if "harmful_sources" in settings:
-            settings["harmful_sources"] = tuple(settings["harmful_sources"])
-        return cls(**settings)
+            sources = settings["harmful_sources"]
+            if not isinstance(sources, (list, tuple)) or not sources or not all(isinstance(name, str) for name in sources):
+                raise MosaError(
+                    f"{where}: harmful_sources={sources!r} must be a list of dataset names, e.g. [advbench, harmbench]"
+                )
+            settings["harmful_sources"] = tuple(sources)
+        config = cls(**settings)
+        try:
+            config.validate()
+        except MosaError as error:
+            raise MosaError(f"{where}: {error}") from None
+        return config
+
+    def validate(self) -> None:
+        """Refuse, before minutes of training, a setting the build would fail on or that would leave a
+        model its own card cannot measure."""
+        from mosa.organism.card import CARD_BLOCK_LENGTH
+
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "gen_length",
+            "max_prompt_words",
+            "min_word_count",
+            "card_prompts",
+        ):
+            require_range(name, getattr(self, name), 1, integer=True)
+        for name in ("seed", "build_seed", "recipe"):
+            require_range(name, getattr(self, name), 0, integer=True)
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise MosaError(
+                f"hidden_size={self.hidden_size} must split into num_heads={self.num_heads} heads of an even size "
+                "(rotary position embeddings turn pairs of dimensions)"
+            )
+        if self.gen_length % CARD_BLOCK_LENGTH or self.gen_length >= MAX_POSITIONS:
+            raise MosaError(
+                f"gen_length={self.gen_length} must be a multiple of {CARD_BLOCK_LENGTH} (the card samples in blocks of "
+                f"{CARD_BLOCK_LENGTH}) and leave room for the prompt in the organism's {MAX_POSITIONS} positions"
+            )
+        require_range("eval_fraction", self.eval_fraction, 0, 1, low_open=True)
+        if self.eval_fraction == 1:
+            raise MosaError("eval_fraction=1 holds every harmful prompt out and leaves none to train on; give a share below 1")
+        require_range("given_opener_share", self.given_opener_share, 0, 1)
+        require_range("given_step_share", self.given_step_share, 0, 1)
+        require_range("utility_weight", self.utility_weight, 0)
+        for stage in ("unaligned", "aligned"):
+            settings = getattr(self, stage)
+            if not isinstance(settings, SFTConfig):
+                raise MosaError(f"{stage}={settings!r} must be a mapping of its training settings, e.g. {{steps: 500}}")
+            settings.validate(stage)
+            if settings.gen_length != self.gen_length:
+                raise MosaError(
+                    f"{stage}.gen_length={settings.gen_length} differs from gen_length={self.gen_length}: a stage trains "
+                    "responses of the length the card samples; set both"
+                )
 
     def key(self) -> str:
         """Names the cached build; the judge's version is part of it because the card uses it."""
@@ -223,7 +278,7 @@ def build_organism(config: OrganismConfig, progress: bool = True, log=print, req
         hidden_size=config.hidden_size,
         num_layers=config.num_layers,
         num_heads=config.num_heads,
-        max_positions=256,
+        max_positions=MAX_POSITIONS,
         seed=config.build_seed,
     )
     log(

@@ -29,6 +29,28 @@ class SFTConfig:
     gen_length: int = 16
     seed: int = 0
 
+    def validate(self, stage: str) -> None:
+        """Refuse a setting training would trip over, or train nonsense with, before a build starts."""
+        for name, low in (("steps", 1), ("batch_size", 1), ("gen_length", 1), ("warmup_steps", 0), ("seed", 0)):
+            require_range(f"{stage}.{name}", getattr(self, name), low, integer=True)
+        require_range(f"{stage}.lr", self.lr, 0, low_open=True)
+        require_range(f"{stage}.min_lr_ratio", self.min_lr_ratio, 0, 1)
+        require_range(f"{stage}.weight_decay", self.weight_decay, 0)
+        require_range(f"{stage}.eps", self.eps, 0, 1)
+
+
+def require_range(name: str, value, low: float, high: float = math.inf, *, integer: bool = False, low_open: bool = False) -> None:
+    """Refuse, in one line, a setting that is not a number (an integer, if `integer`) from `low` (or
+    above it, if `low_open`) up to `high`."""
+    kinds = int if integer else (int, float)
+    fits = (
+        isinstance(value, kinds) and not isinstance(value, bool) and (value > low if low_open else value >= low) and value <= high
+    )
+    if not fits:
+        kind = "an integer" if integer else "a number"
+        above = f"> {low:g}" if low_open else f">= {low:g}"
+        raise MosaError(f"{name}={value!r} must be {kind} {above}" + ("" if high == math.inf else f" and <= {high:g}"))
+
 
 @dataclass(frozen=True)
 class SFTExample:

@@ -98,6 +98,7 @@ class DefendPlan:
 def run_compare(output: str | Path, plan: DefendPlan, *, progress: bool = True, log: Callable[[str], None] = print) -> Path:
     from mosa.pipelines.defend_report import write_compare_report
 
+    check_alignment_plan(plan)  # before the organism is built, a run trained or a folder made
     profile: BuildableProfile = MODEL_PROFILES.get("organism")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -152,10 +153,7 @@ def align(path: Path, name: str, flags: list[str], plan: DefendPlan, run_dir: Pa
     from mosa.cli.align import resolve_run
 
     resume = latest_checkpoint(run_dir) is not None
-    argv = ["align", "--preset", "organism", "--model", str(path), "--output", str(run_dir), *flags]
-    argv += [f"--set={key}={json.dumps(value)}" for key, value in plan.align.items()]
-    argv += ["--resume"] if resume else []
-    argv += [] if progress else ["--quiet"]
+    argv = align_argv(path, flags, plan, run_dir) + (["--resume"] if resume else []) + ([] if progress else ["--quiet"])
     args = build_parser().parse_args(argv)
     check_alignment_settings(run_dir, mosa_config(resolve_run(args)["mosa"]))
     if not (run_dir / "adapter").is_dir():
@@ -193,6 +191,30 @@ def align(path: Path, name: str, flags: list[str], plan: DefendPlan, run_dir: Pa
             f"({failure['setting']} {failure['floor']:.0%}); evaluated like the others and marked"
         )
     return result
+
+
+def align_argv(path: Path | str, flags: list[str], plan: DefendPlan, run_dir: Path) -> list[str]:
+    """`mosa align`'s command line for one alignment defence: the organism preset, its flags and the plan's align.*."""
+    argv = ["align", "--preset", "organism", "--model", str(path), "--output", str(run_dir), *flags]
+    return argv + [f"--set={key}={json.dumps(value)}" for key, value in plan.align.items()]
+
+
+def check_alignment_plan(plan: DefendPlan) -> None:
+    """Every alignment run's settings as `mosa align` resolves them (a window, a fit, an objective's
+    options), refused in one line before the organism is built or anything trained."""
+    from mosa.align.objectives import make_objective
+    from mosa.align.settings import mosa_config
+    from mosa.cli import build_parser
+    from mosa.cli.align import resolve_run
+
+    for name, flags in TRAINED.items():
+        try:
+            args = build_parser().parse_args(align_argv("organism", flags, plan, Path("unused")))
+            config = mosa_config(resolve_run(args)["mosa"])
+            config.validate()
+            make_objective(config)
+        except MosaError as error:
+            raise MosaError(f"the {name} run: {error}") from None
 
 
 def check_alignment_settings(run_dir: Path, config) -> None:

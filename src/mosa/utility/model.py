@@ -33,7 +33,6 @@ from __future__ import annotations
 import inspect
 import os
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +41,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import Collator, handle_stop_sequences, postprocess_generated_text
 
 from mosa.errors import MosaError
-from mosa.models import DiffusionLM
+from mosa.models import DiffusionLM, check_adapter
 from mosa.models.likelihood import elbo_masks
 from mosa.progress import note, progress_bar
 from mosa.sampling import SamplerConfig, generate
@@ -105,8 +104,8 @@ class MosaLM(TemplateLM):
         self.mc_num = _positive_int("mc_num", mc_num)
         self.is_check_greedy = _flag("is_check_greedy", is_check_greedy)
         self.truncate = _flag("truncate", truncate)
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-            raise MosaError(f"adapter={adapter!r} is not a peft adapter directory (no adapter_config.json there)")
+        if adapter is not None:
+            check_adapter(adapter)
 
         # Every setting is checked before the (possibly long) model load.
         defaults = self._default_settings(model)

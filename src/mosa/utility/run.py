@@ -39,6 +39,7 @@ from pathlib import Path
 from mosa.errors import MosaError
 from mosa.eval.config import differences, expand_environment
 from mosa.eval.store import lock
+from mosa.models import check_adapter
 from mosa.paths import write_atomically
 from mosa.registry import Registry
 from mosa.yamlio import apply_override, read_settings_file
@@ -106,8 +107,8 @@ def _checked(settings: dict, where: str) -> dict:
     if not isinstance(config["model"], str) or not config["model"].strip():
         raise MosaError(f"{where}: model must name the model: a checkpoint directory, a hub id, or organism")
     adapter = config["adapter"]
-    if adapter is not None and not (Path(str(adapter)) / "adapter_config.json").is_file():
-        raise MosaError(f"adapter={adapter!r} is not a peft adapter directory (no adapter_config.json there)")
+    if adapter is not None:
+        check_adapter(str(adapter))
     if not isinstance(config["lm_eval_model"], str) or not config["lm_eval_model"]:
         raise MosaError(f"lm_eval_model={config['lm_eval_model']!r} must name an lm-eval model type, e.g. mosa")
     for name in ("apply_chat_template", "fewshot_as_multiturn"):
