@@ -180,19 +180,41 @@ def test_a_server_that_is_down_stops_the_run_in_one_line_and_the_run_resumes(
     assert "was run on other inputs (endpoint.model: changed)" in capsys.readouterr().err
 
 
-def test_a_fast_decoding_is_sent_and_defences_are_refused(served_lm):
-    """Every sampler setting of the run reaches the server (a fast decoding answers as in process);
-    defences, which run inside the sampler, are refused before any request."""
+def test_a_fast_decoding_and_defences_are_sent(served_lm):
+    """Every sampler setting of the run reaches the server (a fast decoding, the defences: each
+    answers as in process, what the defences did included); a server that runs defences of its own
+    on every request is refused unless the run names them, before any request."""
     from mosa.attacks import Target, TestCase
     from mosa.backends import make_backend
     from mosa.errors import MosaError
 
-    sampler = {"gen_length": 16, "steps": 16, "block_length": 8, "decoding": "dual-cache", "threshold": 0.5}
+    fast = {"gen_length": 16, "steps": 16, "block_length": 8, "decoding": "dual-cache", "threshold": 0.5}
+    defended = {
+        "gen_length": 16,
+        "steps": 16,
+        "block_length": 8,
+        "defences": ["annealed-remasking", {"name": "eos-monitor", "threshold": 0}],
+    }
     case = TestCase("b1", "how are you", [{"role": "user", "content": "how are you"}])
+    answers = {}
     with running(served_lm, batch_wait=0.0) as (url, app):
-        served = ServedTarget(make_backend(endpoint(url)), sampler, seed=1)
-        [answer] = served.respond([case])
-        with pytest.raises(MosaError, match="sampler defences run inside the sampler"):
-            ServedTarget(make_backend(endpoint(url)), {**sampler, "defences": ["eos-monitor"]}, seed=1)
-    [expected] = Target(served_lm, served_lm.sampler_config(**sampler, seed=1)).respond([case])
-    assert (answer.text, answer.response_ids, answer.commit_step) == (expected.text, expected.response_ids, expected.commit_step)
+        for name, sampler in (("fast", fast), ("defended", defended)):
+            [answers[name]] = ServedTarget(make_backend(endpoint(url)), sampler, seed=1).respond([case])
+    for name, sampler in (("fast", fast), ("defended", defended)):
+        [expected] = Target(served_lm, served_lm.sampler_config(**sampler, seed=1)).respond([case])
+        answer = answers[name]
+        assert (answer.text, answer.response_ids, answer.commit_step) == (
+            expected.text,
+            expected.response_ids,
+            expected.commit_step,
+        )
+        assert answer.defence_events == expected.defence_events
+    assert answers["defended"].defence_events["eos-monitor"]["step"] == 0  # threshold 0: it ends the response at once
+    monitor = {"name": "eos-monitor", "threshold": 0.5}
+    with running(
+        served_lm, batch_wait=0.0, sampler={"gen_length": 16, "steps": 16, "block_length": 8, "defences": [monitor]}
+    ) as (url, app):
+        with pytest.raises(MosaError, match=r"runs eos-monitor\(threshold=0.5, reduce=mean\) on every request"):
+            ServedTarget(make_backend(endpoint(url)), fast, seed=1)
+        assert ServedTarget(make_backend(endpoint(url)), {**defended, "defences": ["eos-monitor"]}, seed=1).respond([case])
+        assert app.state.engine.batches == 1

@@ -6,14 +6,16 @@ config names an `endpoint` instead of loading the model.
 
 Each case goes to the endpoint's /v1/chat/completions, through mosa's OpenAI backend (its retries,
 time-outs, concurrency limit and one-line errors), with its messages and, as mosa serve's dLLM
-extensions (docs/serve.md), its prefill, its prompt_id, the run's sampler settings and seed, and
-return_order. The answer carries the response's token ids, the step that committed each position
-and the decoding-order summary, so a completion record holds what in-process sampling records:
+extensions (docs/serve.md), its prefill, its prompt_id, the run's sampler settings (defences
+included) and seed, and return_order. The answer carries the response's token ids, the step that
+committed each position, the decoding-order summary and what the defences did, so a completion
+record holds what in-process sampling records:
 
 - the settings are sent in full, the sampler's defaults filling what the config leaves out (as
   in process), so the server's own defaults never apply; the model's special ids come from the
   served model's card (GET /v1/models/ID), read once when the target is made, which also checks
-  that the endpoint answers and serves that model before anything is sampled;
+  that the endpoint answers and serves that model before anything is sampled, and that the run's
+  defences name every defence the server runs on all requests (records must say what ran);
 - a case's noise is keyed by its prompt_id, its prompt and the seed, on the server as in process;
 - a batch's cases are sent at once (at most the backend's `concurrency` in flight) and the server
   batches them itself; its rule (mosa.serve.engine) keeps a case's answer independent of its batch.
@@ -33,13 +35,12 @@ from urllib.parse import quote
 from mosa.attacks.base import RoundStore, TargetBase, TargetResponse, TestCase
 from mosa.backends import OpenAIChat, RequestRejected
 from mosa.errors import MosaError
-from mosa.sampling import SamplerConfig
+from mosa.sampling import SamplerConfig, defences_in_full, defences_label
 
 # The sampler settings each request sends (mosa serve's extensions, and OpenAI's temperature and
-# seed): every SamplerConfig setting but the special ids, which the served model's card gives, and
-# the defences, which the server does not run.
+# seed): every SamplerConfig setting but the special ids, which the served model's card gives.
 SENT_SETTINGS = tuple(
-    f.name for f in dataclasses.fields(SamplerConfig) if f.name not in ("mask_id", "eos_id", "eot_id", "shift_logits", "defences")
+    f.name for f in dataclasses.fields(SamplerConfig) if f.name not in ("mask_id", "eos_id", "eot_id", "shift_logits")
 )
 # What belongs to the served model, read from its card.
 MODEL_SETTINGS = ("mask_id", "eos_id", "eot_id", "shift_logits")
@@ -63,10 +64,12 @@ class ServedTarget(TargetBase):
         model_settings = {name: served[name] for name in MODEL_SETTINGS}
         super().__init__(SamplerConfig(**sampler, **model_settings, seed=seed), batch_size, rounds)
         self.sampler.validate()
-        if self.sampler.defences:
+        # A server started with --defence runs its defences on every request (docs/serve.md, Defences).
+        fixed = [defence for defence in card.get("defences", []) if defence not in defences_in_full(self.sampler.defences)]
+        if fixed:
             raise MosaError(
-                "sampler defences run inside the sampler, which a served model's server does not run for mosa eval; "
-                "leave endpoint out to evaluate them in process"
+                f"{backend.base_url} runs {defences_label(fixed)} on every request, which this run's sampler.defences "
+                "does not name; add them to sampler.defences, or attack a server started without --defence"
             )
         self._tokens: dict[str, list[int]] = {}
 
@@ -105,7 +108,11 @@ class ServedTarget(TargetBase):
             choice = answer["choices"][0]
             decoding = choice["decoding"]
             return TargetResponse(
-                choice["message"]["content"], decoding["response_ids"], decoding["commit_step"], decoding["order"]
+                choice["message"]["content"],
+                decoding["response_ids"],
+                decoding["commit_step"],
+                decoding["order"],
+                defence_events=decoding["defence_events"],
             )
         except (KeyError, IndexError, TypeError):
             raise MosaError(

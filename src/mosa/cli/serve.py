@@ -17,7 +17,10 @@ DEFAULT_KEY_ENV = "MOSA_SERVE_API_KEY"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="serve a dLLM on an OpenAI-compatible endpoint (/v1/chat/completions, /v1/completions)"
+        "serve",
+        help="serve a dLLM on an OpenAI-compatible endpoint (/v1/chat/completions, /v1/completions)",
+        epilog="--defence runs on every request; a request's `defences` field may add defences, never drop or change "
+        "the server's (docs/serve.md, Defences)",
     )
     add_model_options(parser)
     parser.add_argument("--adapter", type=Path, help="a peft adapter directory (mosa align's runs/x/adapter), merged in")

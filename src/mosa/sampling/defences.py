@@ -157,6 +157,13 @@ def build_defences(specs: Sequence) -> list[Defence]:
     return defences
 
 
+def defences_in_full(specs: Sequence) -> list[dict]:
+    """[{name, **options}] (or bare names) -> the same defences with every option in force, so that
+    equal defences compare equal however they were written: [eos-monitor] and
+    [{name: eos-monitor, threshold: 0.5}] both become [{name: eos-monitor, threshold: 0.5, reduce: mean}]."""
+    return [{"name": defence.name, **defence.options()} for defence in build_defences(specs)]
+
+
 def defences_label(specs: Sequence) -> str:
     """How records and tables name a sampler's defences: "none", or each with every option in force,
     "annealed-remasking(alpha0=0.3) + eos-monitor(threshold=0.5, reduce=mean)"."""

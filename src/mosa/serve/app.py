@@ -30,8 +30,8 @@ from starlette.exceptions import HTTPException
 
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
-from mosa.sampling import SamplerConfig, response_order
-from mosa.serve.answers import AnswerText, StreamedText
+from mosa.sampling import SamplerConfig, defences_in_full, defences_label, response_order
+from mosa.serve.answers import Answer, AnswerText, StreamedText
 from mosa.serve.engine import Engine, Job
 from mosa.serve.protocol import APIError, ChatCompletionRequest, CompletionRequest, DiffusionOptions, TokenizeRequest
 
@@ -154,12 +154,22 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
 
+    # The server's defences, each with every option in force: every request runs them (a request may
+    # add defences, never drop or change these; docs/serve.md, Defences).
+    server_defences = defences_in_full(settings.sampler.get("defences", []))
     # The sampler settings a request starts from, the model's special ids included: a client that
     # sends its own settings (mosa eval's served target) reads the ids here.
-    default_sampler = dataclasses.asdict(lm.sampler_config(**settings.sampler))
+    default_sampler = dataclasses.asdict(lm.sampler_config(**{**settings.sampler, "defences": server_defences}))
 
     def model_card() -> dict:
-        return {"id": settings.model_name, "object": "model", "created": created, "owned_by": "mosa", "sampler": default_sampler}
+        return {
+            "id": settings.model_name,
+            "object": "model",
+            "created": created,
+            "owned_by": "mosa",
+            "sampler": default_sampler,
+            "defences": server_defences,
+        }
 
     @app.get("/health")
     async def health():
@@ -183,7 +193,7 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
 
     @api.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        config = request_config(lm, body, settings)
+        config = request_config(lm, body, settings, server_defences)
         messages = [message.as_template_message() for message in body.messages]
         try:
             prompt = lm.check_prompts([messages], config.gen_length)[0]
@@ -193,7 +203,7 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
 
     @api.post("/completions")
     async def completions(body: CompletionRequest, request: Request):
-        config = request_config(lm, body, settings)
+        config = request_config(lm, body, settings, server_defences)
         if not body.prompt.strip():
             raise APIError(400, "prompt is empty; give it some text", param="prompt")
         prompt = lm.tokenizer(body.prompt)["input_ids"]
@@ -311,14 +321,19 @@ def check_model(model: str, settings: ServeSettings) -> None:
         )
 
 
-def request_config(lm: DiffusionLM, body: DiffusionOptions, settings: ServeSettings) -> SamplerConfig:
-    """The server's sampler defaults with the request's settings over them, checked."""
+def request_config(
+    lm: DiffusionLM, body: DiffusionOptions, settings: ServeSettings, server_defences: list[dict]
+) -> SamplerConfig:
+    """The server's sampler defaults with the request's settings over them, checked; the defences
+    written in full, so that requests with equal defences share a canvas batch (mosa.serve.engine)."""
     check_model(body.model, settings)
     if body.n > settings.max_n:
         raise APIError(
             400, f"n={body.n}: this server answers at most {settings.max_n} choices per request (mosa serve --max-n)", param="n"
         )
-    config = lm.sampler_config(**{**settings.sampler, **body.sampler_settings()})
+    requested = body.sampler_settings()
+    requested["defences"] = server_defences if body.defences is None else request_defences(body.defences, server_defences)
+    config = lm.sampler_config(**{**settings.sampler, **requested})
     if config.gen_length > settings.max_gen_length:
         raise APIError(
             400,
@@ -330,6 +345,25 @@ def request_config(lm: DiffusionLM, body: DiffusionOptions, settings: ServeSetti
     except MosaError as error:
         raise APIError(400, f"sampler settings: {error}") from None
     return config
+
+
+def request_defences(requested: list, server_defences: list[dict]) -> list[dict]:
+    """A request's own defences, in full: they replace the server's list only as a list that still
+    holds each of the server's defences with the server's options (a request may add, not drop or
+    weaken: a defended endpoint stays defended whoever sends the requests)."""
+    try:
+        defences = defences_in_full(requested)
+    except MosaError as error:
+        raise APIError(400, f"defences: {error}", param="defences") from None
+    dropped = [defence for defence in server_defences if defence not in defences]
+    if dropped:
+        raise APIError(
+            400,
+            f"defences: this server runs {defences_label(dropped)} on every request; keep it in the request's defences "
+            "with these options, or leave defences out (a request may add defences, not remove or change the server's)",
+            param="defences",
+        )
+    return defences
 
 
 def prefill_ids(lm: DiffusionLM, prefill: dict[int, str], config: SamplerConfig) -> dict[int, list[int]]:
@@ -387,12 +421,18 @@ class Reply:
             "total_tokens": self.prompt_tokens + completion_tokens,
         }
 
-    def decoding(self, response_ids: list[int], commit_step: list[int]) -> dict:
+    def decoding(self, response_ids: list[int], commit_step: list[int], defence_events: dict) -> dict:
         """The decoding trace (return_order): the canvas's ids, the step that committed each position
-        (-1: prefilled), and its order summary as mosa eval records it."""
+        (-1: prefilled), its order summary and what the defences did, as mosa eval records them."""
         lm = self.lm
         order = response_order(response_ids, commit_step, end_ids={lm.eos_id, lm.eot_id, lm.pad_id}, mask_id=lm.mask_id)
-        return {"response_ids": response_ids, "commit_step": commit_step, "order": order}
+        return {"response_ids": response_ids, "commit_step": commit_step, "order": order, "defence_events": defence_events}
+
+    @staticmethod
+    def finish_reason(answer: Answer, defence_events: dict) -> str:
+        """OpenAI's reason for a response a safety filter cut, "content_filter", when a defence ended
+        it (an EOS monitor that fired: a refusal), so that a red-teaming tool sees the defence act."""
+        return "content_filter" if defence_events else answer.finish_reason
 
     def choice(self, index: int, text: str | None, finish_reason: str | None, *, delta: bool = False) -> dict:
         if not self.chat:
@@ -413,12 +453,12 @@ class Reply:
 
     def whole(self, finished: list[tuple]) -> dict:
         choices, completion_tokens = [], 0
-        for index, (_, response_ids, commit_step) in enumerate(finished):
+        for index, (_, response_ids, commit_step, defence_events) in enumerate(finished):
             answer = self.reader.answer(response_ids)
             completion_tokens += answer.completion_tokens
-            choice = self.choice(index, answer.text, answer.finish_reason)
+            choice = self.choice(index, answer.text, self.finish_reason(answer, defence_events))
             if self.body.return_order:
-                choice["decoding"] = self.decoding(response_ids, commit_step)
+                choice["decoding"] = self.decoding(response_ids, commit_step, defence_events)
             choices.append(choice)
         return {
             "id": self.id,
@@ -467,7 +507,7 @@ async def stream_events(reply: Reply, events: asyncio.Queue, jobs: list[Job], re
                 if delta:
                     yield reply.chunk([reply.choice(index, delta, None, delta=True)])
                 continue
-            _, response_ids, commit_step = event
+            _, response_ids, commit_step, defence_events = event
             release(index)
             done += 1
             answer = reply.reader.answer(response_ids)
@@ -475,9 +515,9 @@ async def stream_events(reply: Reply, events: asyncio.Queue, jobs: list[Job], re
             delta = texts[index].finish(answer)
             if delta:
                 yield reply.chunk([reply.choice(index, delta, None, delta=True)])
-            last = reply.choice(index, None if reply.chat else "", answer.finish_reason, delta=True)
+            last = reply.choice(index, None if reply.chat else "", reply.finish_reason(answer, defence_events), delta=True)
             if reply.body.return_order:
-                last["decoding"] = reply.decoding(response_ids, commit_step)
+                last["decoding"] = reply.decoding(response_ids, commit_step, defence_events)
             yield reply.chunk([last])
         if reply.body.stream_options is not None and reply.body.stream_options.include_usage:
             yield reply.chunk([], usage=reply.usage(completion_tokens))

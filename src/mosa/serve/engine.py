@@ -3,7 +3,8 @@ batch at a time.
 
 Requests wait in a queue. When the thread is free it takes the oldest request and every other waiting
 one that can share its canvas batch, up to `max_batch_size`: the same sampler settings (canvas
-length, steps, blocks, temperature, seed, remasking, ...), and, for models whose positions count
+length, steps, blocks, temperature, seed, remasking, ..., and the defences, which the web app writes
+with every option in force so that equal defences match however a request spelt them), and, for models whose positions count
 from the left edge of the canvas, the same prompt length. That second rule is what keeps a request's
 answer independent of its batch:
 
@@ -45,7 +46,8 @@ class Job:
     prefill: dict[int, list[int]]  # response position -> token ids
     noise_id: str  # keys the row's noise with the prompt (mosa.sampling.noise)
     stream: bool
-    send: Callable[[tuple], None]  # ("prefix", ids) while streaming; ("done", ids, commit_step); ("error", exception)
+    # ("prefix", ids) while streaming; ("done", ids, commit_step, defence_events); ("error", exception)
+    send: Callable[[tuple], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
     sent_prefix: int = 0  # response positions already reported as committed
 
@@ -160,5 +162,7 @@ class Engine:
             for job in batch:
                 job.send(("error", error))
             return
-        for job, response, steps in zip(batch, output.response.tolist(), output.commit_step.tolist()):
-            job.send(("done", response, steps))
+        for job, response, steps, events in zip(
+            batch, output.response.tolist(), output.commit_step.tolist(), output.defence_events
+        ):
+            job.send(("done", response, steps, events))

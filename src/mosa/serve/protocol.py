@@ -7,7 +7,8 @@ A request field is one of three kinds:
   stream, stream_options.include_usage, user (ignored, as an identifier);
 - the dLLM extensions, top-level fields as the `openai` client's `extra_body` sends them: sampler
   settings (gen_length, steps, block_length, remasking, decoding, threshold, cfg_scale, logits_eos_inf,
-  confidence_eos_eot_inf), prefill (response position -> text), prompt_id (what the request's noise
+  confidence_eos_eot_inf), defences (the sampler's training-free defences, as SamplerConfig names
+  them; the server's own may only be added to), prefill (response position -> text), prompt_id (what the request's noise
   is keyed by, as mosa eval's case ids) and return_order (the decoding trace in the answer);
 - OpenAI settings a masked-diffusion sampler has no counterpart for (top_p, penalties, logprobs,
   tools, ...): accepted at their neutral values, which tools often send explicitly, and refused
@@ -75,6 +76,8 @@ class DiffusionOptions(BaseModel):
     confidence_eos_eot_inf: bool | None = None
     decoding: str | None = None  # exact | threshold | prefix-cache | dual-cache (docs/sampler.md, Fast decoding)
     threshold: float | None = None
+    # ["eos-monitor", {"name": "annealed-remasking", "alpha0": 0.3}]: SamplerConfig.defences (docs/serve.md, Defences)
+    defences: list[str | dict[str, Any]] | None = None
     prefill: dict[int, str] | None = None
     prompt_id: str | None = None
     return_order: bool = False
@@ -116,6 +119,7 @@ class DiffusionOptions(BaseModel):
             "decoding",
             "threshold",
             "seed",
+            "defences",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
