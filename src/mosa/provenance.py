@@ -128,14 +128,18 @@ def check_inputs(directory: Path, inputs: dict, *, fix: str) -> None:
     one line naming them. A fingerprint recorded by name only is replaced by a content one."""
     path = Path(directory) / INPUTS_FILE
     if not path.is_file():
-        write_atomically(path, json.dumps(inputs, indent=1, ensure_ascii=False) + "\n")
+        write_inputs(directory, inputs)
         return
     stored = json.loads(path.read_text())
     changed = changes(stored, inputs)
     if changed:
         raise MosaError(f"{directory} was run on other inputs ({'; '.join(changed)}); {fix} (the run's own inputs are in {path})")
     if stored != inputs:  # only name-only fingerprints differ: keep the content ones
-        write_atomically(path, json.dumps(inputs, indent=1, ensure_ascii=False) + "\n")
+        write_inputs(directory, inputs)
+
+
+def write_inputs(directory: str | Path, inputs: dict) -> None:
+    write_atomically(Path(directory) / INPUTS_FILE, json.dumps(inputs, indent=1, ensure_ascii=False) + "\n")
 
 
 def changes(stored, given, where: str = "") -> list[str]:

@@ -1,6 +1,7 @@
 """`mosa eval` with a `mosa serve` endpoint as its target (config `endpoint: openai:NAME@URL`): the
 records equal those of the same run sampled in process, attacks the endpoint cannot serve are
-refused before any work, and a server that is down stops the run in one line, resumably."""
+refused before any work, a server that is down stops the run in one line, resumably, and a server
+restarted on another model (its fingerprint) stops the run, and refuses its resume, in one line."""
 
 import json
 from contextlib import ExitStack
@@ -9,7 +10,8 @@ import pytest
 
 from mosa.attacks.served import ServedTarget
 from mosa.eval import runner
-from mosa.models import load_model
+from mosa.models import load_model, merge_adapter
+from mosa.serve import served_provenance
 from tests.conftest import free_port
 from tests.eval.conftest import mosa_eval, read_jsonl, write_config
 from tests.serve.conftest import running
@@ -89,7 +91,11 @@ def test_a_served_target_gives_the_records_of_in_process_sampling(settings, serv
     assert len({record["response"] for record in served}) > 1
     assert engine.largest_batch > 1  # a batch's cases were sent together and batched by the server
     inputs = json.loads((tmp_path / "run" / "inputs.json").read_text())
+    # A server whose card does not say what it serves (this one is given no provenance) is recorded
+    # by its model id only, and the record says so.
+    served = inputs["endpoint"].pop("served")
     assert inputs["endpoint"] == {"base_url": url, "model": "tiny"} and "model" not in inputs
+    assert served["fingerprint"] is None and "only the model id is recorded" in served["note"]
     assert f"sending them to openai:tiny@{url}" in capsys.readouterr().out
 
 
@@ -178,6 +184,56 @@ def test_a_server_that_is_down_stops_the_run_in_one_line_and_the_run_resumes(
     (run / "inputs.json").write_text(json.dumps({**inputs, "endpoint": {"base_url": url, "model": "other"}}))
     assert mosa_eval("--output", run) == 2
     assert "was run on other inputs (endpoint.model: changed)" in capsys.readouterr().err
+
+
+def test_a_run_is_sampled_on_one_served_model_only(settings, served_lm, model_dir, tmp_path, monkeypatch, capsys):
+    """Restarted on the same port with an adapter merged in, the server stops the run that is
+    sampling in one line, and refuses its resume; restarted as it was, the run resumes and ends."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # not a no-op
+    get_peft_model(load_model(model_dir).module, lora).save_pretrained(tmp_path / "adapter")
+    adapted = merge_adapter(load_model(model_dir, dtype="float32"), tmp_path / "adapter")
+    plain = {"provenance": served_provenance(str(model_dir), None), "batch_wait": 0.0}
+    with_adapter = {"provenance": served_provenance(str(model_dir), tmp_path / "adapter"), "batch_wait": 0.0}
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    run = tmp_path / "run"
+    small = {"attacks": ["none"], "judges": ["keyword-gcg"], "limit": 4, "batch_size": 2, "endpoint": endpoint(url)}
+    config = write_config(tmp_path, {**settings, **small})
+    server = ExitStack()
+    server.enter_context(running(served_lm, port=port, **plain))
+    respond = ServedTarget.respond
+    sent = []
+
+    def swap_the_model_before_the_second_batch(self, cases):
+        sent.append(len(cases))
+        if len(sent) == 2:
+            server.close()
+            server.enter_context(running(adapted, port=port, **with_adapter))
+        return respond(self, cases)
+
+    monkeypatch.setattr(ServedTarget, "respond", swap_the_model_before_the_second_batch)
+    assert mosa_eval("--config", config, "--output", run) == 2
+    changed = f"adapter: none -> {tmp_path / 'adapter'} (digest "
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"mosa: error: the model served at {url} changed while the run was sampling ({changed}")
+    assert error.endswith("resume against the same server, or start a new --output") and "\n" not in error
+    assert len(read_jsonl(run / "completions.jsonl")) == 2  # the first batch only: nothing of the adapter's
+    served = json.loads((run / "inputs.json").read_text())["endpoint"]["served"]
+    assert served["adapter"] is None and served["model"]["digest"] == served_provenance(str(model_dir), None)["model"]["digest"]
+
+    monkeypatch.setattr(ServedTarget, "respond", respond)
+    assert mosa_eval("--output", run) == 2  # the server still serves the adapter
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"mosa: error: {run} was sampled on another model: the model served at {url} changed ({changed}")
+    assert "\n" not in error and len(read_jsonl(run / "completions.jsonl")) == 2
+
+    server.close()
+    with running(served_lm, port=port, **plain):  # restarted as it was: the run goes on
+        assert mosa_eval("--output", run) == 0
+    assert len(read_jsonl(run / "records.jsonl")) == 4
 
 
 def test_a_fast_decoding_and_defences_are_sent(served_lm):

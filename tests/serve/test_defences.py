@@ -50,6 +50,16 @@ def finish_reason(lm, expected):
     return "stop" if any(token in (lm.eos_id, lm.eot_id) for token in expected.response_ids) else "length"
 
 
+def same_events(served, expected):
+    """The same defences fired at the same steps; their scores agree to float precision (a batch's
+    composition moves the last digit of a mean)."""
+    assert served.keys() == expected.keys()
+    return all(
+        served[name]["step"] == event["step"] and served[name]["score"] == pytest.approx(event["score"], abs=1e-5)
+        for name, event in expected.items()
+    )
+
+
 def test_the_card_names_the_server_defences(defended):
     client, _ = defended
     card = client.models.retrieve("tiny")
@@ -76,7 +86,7 @@ def test_defended_answers_equal_in_process_sampling(defended, tiny, defences):
         assert choice.message.content == expected.text
         assert decoding(choice)["response_ids"] == expected.response_ids
         assert decoding(choice)["commit_step"] == expected.commit_step
-        assert decoding(choice)["defence_events"] == expected.defence_events
+        assert same_events(decoding(choice)["defence_events"], expected.defence_events)
         assert choice.finish_reason == finish_reason(tiny, expected)
         ended += bool(expected.defence_events)
     assert 0 < ended < len(PROMPTS)  # the monitor ended some responses and not others

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     from mosa.models import check_adapter, load_model, merge_adapter
     from mosa.profiles import find_profile, model_path
     from mosa.sampling import SamplerConfig
-    from mosa.serve import ServeSettings, create_app
+    from mosa.serve import ServeSettings, create_app, served_provenance
 
     if not args.model:
         raise MosaError("--model is required (a checkpoint directory, a hub id, or organism)")
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> None:
     )
     if args.adapter is not None:
         lm = merge_adapter(lm, args.adapter)
+    # After loading: a hub id's snapshot is in the cache by now, so its content is fingerprinted.
+    provenance = served_provenance(args.model, args.adapter)
     serve_settings = ServeSettings(
         model_name=args.served_model_name or args.model,
         sampler=settings,
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> None:
         max_body_bytes=args.max_body_bytes,
         max_batch_size=args.max_batch_size,
         batch_wait=args.batch_wait_ms / 1000,
+        provenance=provenance,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     key_note = f"Bearer key from {args.api_key_env}" if api_key else "no key"

@@ -23,8 +23,10 @@ Benchmarks are prompt specs (mosa.data.resolve_prompts). Before anything is load
 benchmark that shares prompts with the training prompts recorded beside the adapter (or a merged
 checkpoint) under evaluation is refused, unless `allow_train_overlap`. The run directory's
 inputs.json records the model's and the adapter's content fingerprints (or the endpoint's URL and
-served model) and each benchmark's prompt set; a rerun on other inputs is refused, as is one with
-another config.
+served model, and what the server says it serves: mosa serve's fingerprint of its model, adapter
+and settings, read from the model card when the run first samples) and each benchmark's prompt set;
+a rerun on other inputs is refused, as is one with another config, or one against a server whose
+model changed.
 
 Under `accelerate launch` process K takes units K, K + N, K + 2N, ... and every N-th response to judge,
 and appends to its own stage files (mosa.eval.store). The model is loaded only when some unit of
@@ -44,7 +46,7 @@ from pathlib import Path
 
 from mosa.attacks import Attack, Target, TestCase, make_attack
 from mosa.attacks.base import RoundStore, TargetBase, TargetResponse
-from mosa.attacks.served import ServedTarget
+from mosa.attacks.served import ServedTarget, served_changes
 from mosa.data import Example, PromptSet, prompt_hash, resolve_prompts
 from mosa.errors import MosaError
 from mosa.eval.config import EvalConfig, attack_label, attack_options
@@ -55,7 +57,7 @@ from mosa.models import DiffusionLM
 from mosa.paths import write_atomically
 from mosa.profiles import model_path
 from mosa.progress import progress_bar
-from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs
+from mosa.provenance import check_inputs, fingerprint_directory, fingerprint_model, read_inputs, write_inputs
 from mosa.sampling import SamplerConfig
 
 OUTPUTS = ("records.jsonl", "asr.md", "asr.csv")
@@ -104,7 +106,7 @@ def run_eval(
     with lock(output) if main else nullcontext():  # held until the run ends, or its process dies
         if main:
             check_config(output, config.to_dict())
-            inputs = run_inputs(config, benchmarks)
+            inputs = run_inputs(config, benchmarks, read_inputs(output))
             check_inputs(output, inputs, fix=INPUTS_FIX)
             for message in repair(output):
                 say(f"eval: {message}")
@@ -211,12 +213,17 @@ def check_train_overlap(config: EvalConfig, benchmarks: dict[str, PromptSet], sa
             say(f"eval: {label} shares {count} of its {total} prompts with the training prompts of {what} (allowed)")
 
 
-def run_inputs(config: EvalConfig, benchmarks: dict[str, PromptSet]) -> dict:
+def run_inputs(config: EvalConfig, benchmarks: dict[str, PromptSet], recorded: dict | None) -> dict:
     """What the run is made of, for inputs.json: content fingerprints (for a served model, the
-    endpoint's URL and the id it serves the model under) and the benchmarks' prompt sets."""
+    endpoint's URL and the id it serves the model under) and the benchmarks' prompt sets. What a
+    server serves is read only when the run samples (open_target), so that a finished run resumes
+    with the server down; until then the one `recorded` in inputs.json stands."""
     if config.endpoint is not None:
         backend = config.endpoint_backend()
         target = {"endpoint": {"base_url": backend.base_url, "model": backend.model}}
+        served = ((recorded or {}).get("endpoint") or {}).get("served")
+        if served is not None:
+            target["endpoint"]["served"] = served
     else:
         target = {
             "model": fingerprint_model(config.model),
@@ -284,7 +291,10 @@ def open_target(
     if backend is not None:
         # The server checks each prompt against the model's positions as it is sent.
         worker.say(f"eval: {len(pending)} of {units} work units to sample; sending them to {backend.name}")
-        return ServedTarget(backend, config.sampler, seed=config.seed, batch_size=config.batch_size)
+        served = ServedTarget(backend, config.sampler, seed=config.seed, batch_size=config.batch_size)
+        # The main process records what is served; every process refuses a server that changed.
+        check_served(output, inputs if inputs is not None else read_inputs(output), served, record=inputs is not None)
+        return served
     worker.say(f"eval: {len(pending)} of {units} work units to sample; loading {config.model_label}")
     lm = load_target_model(config, worker)
     if inputs is not None and not inputs["model"]["content"]:
@@ -294,6 +304,23 @@ def open_target(
     # longer test cases are checked again as they are sampled).
     lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
     return target
+
+
+def check_served(output: Path, inputs: dict, target: ServedTarget, *, record: bool) -> None:
+    """Refuse to sample a run on a server whose model is not the one its responses so far came from;
+    the first time the run samples, record what the server serves (when `record`)."""
+    endpoint = inputs["endpoint"]
+    recorded = endpoint.get("served")
+    if recorded is None:
+        if record:
+            write_inputs(output, {**inputs, "endpoint": {**endpoint, "served": target.served}})
+        return
+    changed = served_changes(recorded, target.served)
+    if changed:
+        raise MosaError(
+            f"{output} was sampled on another model: the model served at {endpoint['base_url']} changed "
+            f"({'; '.join(changed)}); resume against the same server, or start a new --output"
+        )
 
 
 def respond(target: TargetBase, cases: list[TestCase]) -> list[TargetResponse]:

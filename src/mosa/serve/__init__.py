@@ -6,6 +6,6 @@ engine.py     the sampling thread: batches of compatible requests, one canvas ba
 answers.py    canvas -> text, finish reason, token counts, and the streamed committed prefix
 """
 
-from mosa.serve.app import ServeSettings, create_app
+from mosa.serve.app import ServeSettings, create_app, served_provenance
 
-__all__ = ["ServeSettings", "create_app"]
+__all__ = ["ServeSettings", "create_app", "served_provenance"]

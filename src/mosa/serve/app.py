@@ -9,18 +9,25 @@ one slot per choice; with every slot taken a request is refused with 429 (OpenAI
 it). It goes to the engine (mosa.serve.engine), which batches it with the requests that can share
 its canvas batch. A client that disconnects frees its slots at once: its choices are dropped from
 the queue, or, when already sampling, discarded (the batch stops early if nobody is left in it).
+
+What is served is fingerprinted (`served_identity`): the model's and the adapter's content
+fingerprints, the dtype and the default sampler settings, hashed together. The model card carries
+the record as its `mosa` field and every answer the hash as OpenAI's `system_fingerprint`, so a
+client (mosa eval's served target) can tell that the model behind a URL changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import hmac
 import json
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +37,7 @@ from starlette.exceptions import HTTPException
 
 from mosa.errors import MosaError
 from mosa.models import DiffusionLM
+from mosa.provenance import fingerprint_directory, fingerprint_model
 from mosa.sampling import SamplerConfig, defences_in_full, defences_label, response_order
 from mosa.serve.answers import Answer, AnswerText, StreamedText
 from mosa.serve.engine import Engine, Job
@@ -48,6 +56,9 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     max_batch_size: int = 16
     batch_wait: float = 0.005  # seconds the engine waits for requests sent together to join a batch
+    # What is served, fingerprinted ({"model": ..., "adapter": ...}, served_provenance); None: the
+    # model card has no `mosa` field and answers no system_fingerprint.
+    provenance: dict | None = None
 
 
 class BodyTooLarge(HTTPException):
@@ -160,9 +171,10 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
     # The sampler settings a request starts from, the model's special ids included: a client that
     # sends its own settings (mosa eval's served target) reads the ids here.
     default_sampler = dataclasses.asdict(lm.sampler_config(**{**settings.sampler, "defences": server_defences}))
+    identity = None if settings.provenance is None else served_identity(settings.provenance, lm, default_sampler)
 
     def model_card() -> dict:
-        return {
+        card = {
             "id": settings.model_name,
             "object": "model",
             "created": created,
@@ -170,6 +182,9 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
             "sampler": default_sampler,
             "defences": server_defences,
         }
+        if identity is not None:
+            card["mosa"] = identity
+        return card
 
     @app.get("/health")
     async def health():
@@ -279,7 +294,8 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
         except RuntimeError as error:
             drop_all()
             raise APIError(503, str(error)) from None
-        reply = Reply(chat, settings.model_name, body, lm, reader, prompt_tokens=len(prompt), prompt_id=base_id)
+        fingerprint = None if identity is None else identity["fingerprint"]
+        reply = Reply(chat, settings.model_name, body, lm, reader, len(prompt), base_id, fingerprint)
         if body.stream:
             # A client that goes away stops the stream between two chunks, where the generator's own
             # `finally` may not run until it is collected: the background task frees the slots then.
@@ -309,6 +325,28 @@ def create_app(lm: DiffusionLM, settings: ServeSettings) -> FastAPI:
 
     app.include_router(api)
     return app
+
+
+def served_provenance(model: str, adapter: str | Path | None) -> dict:
+    """The content fingerprints of a served model (a checkpoint directory, a hub id, organism) and
+    adapter, without their paths and file lists, which are the server's business."""
+    return {
+        "model": fingerprint_summary(fingerprint_model(model)),
+        "adapter": None if adapter is None else fingerprint_summary(fingerprint_directory(adapter)),
+    }
+
+
+def fingerprint_summary(fingerprint: dict) -> dict:
+    return {key: fingerprint[key] for key in ("name", "kind", "content", "digest")}
+
+
+def served_identity(provenance: dict, lm: DiffusionLM, default_sampler: dict) -> dict:
+    """The model card's `mosa` field: what is served (provenance), in which dtype, with which default
+    sampler settings, and `fingerprint`, the sha256 of all of it as canonical JSON."""
+    dtype = str(next(lm.module.parameters()).dtype).removeprefix("torch.")
+    identity = {**provenance, "dtype": dtype, "sampler": default_sampler}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {"fingerprint": hashlib.sha256(canonical.encode()).hexdigest(), **identity}
 
 
 def check_model(model: str, settings: ServeSettings) -> None:
@@ -407,9 +445,10 @@ class Reply:
         reader: AnswerText,
         prompt_tokens: int,
         prompt_id: str,
+        fingerprint: str | None,
     ):
         self.chat, self.model, self.body, self.lm, self.reader = chat, model, body, lm, reader
-        self.prompt_tokens, self.prompt_id = prompt_tokens, prompt_id
+        self.prompt_tokens, self.prompt_id, self.fingerprint = prompt_tokens, prompt_id, fingerprint
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.object = "chat.completion" if chat else "text_completion"
@@ -465,6 +504,7 @@ class Reply:
             "object": self.object,
             "created": self.created,
             "model": self.model,
+            "system_fingerprint": self.fingerprint,
             "choices": choices,
             "usage": self.usage(completion_tokens),
             "prompt_id": self.prompt_id,
@@ -476,6 +516,7 @@ class Reply:
             "object": self.object + (".chunk" if self.chat else ""),
             "created": self.created,
             "model": self.model,
+            "system_fingerprint": self.fingerprint,
             "choices": choices,
         }
         if usage is not None:
