@@ -253,7 +253,7 @@ def test_a_prompt_longer_than_the_model_positions_is_refused_before_sampling(sho
         ],
         capsys,
         "prompt 1 has 10204 tokens with the chat template; with gen_length=32 it needs 10236 positions and the model has "
-        "256: shorten it by 9980 tokens or lower gen_length (mosa generate --truncate-prompt keeps a prompt's last tokens)",
+        "256: shorten it by 9980 tokens or lower gen_length, or pass --truncate-prompt to keep its last tokens that fit",
     )
 
 

@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from mosa.cli import main
-from mosa.cli.serve import is_loopback
+from mosa.cli.serve import is_loopback, served_gen_length
+from tests.conftest import free_port
 from tests.serve.conftest import running
 
 
@@ -132,6 +133,16 @@ def test_binding_beyond_loopback_needs_a_key(monkeypatch, capsys, tmp_path):
     assert "MOSA_SERVE_API_KEY" in error and error.count("\n") == 1
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_the_longest_canvas_fits_the_models_positions(capsys):
+    """A canvas as long as the model's positions leaves none for the prompt: every request asking it
+    would be refused, so the server refuses it at start (the organism, 256 positions)."""
+    assert main(["serve", "--model", "organism", "--max-gen-length", "4096", "--port", str(free_port())]) == 2
+    error = capsys.readouterr().err
+    assert error == "mosa: error: --max-gen-length 4096: the model has 256 positions, prompt included; give at most 255\n"
+    assert served_gen_length(None, 256) == 255 and served_gen_length(None, 8192) == 1024 and served_gen_length(None, None) == 1024
+    assert served_gen_length(200, 256) == 200
 
 
 def wait_for(condition, seconds=20.0) -> bool:

@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> None:
     config = lm.sampler_config(**settings)
     if args.truncate_prompt:
         prompts = truncated_prompts(lm, prompts, config.gen_length)
-    input_ids, attention_mask = lm.encode_chat(prompts, gen_length=config.gen_length)
+    input_ids, attention_mask = lm.encode_chat(
+        prompts, gen_length=config.gen_length, too_long_hint=", or pass --truncate-prompt to keep its last tokens that fit"
+    )
     prefill = {position: lm.tokenizer(text, add_special_tokens=False)["input_ids"] for position, text in prefill_text.items()}
     ids = prompt_ids(prompts)
     output = generate(lm.module, input_ids, attention_mask, config=config, prefill=prefill, prompt_ids=ids)

@@ -38,7 +38,11 @@ def register(subparsers) -> None:
         "required to bind anything but loopback, checked whenever set",
     )
     server.add_argument("--max-prompt-tokens", type=int, default=4096)
-    server.add_argument("--max-gen-length", type=int, default=1024, help="the longest canvas a request may ask for")
+    server.add_argument(
+        "--max-gen-length",
+        type=int,
+        help="the longest canvas a request may ask for (default: 1024, or less when the model has fewer positions)",
+    )
     server.add_argument("--max-concurrency", type=int, default=64, help="choices admitted at once; more get 429")
     server.add_argument("--max-n", type=int, default=8, help="choices per request")
     server.add_argument("--max-body-bytes", type=int, default=1 << 20)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
     if args.adapter is not None:
         check_adapter(args.adapter, "--adapter")
     for name in ("port", "max_prompt_tokens", "max_gen_length", "max_concurrency", "max_n", "max_body_bytes", "max_batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise MosaError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
     if args.batch_wait_ms < 0:
         raise MosaError(f"--batch-wait-ms {args.batch_wait_ms} must be >= 0")
@@ -80,6 +84,7 @@ def run(args: argparse.Namespace) -> None:
     )
     if args.adapter is not None:
         lm = merge_adapter(lm, args.adapter)
+    max_gen_length = served_gen_length(args.max_gen_length, lm.max_positions)
     # After loading: a hub id's snapshot is in the cache by now, so its content is fingerprinted.
     provenance = served_provenance(args.model, args.adapter)
     serve_settings = ServeSettings(
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
         sampler=settings,
         api_key=api_key,
         max_prompt_tokens=args.max_prompt_tokens,
-        max_gen_length=args.max_gen_length,
+        max_gen_length=max_gen_length,
         max_concurrency=args.max_concurrency,
         max_n=args.max_n,
         max_body_bytes=args.max_body_bytes,
@@ -99,6 +104,18 @@ def run(args: argparse.Namespace) -> None:
     key_note = f"Bearer key from {args.api_key_env}" if api_key else "no key"
     print(f"mosa serve: {serve_settings.model_name} at http://{host}:{args.port}/v1 ({key_note})", file=sys.stderr)
     uvicorn.run(create_app(lm, serve_settings), host=args.host, port=args.port, log_level="warning")
+
+
+def served_gen_length(asked: int | None, positions: int | None, default: int = 1024) -> int:
+    """The longest canvas requests may ask for: at most the model's positions less one for the prompt;
+    a --max-gen-length beyond them is refused (every such request would be)."""
+    if asked is None:
+        return default if positions is None else min(default, positions - 1)
+    if positions is not None and asked >= positions:
+        raise MosaError(
+            f"--max-gen-length {asked}: the model has {positions} positions, prompt included; give at most {positions - 1}"
+        )
+    return asked
 
 
 def is_loopback(host: str) -> bool:

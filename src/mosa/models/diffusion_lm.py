@@ -112,10 +112,11 @@ class DiffusionLM:
         """How many positions a rendered prompt and its response take beyond the model's (<= 0: it fits)."""
         return 0 if self.max_positions is None else prompt_tokens + gen_length - self.max_positions
 
-    def check_prompts(self, prompts: list, gen_length: int = 0) -> list[list[int]]:
+    def check_prompts(self, prompts: list, gen_length: int = 0, too_long_hint: str = "") -> list[list[int]]:
         """Each prompt rendered (render_chat). Refuses an empty prompt, and one that with `gen_length`
         response positions does not fit the model's positions: beyond them a model answers garbage
-        ("am am am ...") after all the sampling, instead of failing."""
+        ("am am am ...") after all the sampling, instead of failing. `too_long_hint` ends the refusal
+        of a prompt too long (the caller's own way out, e.g. a flag that truncates)."""
         refuse_empty_prompts(prompts)
         rendered = [self.render_chat(prompt) for prompt in prompts]
         for number, ids in enumerate(rendered, start=1):
@@ -124,7 +125,7 @@ class DiffusionLM:
                 raise MosaError(
                     f"prompt {number} has {len(ids)} tokens with the chat template; with gen_length={gen_length} it needs "
                     f"{len(ids) + gen_length} positions and the model has {self.max_positions}: shorten it by {excess} tokens "
-                    "or lower gen_length (mosa generate --truncate-prompt keeps a prompt's last tokens)"
+                    f"or lower gen_length{too_long_hint}"
                 )
         return rendered
 
@@ -147,10 +148,10 @@ class DiffusionLM:
             text = prompt[starts[-kept] :]
         return text
 
-    def encode_chat(self, prompts: list, gen_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_chat(self, prompts: list, gen_length: int = 0, too_long_hint: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         """Render and left-pad a batch of prompts, each checked (check_prompts) to fit with a response
         of `gen_length` tokens. Returns input_ids and attention_mask, B x P."""
-        rendered = self.check_prompts(prompts, gen_length)
+        rendered = self.check_prompts(prompts, gen_length, too_long_hint)
         width = max(len(ids) for ids in rendered)
         input_ids = torch.full((len(rendered), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rendered), width), dtype=torch.long)
