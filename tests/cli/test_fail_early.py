@@ -235,8 +235,8 @@ def test_an_empty_prompt_is_refused_before_loading(capsys):
     fails([*GENERATE[:3], "--prompt", "hello", "--prompt", "   "], capsys, "prompt 2 is empty; give it some text")
 
 
-@pytest.mark.usefixtures("no_sampling", "quiet_loading")
-def test_a_prompt_longer_than_the_model_positions_is_refused_before_sampling(short_model, capsys):
+@pytest.mark.usefixtures("no_model", "no_sampling", "quiet_loading")
+def test_a_prompt_longer_than_the_model_positions_is_refused_before_loading(short_model, capsys):
     fails(
         [
             "generate",
@@ -291,8 +291,8 @@ def test_truncate_prompt_keeps_the_last_tokens_that_fit_and_says_so(short_model,
     assert len(record["prompt"].split()) == 220
 
 
-@pytest.mark.usefixtures("no_sampling", "quiet_loading")
-def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_sampling(short_model, tmp_path, capsys):
+@pytest.mark.usefixtures("no_model", "no_sampling", "quiet_loading")
+def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_loading(short_model, tmp_path, capsys):
     benchmark = tmp_path / "long.csv"
     benchmark.write_text(f"goal,target\nhow are you,sure here is\n{' '.join(['the cat'] * 200)},sure here is\n")
     config = tmp_path / "run.yaml"
@@ -307,6 +307,32 @@ def test_eval_refuses_a_benchmark_prompt_too_long_for_the_model_before_sampling(
         "prompt 2 has 404 tokens with the chat template; with gen_length=32 it needs 436 positions and the model has 256",
     )
     assert not list((tmp_path / "run").glob("completions*"))
+
+
+@pytest.mark.usefixtures("no_model", "no_sampling", "quiet_loading")
+def test_analyze_refuses_a_prompt_too_long_for_the_model_before_loading(short_model, tmp_path, capsys):
+    harmful = tmp_path / "harmful.csv"
+    harmful.write_text(f"goal,target\nhow are you,sure here is\n{' '.join(['the cat'] * 200)},sure here is\n")
+    fails(
+        [
+            "analyze",
+            "decode-order",
+            "--model",
+            short_model,
+            "--harmful",
+            harmful,
+            "--benign",
+            harmful,
+            "--gen-length",
+            "32",
+            "--block-length",
+            "8",
+            "--output",
+            tmp_path / "out",
+        ],  # fmt: skip
+        capsys,
+        "prompt 2 has 404 tokens with the chat template; with gen_length=32 it needs 436 positions and the model has 256",
+    )
 
 
 @pytest.mark.usefixtures("no_sampling", "quiet_loading")

@@ -107,7 +107,8 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import mosa.analysis as analysis
     from mosa.analysis.common import with_backend, write_json
-    from mosa.models import check_adapter
+    from mosa.models import check_adapter, check_prompts_before_loading
+    from mosa.profiles import model_path
 
     options = resolve_options(getattr(analysis, args.options_class), args)
     if hasattr(args, "backend"):
@@ -129,8 +130,16 @@ def run(args: argparse.Namespace) -> None:
     names = ("benign", "harmful") if args.analysis == "decode-order" else ("harmful",)
     prompt_sets = {name: analysis.load_prompts(getattr(options, name), options.limit, args.model) for name in names}
 
+    every_prompt = [prompt for prompts in prompt_sets.values() for prompt in prompts.prompts]
+    check_prompts_before_loading(
+        model_path(args.model),
+        every_prompt,
+        options.gen_length,
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+        family=getattr(args, "family", None),
+    )
     lm, model_name = load_analysis_model(args)
-    lm.check_prompts([prompt for prompts in prompt_sets.values() for prompt in prompts.prompts], options.gen_length)
+    lm.check_prompts(every_prompt, options.gen_length)
     progress = not args.quiet
     if args.analysis == "decode-order":
         result = analysis.decode_order(lm, prompt_sets, options, model_name=model_name, progress=progress)

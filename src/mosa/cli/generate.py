@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mosa.models import load_model, refuse_empty_prompts
+    from mosa.models import check_prompts_before_loading, load_model, refuse_empty_prompts
     from mosa.profiles import find_profile, model_path
     from mosa.sampling import SamplerConfig, decoding_label, defences_label, generate
 
@@ -59,15 +59,23 @@ def run(args: argparse.Namespace) -> None:
     prefill_text = parse_prefill(args.prefill, requested.gen_length)
     if args.output:
         check_output_file(args.output, example="records.jsonl")
+    truncation_hint = ", or pass --truncate-prompt to keep its last tokens that fit"
+    if not args.truncate_prompt:
+        check_prompts_before_loading(
+            model_path(args.model),
+            prompts,
+            requested.gen_length,
+            trust_remote_code=args.trust_remote_code,
+            family=args.family,
+            too_long_hint=truncation_hint,
+        )
     lm = load_model(
         model_path(args.model), trust_remote_code=args.trust_remote_code, family=args.family, dtype=args.dtype, device=args.device
     )
     config = lm.sampler_config(**settings)
     if args.truncate_prompt:
         prompts = truncated_prompts(lm, prompts, config.gen_length)
-    input_ids, attention_mask = lm.encode_chat(
-        prompts, gen_length=config.gen_length, too_long_hint=", or pass --truncate-prompt to keep its last tokens that fit"
-    )
+    input_ids, attention_mask = lm.encode_chat(prompts, gen_length=config.gen_length, too_long_hint=truncation_hint)
     prefill = {position: lm.tokenizer(text, add_special_tokens=False)["input_ids"] for position, text in prefill_text.items()}
     ids = prompt_ids(prompts)
     output = generate(lm.module, input_ids, attention_mask, config=config, prefill=prefill, prompt_ids=ids)

@@ -53,7 +53,7 @@ from mosa.eval.config import EvalConfig, attack_label, attack_options
 from mosa.eval.store import STAGES, append_lines, check_config, lock, read_stage, repair, stage_file, stage_files
 from mosa.eval.tables import AsrRow, asr_rows, completion_key, load_records, verdict_key, write_tables
 from mosa.judges import ERROR, judge_recording_errors, make_judge
-from mosa.models import DiffusionLM
+from mosa.models import DiffusionLM, check_prompts_before_loading
 from mosa.paths import write_atomically
 from mosa.profiles import model_path
 from mosa.progress import progress_bar
@@ -295,14 +295,22 @@ def open_target(
         # The main process records what is served; every process refuses a server that changed.
         check_served(output, inputs if inputs is not None else read_inputs(output), served, record=inputs is not None)
         return served
+    behaviours = [behaviour.prompt for unit in pending for behaviour in unit.behaviours]
+    # Every behaviour fits the model's positions, or the run stops before the load (an attack's longer
+    # test cases are checked again as they are sampled).
+    check_prompts_before_loading(
+        model_path(config.model),
+        behaviours,
+        SamplerConfig(**config.sampler).gen_length,
+        trust_remote_code=config.trust_remote_code,
+        family=config.family,
+    )
     worker.say(f"eval: {len(pending)} of {units} work units to sample; loading {config.model_label}")
     lm = load_target_model(config, worker)
     if inputs is not None and not inputs["model"]["content"]:
         check_inputs(output, {**inputs, "model": fingerprint_model(config.model)}, fix=INPUTS_FIX)
     target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
-    # Every behaviour fits the model's positions, or the run stops before sampling any (an attack's
-    # longer test cases are checked again as they are sampled).
-    lm.check_prompts([behaviour.prompt for unit in pending for behaviour in unit.behaviours], target.sampler.gen_length)
+    lm.check_prompts(behaviours, target.sampler.gen_length)  # as the loaded model renders them
     return target
 
 

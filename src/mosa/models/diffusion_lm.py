@@ -102,11 +102,7 @@ class DiffusionLM:
         """Positions, prompt and response together, the model was made for (its config's), or None
         for a module whose config does not say."""
         config = getattr(self.module, "config", None)
-        for name in ("max_position_embeddings", "max_sequence_length"):  # transformers' name; LLaDA's own code's
-            value = getattr(config, name, None)
-            if isinstance(value, int):
-                return value
-        return None
+        return config_positions(config.to_dict() if hasattr(config, "to_dict") else {})
 
     def excess_positions(self, prompt_tokens: int, gen_length: int) -> int:
         """How many positions a rendered prompt and its response take beyond the model's (<= 0: it fits)."""
@@ -119,14 +115,7 @@ class DiffusionLM:
         of a prompt too long (the caller's own way out, e.g. a flag that truncates)."""
         refuse_empty_prompts(prompts)
         rendered = [self.render_chat(prompt) for prompt in prompts]
-        for number, ids in enumerate(rendered, start=1):
-            excess = self.excess_positions(len(ids), gen_length)
-            if excess > 0:
-                raise MosaError(
-                    f"prompt {number} has {len(ids)} tokens with the chat template; with gen_length={gen_length} it needs "
-                    f"{len(ids) + gen_length} positions and the model has {self.max_positions}: shorten it by {excess} tokens "
-                    f"or lower gen_length{too_long_hint}"
-                )
+        refuse_too_long(rendered, gen_length, self.max_positions, too_long_hint)
         return rendered
 
     def truncate_prompt(self, prompt: str, gen_length: int) -> str:
@@ -183,6 +172,52 @@ class DiffusionLM:
         """A SamplerConfig with this model's special ids and logit alignment filled in."""
         ids = dict(mask_id=self.mask_id, eos_id=self.eos_id, eot_id=self.eot_id, shift_logits=self.logits_shifted)
         return SamplerConfig(**{**ids, **settings})
+
+
+def config_positions(config: dict) -> int | None:
+    """The positions a config.json gives the model (transformers' name, or LLaDA's own code's)."""
+    for name in ("max_position_embeddings", "max_sequence_length"):
+        if isinstance(config.get(name), int):
+            return config[name]
+    return None
+
+
+def refuse_too_long(rendered: list[list[int]], gen_length: int, positions: int | None, hint: str = "") -> None:
+    """Refuse the first rendered prompt that with `gen_length` response positions exceeds `positions`."""
+    for number, ids in enumerate(rendered, start=1):
+        excess = 0 if positions is None else len(ids) + gen_length - positions
+        if excess > 0:
+            raise MosaError(
+                f"prompt {number} has {len(ids)} tokens with the chat template; with gen_length={gen_length} it needs "
+                f"{len(ids) + gen_length} positions and the model has {positions}: shorten it by {excess} tokens "
+                f"or lower gen_length{hint}"
+            )
+
+
+def check_prompts_before_loading(
+    path: str | Path,
+    prompts: list,
+    gen_length: int,
+    *,
+    trust_remote_code: bool = False,
+    family: str | None = None,
+    too_long_hint: str = "",
+) -> None:
+    """DiffusionLM.check_prompts from the checkpoint's tokenizer and config.json alone (seconds), so
+    that an empty prompt or one too long for the model is refused before a load that can take minutes
+    (LLaDA-8B); the loaded model checks again, with what it renders."""
+    refuse_empty_prompts(prompts)
+    raw = read_config(str(path))
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    spec = FAMILIES.get(family or detect_family(path, raw))  # an unknown family: load_model refuses it
+    if spec is not None and not getattr(tokenizer, "chat_template", None):  # as wrap_model renders one without
+        tokenizer.chat_template = spec.chat_template
+    as_messages = lambda prompt: [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt  # noqa: E731
+    rendered = [
+        tokenizer(render_conversation(tokenizer, as_messages(prompt)), add_special_tokens=False)["input_ids"]
+        for prompt in prompts
+    ]
+    refuse_too_long(rendered, gen_length, config_positions(raw), too_long_hint)
 
 
 def refuse_empty_prompts(prompts: list) -> None:
