@@ -460,6 +460,19 @@ def test_a_missing_local_model_is_no_such_directory_and_not_a_hub_id(model, caps
     )
 
 
+@pytest.mark.usefixtures("no_model")
+def test_a_mistyped_run_folder_is_not_tried_on_the_hub(tmp_path, monkeypatch, capsys):
+    """runs/mosa-typo is spelt like a hub id (owner/name), but runs/ is here: one line, no download."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    guard(monkeypatch, "transformers.PretrainedConfig.get_config_dict")
+    fails(
+        [*GENERATE[:1], "--model", "runs/mosa-typo", *GENERATE[3:]],
+        capsys,
+        "cannot load runs/mosa-typo: no such directory in runs/ (a local folder, so runs/mosa-typo is not read as a hub id)",
+    )
+
+
 @pytest.mark.parametrize("command", [GENERATE, ["eval", "--output", "RUN"]])
 @pytest.mark.usefixtures("no_model")
 def test_yaml_errors_say_where(command, tmp_path, capsys):

@@ -266,6 +266,13 @@ def read_config(path: str) -> dict:
         raise MosaError(
             f"cannot load {path}: no such directory, and not a hub id (owner/name); give a checkpoint directory or a hub id"
         )
+    if not local.exists() and local.parent.is_dir() and local.parent != Path("."):
+        # runs/mosa-typo is spelt like a hub id, but runs/ is here: a mistyped local path, not a
+        # download (with no network, the hub's retries would take half a minute before failing).
+        raise MosaError(
+            f"cannot load {path}: no such directory in {local.parent}/ (a local folder, so {path} is not read as a hub id); "
+            "give an existing checkpoint directory"
+        )
     try:
         return PretrainedConfig.get_config_dict(str(local) if local.is_dir() else path)[0]
     except OSError as error:
