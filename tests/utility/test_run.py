@@ -74,6 +74,11 @@ def test_changed_settings_or_model_are_refused(tmp_path):
         )
     with pytest.raises(MosaError, match="holds the utility of another model"):
         run_utility(organism_config("mosa-test-sampler", "limit=4", "model=other"), run, progress=False)
+    eval_run = tmp_path / "eval-run"  # another command's run directory, with a config.json of its own
+    eval_run.mkdir()
+    (eval_run / "config.json").write_text(json.dumps({"model": "organism", "benchmarks": ["advbench"]}))
+    with pytest.raises(MosaError, match="holds another command's run, not a mosa utility run; use a new --output"):
+        run_utility(organism_config("mosa-test-sampler", "limit=4"), eval_run, progress=False)
 
 
 def test_bad_input_is_one_line_before_any_model_loads(tmp_path, capsys):

@@ -226,6 +226,8 @@ def _check_identity(output: Path, config: dict) -> dict:
     if not path.is_file():
         return {}
     stored = json.loads(path.read_text())
+    if "lm_eval_model" not in stored or "tasks" not in stored:
+        raise MosaError(f"{output} holds another command's run, not a mosa utility run; use a new --output directory")
     changed = differences({k: stored.get(k) for k in IDENTITY}, {k: config[k] for k in IDENTITY})
     if changed:
         raise MosaError(f"{output} holds the utility of another model ({'; '.join(changed)}); use a new --output directory")
