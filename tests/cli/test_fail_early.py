@@ -429,6 +429,12 @@ def test_defend_checks_every_alignment_run_before_building_the_organism(tmp_path
         "the Initial Alignment run: window [0, -20) does not fit in a response of length 32",
     )
     assert not output.exists()
+    fails(
+        ["defend", "compare", "--quick", "--set", "align.window=[8, 12]", "--output", output],
+        capsys,
+        "the Initial Alignment run: a sentence of 12 tokens does not fit in window [0, 4) (fit='inside')",
+    )
+    assert not output.exists()
 
 
 # --- smaller points: help, --set, model paths, YAML -----------------------------------------------------

@@ -206,13 +206,17 @@ def check_alignment_plan(plan: DefendPlan) -> None:
     from mosa.align.settings import mosa_config
     from mosa.cli import build_parser
     from mosa.cli.align import resolve_run
+    from mosa.models import load_tokenizer
+    from mosa.profiles import model_path
 
+    # The shipped organism's tokenizer: every organism build spells the sentences with the same words.
+    tokenizer = load_tokenizer(model_path("organism"))
     for name, flags in TRAINED.items():
         try:
             args = build_parser().parse_args(align_argv("organism", flags, plan, Path("unused")))
             config = mosa_config(resolve_run(args)["mosa"])
             config.validate()
-            make_objective(config)
+            make_objective(config).prepare(tokenizer, tokenizer.eos_token_id, config)  # the sentences fit the window
         except MosaError as error:
             raise MosaError(f"the {name} run: {error}") from None
 
