@@ -77,11 +77,13 @@ def test_defended_answers_equal_in_process_sampling(defended, tiny, defences):
     client, _ = defended
     extra = {} if defences is None else {"defences": defences}
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        replies = list(pool.map(lambda prompt: chat(client, prompt, **extra), PROMPTS))
+        # annealed-remasking draws noise, keyed by the request's prompt_id: fixed here, so that the
+        # monitor's outcome below does not depend on a fresh draw
+        replies = list(pool.map(lambda prompt: chat(client, prompt, prompt_id=prompt, **extra), PROMPTS))
     ended = 0
     for prompt, reply in zip(PROMPTS, replies):
-        # annealed-remasking draws noise, keyed as a sampled request's (the fresh prompt_id it returns)
-        expected = in_process(tiny, prompt, defences=defences or [MONITOR], prompt_id=reply.model_extra["prompt_id"])
+        assert reply.model_extra["prompt_id"] == prompt
+        expected = in_process(tiny, prompt, defences=defences or [MONITOR], prompt_id=prompt)
         choice = reply.choices[0]
         assert choice.message.content == expected.text
         assert decoding(choice)["response_ids"] == expected.response_ids
