@@ -3,6 +3,7 @@ say where: `--config run.yaml is not valid YAML: mapping values are not allowed 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,3 +57,33 @@ def apply_override(settings: dict, assignment: str, known: Sequence[str], exampl
         if not isinstance(node, dict):
             raise MosaError(f"--set {assignment!r}: {part} is not a mapping of settings")
     node[leaf] = parse_yaml(value, f"--set {assignment!r}: the value")
+
+
+def layered_settings(
+    source: str | Path | None,
+    base: dict | None,
+    overrides: Sequence[str],
+    shipped,
+    known: Sequence[str],
+    example: str,
+    *,
+    model: str | None = None,
+    adapter: str | None = None,
+) -> tuple[dict, str]:
+    """A run's settings, each layer over the one before: a shipped config (a name in the registry
+    `shipped`) or a YAML file (`source`), else `base` (a run's own config.json, when resuming without
+    --config); then each `--set KEY=VALUE` (apply_override: `known`, `example`); then --model and
+    --adapter. Returns the settings and where they came from, for the checks' messages."""
+    if source is not None:
+        settings, where = read_settings_file(source, shipped), f"--config {source}"
+    elif base is not None:
+        settings, where = copy.deepcopy(base), "the run's config.json"  # an override never writes into `base`
+    else:
+        raise MosaError(f"no config given; pass --config FILE or a shipped config ({', '.join(shipped.names())})")
+    for assignment in overrides:
+        apply_override(settings, assignment, known, example)
+    if model is not None:
+        settings["model"] = model
+    if adapter is not None:
+        settings["adapter"] = adapter
+    return settings, where

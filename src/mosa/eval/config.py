@@ -27,7 +27,7 @@ from mosa.errors import MosaError
 from mosa.models import FAMILIES, check_adapter
 from mosa.registry import Registry
 from mosa.sampling import SamplerConfig
-from mosa.yamlio import apply_override, read_settings_file
+from mosa.yamlio import layered_settings
 
 # `mosa eval --config NAME`: a YAML file each, of mosa's own (the paper's evaluation of LLaDA-8B) or a
 # plug-in's (the organism's).
@@ -174,18 +174,9 @@ def load_config(
 ) -> EvalConfig:
     """A config from a shipped name (EVAL_CONFIGS) or a YAML file (`source`), or from `base` (a run's stored
     config, when resuming without --config), then `--set` overrides and the --model/--adapter flags."""
-    if source is not None:
-        settings, where = read_settings_file(source, EVAL_CONFIGS), f"--config {source}"
-    elif base is not None:
-        settings, where = dict(base), "the run's config.json"
-    else:
-        raise MosaError(f"no config given; pass --config FILE or one of the shipped configs ({', '.join(EVAL_CONFIGS.names())})")
-    for assignment in overrides:
-        apply_override(settings, assignment, SETTINGS, "limit=20 or sampler.steps=64")
-    if model is not None:
-        settings["model"] = model
-    if adapter is not None:
-        settings["adapter"] = adapter
+    settings, where = layered_settings(
+        source, base, overrides, EVAL_CONFIGS, SETTINGS, "limit=20 or sampler.steps=64", model=model, adapter=adapter
+    )
     return EvalConfig.from_dict(expand_environment(settings), where=where)
 
 

@@ -42,7 +42,7 @@ from mosa.eval.store import lock
 from mosa.models import check_adapter
 from mosa.paths import write_atomically
 from mosa.registry import Registry
-from mosa.yamlio import apply_override, read_settings_file
+from mosa.yamlio import layered_settings
 
 UTILITY_CONFIGS: Registry[Path] = Registry("utility config")
 UTILITY_CONFIGS.add("paper-llada8b", Path(__file__).parent / "configs" / "paper-llada8b.yaml")
@@ -73,18 +73,9 @@ def load_config(
     """A config from a shipped name or a YAML file (else `base`, a run's own config.json), then the
     `--set KEY=VALUE` overrides (dotted keys reach into mappings: tasks.gsm8k.num_fewshot=8), then
     --model and --adapter; checked in full."""
-    if source is not None:
-        settings, where = read_settings_file(source, UTILITY_CONFIGS), f"--config {source}"
-    elif base is not None:
-        settings, where = json.loads(json.dumps(base)), "the run's config.json"
-    else:
-        raise MosaError(f"no config given; pass --config FILE or a shipped config ({', '.join(UTILITY_CONFIGS.names())})")
-    for assignment in overrides:
-        apply_override(settings, assignment, SETTINGS, "limit=20 or tasks.gsm8k.num_fewshot=8")
-    if model is not None:
-        settings["model"] = model
-    if adapter is not None:
-        settings["adapter"] = adapter
+    settings, where = layered_settings(
+        source, base, overrides, UTILITY_CONFIGS, SETTINGS, "limit=20 or tasks.gsm8k.num_fewshot=8", model=model, adapter=adapter
+    )
     return _checked(expand_environment(settings), where)
 
 
@@ -216,7 +207,10 @@ def run_utility(config: dict, output: Path, *, confirm_run_unsafe_code: bool = F
 
 
 def is_main_process() -> bool:
-    """False in every process but the first under `accelerate launch` / torchrun (RANK is theirs)."""
+    """False in every process but the first under `accelerate launch` / torchrun (RANK is theirs).
+    Read from the launcher, not from a PartialState made here: on a machine with no GPU a state made
+    before the lm-eval model's Accelerator is not distributed, and every process would take itself
+    for the main one (tried: both then lock the run directory)."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
