@@ -89,13 +89,11 @@ class DiffusionLM:
         """A conversation (a user's text, or any message list: fabricated assistant turns and system
         messages anywhere) rendered by the chat template, followed by the assistant header. What the
         template cannot render is refused in one line, never dropped (render_conversation)."""
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        return render_conversation(self.tokenizer, messages)
+        return chat_text(self.tokenizer, messages)
 
     def render_chat(self, messages: list[dict] | str) -> list[int]:
         """Token ids of a conversation followed by the assistant header, ready for a response."""
-        return self.tokenizer(self.chat_text(messages), add_special_tokens=False)["input_ids"]
+        return chat_ids(self.tokenizer, messages)
 
     @property
     def max_positions(self) -> int | None:
@@ -210,14 +208,27 @@ def check_prompts_before_loading(
     raw = read_config(str(path))
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     spec = FAMILIES.get(family or detect_family(path, raw))  # an unknown family: load_model refuses it
-    if spec is not None and not getattr(tokenizer, "chat_template", None):  # as wrap_model renders one without
+    if spec is not None:
+        give_chat_template(tokenizer, spec)
+    refuse_too_long([chat_ids(tokenizer, prompt) for prompt in prompts], gen_length, config_positions(raw), too_long_hint)
+
+
+def chat_text(tokenizer, messages: list[dict] | str) -> str:
+    """DiffusionLM.chat_text with any tokenizer that has a chat template."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    return render_conversation(tokenizer, messages)
+
+
+def chat_ids(tokenizer, messages: list[dict] | str) -> list[int]:
+    """DiffusionLM.render_chat with any tokenizer that has a chat template."""
+    return tokenizer(chat_text(tokenizer, messages), add_special_tokens=False)["input_ids"]
+
+
+def give_chat_template(tokenizer, spec: Family) -> None:
+    """The family's chat template for a tokenizer that ships none (the loaded model renders with it)."""
+    if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = spec.chat_template
-    as_messages = lambda prompt: [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt  # noqa: E731
-    rendered = [
-        tokenizer(render_conversation(tokenizer, as_messages(prompt)), add_special_tokens=False)["input_ids"]
-        for prompt in prompts
-    ]
-    refuse_too_long(rendered, gen_length, config_positions(raw), too_long_hint)
 
 
 def refuse_empty_prompts(prompts: list) -> None:
@@ -356,8 +367,7 @@ def merge_adapter(lm: DiffusionLM, adapter: str | Path) -> DiffusionLM:
 def wrap_model(module: nn.Module, tokenizer, family: str) -> DiffusionLM:
     """Attach a tokenizer and the family's conventions to a module; checks the special ids."""
     spec = FAMILIES[family]
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = spec.chat_template
+    give_chat_template(tokenizer, spec)
     config = module.config
     mask_id = getattr(config, "mask_token_id", None)
     if mask_id is None:
