@@ -139,7 +139,6 @@ def run(args: argparse.Namespace) -> None:
         family=getattr(args, "family", None),
     )
     lm, model_name = load_analysis_model(args)
-    lm.check_prompts(every_prompt, options.gen_length)
     progress = not args.quiet
     if args.analysis == "decode-order":
         result = analysis.decode_order(lm, prompt_sets, options, model_name=model_name, progress=progress)

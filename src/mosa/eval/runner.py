@@ -309,9 +309,7 @@ def open_target(
     lm = load_target_model(config, worker)
     if inputs is not None and not inputs["model"]["content"]:
         check_inputs(output, {**inputs, "model": fingerprint_model(config.model)}, fix=INPUTS_FIX)
-    target = Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
-    lm.check_prompts(behaviours, target.sampler.gen_length)  # as the loaded model renders them
-    return target
+    return Target(lm, lm.sampler_config(**config.sampler, seed=config.seed), config.batch_size)
 
 
 def check_served(output: Path, inputs: dict, target: ServedTarget, *, record: bool) -> None:

@@ -203,7 +203,7 @@ def check_prompts_before_loading(
 ) -> None:
     """DiffusionLM.check_prompts from the checkpoint's tokenizer and config.json alone (seconds), so
     that an empty prompt or one too long for the model is refused before a load that can take minutes
-    (LLaDA-8B); the loaded model checks again, with what it renders."""
+    (LLaDA-8B); the loaded model checks each prompt again as it samples it (encode_chat)."""
     refuse_empty_prompts(prompts)
     raw = read_config(str(path))
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
